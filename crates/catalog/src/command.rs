@@ -1,0 +1,88 @@
+//! Typed write commands: every change to the catalog is one of these,
+//! applied atomically by the registry's writer and committed durably.
+
+use crate::model::{Check, HealthStatus, Node, Service};
+use bytes::Bytes;
+
+/// A node, optionally with one service instance and checks, as
+/// `/v1/catalog/register` carries it. Agent registrations use it too.
+#[derive(Clone, Debug, Default)]
+pub struct Registration {
+    /// The node; created or updated unless `skip_node_update` is set and
+    /// the node already exists.
+    pub node: Node,
+    /// Leave an existing node's address and metadata as they are.
+    pub skip_node_update: bool,
+    /// The instance to create or replace, if any.
+    pub service: Option<Service>,
+    /// Checks to create or replace. A check with an empty `service_id` and
+    /// a service in this registration is a node check, as in Consul.
+    pub checks: Vec<Check>,
+}
+
+/// A write to the catalog.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Create or update a node, an instance and checks.
+    Register(Registration),
+    /// Remove a node with all its instances and checks.
+    DeregisterNode {
+        /// Node name.
+        node: String,
+    },
+    /// Remove one instance and its checks.
+    DeregisterService {
+        /// Node name.
+        node: String,
+        /// Instance ID.
+        service_id: String,
+    },
+    /// Remove one check.
+    DeregisterCheck {
+        /// Node name.
+        node: String,
+        /// Check ID.
+        check_id: String,
+    },
+    /// Set a check's status and output (TTL updates, check runner results).
+    UpdateCheck {
+        /// Node name.
+        node: String,
+        /// Check ID.
+        check_id: String,
+        /// New status.
+        status: HealthStatus,
+        /// New output; `None` keeps the old one.
+        output: Option<String>,
+    },
+    /// Set a KV entry, optionally check-and-set.
+    KvPut {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Bytes,
+        /// Client flags.
+        flags: u64,
+        /// `Some(0)`: only create; `Some(n)`: only if ModifyIndex is n.
+        cas: Option<u64>,
+    },
+    /// Delete a key, or a whole prefix with `recurse`.
+    KvDelete {
+        /// Key or prefix.
+        key: String,
+        /// Delete every key starting with `key`.
+        recurse: bool,
+        /// Only delete if ModifyIndex is this (ignored with `recurse`).
+        cas: Option<u64>,
+    },
+}
+
+/// What a command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The index after the command: its own commit index if it changed
+    /// something, else the index current when it was applied.
+    pub index: u64,
+    /// False when a check-and-set did not match (nothing was written).
+    pub applied: bool,
+}

@@ -1,0 +1,34 @@
+//! shoal's catalog: the data model (nodes, service instances, health checks,
+//! KV entries), the typed write [`Command`]s, the in-memory materialized
+//! [`State`], the [`Store`]s that make commits durable, and the
+//! [`Registry`] that ties them together with blocking-query watches.
+//!
+//! Every other crate meets the catalog through the [`Catalog`] trait, which
+//! is implemented here by [`Registry`] (in-process) and by the API crate's
+//! `RemoteCatalog` (over the Consul HTTP API). This crate does no network I/O.
+#![forbid(unsafe_code)]
+
+mod apply;
+mod catalog;
+mod command;
+pub mod duration;
+mod error;
+mod model;
+mod records;
+mod registry;
+mod state;
+pub mod store;
+mod watch;
+
+pub use catalog::{Catalog, Indexed, InstanceFilter, QueryOptions};
+pub use command::{Command, Outcome, Registration};
+pub use error::{Error, Result};
+pub use model::{
+    Check, CheckDefinition, HealthStatus, KvEntry, Node, Service, ServiceEntry, Weights,
+};
+pub use registry::Registry;
+pub use state::State;
+pub use store::{MemoryStore, RedbStore, Store};
+pub use watch::Topic;
+pub use apply::MAX_KV_KEY_LEN;
+pub use records::Mutation;

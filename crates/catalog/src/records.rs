@@ -1,0 +1,97 @@
+//! How the state is laid out in a key-value store: one record per node,
+//! instance, check, KV entry, tombstone and index. The embedded store and
+//! (later) etcd keep exactly these records; loading them rebuilds the state.
+
+use crate::error::{Error, Result};
+use crate::model::{Check, KvEntry, Node, Service};
+use crate::state::{State, TableIndexes};
+use std::sync::Arc;
+
+/// One record write: `None` deletes the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutation {
+    /// Record key (see the `key_*` functions).
+    pub key: String,
+    /// Encoded record, or `None` to delete it.
+    pub value: Option<Vec<u8>>,
+}
+
+const SEP: char = '\0';
+
+pub(crate) fn key_node(node: &str) -> String {
+    format!("n/{node}")
+}
+pub(crate) fn key_service(node: &str, id: &str) -> String {
+    format!("s/{node}{SEP}{id}")
+}
+pub(crate) fn key_check(node: &str, id: &str) -> String {
+    format!("c/{node}{SEP}{id}")
+}
+pub(crate) fn key_kv(key: &str) -> String {
+    format!("k/{key}")
+}
+pub(crate) fn key_tombstone(key: &str) -> String {
+    format!("t/{key}")
+}
+pub(crate) fn key_service_index(name: &str) -> String {
+    format!("is/{name}")
+}
+pub(crate) fn key_node_index(name: &str) -> String {
+    format!("in/{name}")
+}
+pub(crate) const KEY_TABLES: &str = "m/tables";
+pub(crate) const KEY_INDEX: &str = "m/index";
+
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs to JSON cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Storage(format!("corrupt record {key:?}: {e}")))
+}
+
+fn split_pair(rest: &str, key: &str) -> Result<(String, String)> {
+    rest.split_once(SEP)
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| Error::Storage(format!("corrupt record key {key:?}")))
+}
+
+impl State {
+    /// Rebuilds a state from stored records.
+    pub fn from_records<'a>(records: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<State> {
+        let mut st = State::default();
+        for (key, bytes) in records {
+            if let Some(name) = key.strip_prefix("n/") {
+                st.nodes.insert(name.to_string(), Arc::new(decode::<Node>(key, bytes)?));
+            } else if let Some(rest) = key.strip_prefix("s/") {
+                let pair = split_pair(rest, key)?;
+                let svc: Service = decode(key, bytes)?;
+                st.by_name
+                    .entry(svc.name.clone())
+                    .or_default()
+                    .insert(pair.clone());
+                st.services.insert(pair, Arc::new(svc));
+            } else if let Some(rest) = key.strip_prefix("c/") {
+                let pair = split_pair(rest, key)?;
+                st.checks.insert(pair, Arc::new(decode::<Check>(key, bytes)?));
+            } else if let Some(k) = key.strip_prefix("k/") {
+                st.kv.insert(k.to_string(), Arc::new(decode::<KvEntry>(key, bytes)?));
+            } else if let Some(k) = key.strip_prefix("t/") {
+                st.kv_tombstones.insert(k.to_string(), decode(key, bytes)?);
+            } else if let Some(n) = key.strip_prefix("is/") {
+                st.service_index.insert(n.to_string(), decode(key, bytes)?);
+            } else if let Some(n) = key.strip_prefix("in/") {
+                st.node_index.insert(n.to_string(), decode(key, bytes)?);
+            } else if key == KEY_TABLES {
+                st.tables = decode::<TableIndexes>(key, bytes)?;
+            } else if key == KEY_INDEX {
+                st.index = decode(key, bytes)?;
+            } else {
+                return Err(Error::Storage(format!("unknown record {key:?}")));
+            }
+        }
+        Ok(st)
+    }
+}

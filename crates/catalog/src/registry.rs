@@ -1,0 +1,430 @@
+//! The registry: the current [`State`] snapshot, the single writer thread
+//! that applies commands in batches and commits them durably (group
+//! commit: writes that arrive while one fsync runs share the next one),
+//! and blocking reads that wait on the topics they read.
+
+use crate::apply::Txn;
+use crate::catalog::{Catalog, Indexed, InstanceFilter, QueryOptions};
+use crate::command::{Command, Outcome, Registration};
+use crate::error::{Error, Result};
+use crate::model::{HealthStatus, KvEntry, ServiceEntry};
+use crate::state::State;
+use crate::store::Store;
+use crate::watch::{Topic, WatchHub};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Consul's default blocking wait.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Consul's longest blocking wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Most commands applied in one durable transaction.
+const MAX_BATCH: usize = 4096;
+/// Queued writes before callers wait for room.
+const QUEUE: usize = 16 * 1024;
+
+struct Request {
+    cmd: Command,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+enum Msg {
+    Write(Request),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Shared {
+    current: ArcSwap<State>,
+    hub: WatchHub,
+}
+
+/// The in-process catalog.
+pub struct Registry {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Registry {
+    /// Loads the store's state and starts the writer thread.
+    pub fn open(store: Box<dyn Store>) -> Result<Arc<Registry>> {
+        let state = store.load()?;
+        let shared = Arc::new(Shared {
+            current: ArcSwap::from_pointee(state),
+            hub: WatchHub::new(),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("shoal-catalog-writer".into())
+            .spawn(move || {
+                let done = writer_loop(&writer_shared, store.as_ref(), rx);
+                // Close the store (and its file lock) before saying we are done.
+                drop(store);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            })
+            .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))?;
+        Ok(Arc::new(Registry { shared, tx }))
+    }
+
+    /// A registry that keeps nothing on disk.
+    pub fn in_memory() -> Arc<Registry> {
+        // The memory store's load cannot fail and thread spawn failing
+        // means the process cannot run at all.
+        Registry::open(Box::new(crate::store::MemoryStore)).expect("start in-memory registry")
+    }
+
+    /// The current snapshot. Cheap; never blocks on writers.
+    pub fn snapshot(&self) -> Arc<State> {
+        self.shared.current.load_full()
+    }
+
+    /// Applies a command; returns once it is durable (or rejected).
+    pub async fn write(&self, cmd: Command) -> Result<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Write(Request { cmd, reply }))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Stops taking writes, lets queued ones finish, and stops the writer.
+    pub async fn shutdown(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Runs `read` on the current snapshot; with `q.index > 0`, waits until
+    /// the index `read` reports passes `q.index` (woken only by commits that
+    /// touch `topics`) or the wait (plus up to 1/16 jitter) runs out.
+    pub async fn block<T>(
+        &self,
+        topics: &[Topic],
+        q: QueryOptions,
+        read: impl Fn(&State) -> (u64, T),
+    ) -> Indexed<T> {
+        let deadline = (q.index > 0).then(|| Instant::now() + blocking_wait(q.wait));
+        loop {
+            let mut receivers: Vec<_> = match deadline {
+                Some(_) => topics.iter().map(|t| self.shared.hub.subscribe(t)).collect(),
+                None => Vec::new(),
+            };
+            let snapshot = self.snapshot();
+            let (index, value) = read(&snapshot);
+            let Some(deadline) = deadline else {
+                return Indexed { index, value };
+            };
+            if index > q.index || Instant::now() >= deadline || receivers.is_empty() {
+                return Indexed { index, value };
+            }
+            drop(value);
+            drop(snapshot);
+            let any_change =
+                futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+            tokio::select! {
+                _ = any_change => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+/// The wait a blocking query gets: the asked one (default 5 min, at most
+/// 10 min) plus a random jitter of up to 1/16 of it, as Consul does, so
+/// that many watchers do not all return at once.
+pub fn blocking_wait(asked: Option<Duration>) -> Duration {
+    let wait = asked.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+    let jitter_max = wait.as_millis() as u64 / 16;
+    let jitter = if jitter_max > 0 {
+        rand::thread_rng().gen_range(0..=jitter_max)
+    } else {
+        0
+    };
+    wait + Duration::from_millis(jitter)
+}
+
+/// Runs until shutdown (returning who to tell) or until every sender is gone.
+fn writer_loop(
+    shared: &Shared,
+    store: &dyn Store,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Option<oneshot::Sender<()>> {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = Vec::new();
+        let mut shutdown = None;
+        match first {
+            Msg::Write(r) => batch.push(r),
+            Msg::Shutdown(done) => shutdown = Some(done),
+        }
+        while shutdown.is_none() && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Write(r)) => batch.push(r),
+                Ok(Msg::Shutdown(done)) => shutdown = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(shared, store, batch);
+        }
+        if let Some(done) = shutdown {
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                if let Msg::Write(r) = msg {
+                    let _ = r.reply.send(Err(Error::Closed));
+                }
+            }
+            return Some(done);
+        }
+    }
+    None
+}
+
+fn commit_batch(shared: &Shared, store: &dyn Store, batch: Vec<Request>) {
+    let mut next = (*shared.current.load_full()).clone();
+    let mut txn = Txn::new(&mut next);
+    let mut replies = Vec::with_capacity(batch.len());
+    for req in batch {
+        let result = txn.apply(req.cmd);
+        replies.push((req.reply, result));
+    }
+    let (mutations, changes) = txn.into_mutations();
+    if !mutations.is_empty() {
+        if let Err(e) = store.commit(&mutations) {
+            tracing::error!(error = %e, writes = replies.len(), "durable commit failed; batch rejected");
+            for (reply, _) in replies {
+                let _ = reply.send(Err(Error::Storage(e.to_string())));
+            }
+            return;
+        }
+        let index = next.index();
+        shared.current.store(Arc::new(next));
+        shared.hub.notify(&changes, index);
+    }
+    for (reply, result) in replies {
+        let _ = reply.send(result);
+    }
+}
+
+#[async_trait]
+impl Catalog for Registry {
+    async fn register(&self, reg: Registration) -> Result<u64> {
+        Ok(self.write(Command::Register(reg)).await?.index)
+    }
+
+    async fn deregister_service(&self, node: &str, service_id: &str) -> Result<u64> {
+        let cmd = Command::DeregisterService {
+            node: node.to_string(),
+            service_id: service_id.to_string(),
+        };
+        Ok(self.write(cmd).await?.index)
+    }
+
+    async fn deregister_node(&self, node: &str) -> Result<u64> {
+        let cmd = Command::DeregisterNode {
+            node: node.to_string(),
+        };
+        Ok(self.write(cmd).await?.index)
+    }
+
+    async fn update_check(
+        &self,
+        node: &str,
+        check_id: &str,
+        status: HealthStatus,
+        output: Option<String>,
+    ) -> Result<u64> {
+        let cmd = Command::UpdateCheck {
+            node: node.to_string(),
+            check_id: check_id.to_string(),
+            status,
+            output,
+        };
+        Ok(self.write(cmd).await?.index)
+    }
+
+    async fn services(&self, q: QueryOptions) -> Result<Indexed<BTreeMap<String, Vec<String>>>> {
+        Ok(self.block(&[Topic::Services], q, |s| s.services()).await)
+    }
+
+    async fn instances(
+        &self,
+        service: &str,
+        filter: &InstanceFilter,
+        q: QueryOptions,
+    ) -> Result<Indexed<Vec<ServiceEntry>>> {
+        let topic = Topic::Service(service.to_string());
+        Ok(self
+            .block(&[topic], q, |s| {
+                let (index, mut entries) = s.service_entries(service);
+                entries.retain(|e| filter.matches(e));
+                (index, entries)
+            })
+            .await)
+    }
+
+    async fn kv_get(&self, key: &str, q: QueryOptions) -> Result<Indexed<Option<KvEntry>>> {
+        let topic = Topic::KvPrefix(key.to_string());
+        Ok(self
+            .block(&[topic], q, |s| {
+                let (i, e) = s.kv_get(key);
+                (i, e.map(|e| (*e).clone()))
+            })
+            .await)
+    }
+
+    async fn kv_list(&self, prefix: &str, q: QueryOptions) -> Result<Indexed<Vec<KvEntry>>> {
+        let topic = Topic::KvPrefix(prefix.to_string());
+        Ok(self
+            .block(&[topic], q, |s| {
+                let (i, list) = s.kv_list(prefix);
+                (i, list.iter().map(|e| (**e).clone()).collect())
+            })
+            .await)
+    }
+
+    async fn kv_put(&self, key: &str, value: Bytes, flags: u64, cas: Option<u64>) -> Result<bool> {
+        let cmd = Command::KvPut {
+            key: key.to_string(),
+            value,
+            flags,
+            cas,
+        };
+        Ok(self.write(cmd).await?.applied)
+    }
+
+    async fn kv_delete(&self, key: &str, recurse: bool, cas: Option<u64>) -> Result<bool> {
+        let cmd = Command::KvDelete {
+            key: key.to_string(),
+            recurse,
+            cas,
+        };
+        Ok(self.write(cmd).await?.applied)
+    }
+
+    async fn wait_for_change(&self, topic: &Topic, index: u64, wait: Duration) -> Result<u64> {
+        let q = QueryOptions::blocking(index.max(1), wait);
+        let read = |s: &State| (topic_index(s, topic), ());
+        Ok(self.block(std::slice::from_ref(topic), q, read).await.index)
+    }
+}
+
+/// The index a reader of `topic` sees in `s`.
+pub fn topic_index(s: &State, topic: &Topic) -> u64 {
+    match topic {
+        Topic::Any => s.index(),
+        Topic::Services => s.table_indexes().services,
+        Topic::Service(name) => s.service_index(name),
+        Topic::Nodes => s.table_indexes().nodes,
+        Topic::Node(name) => s.node_index(name),
+        Topic::Checks => s.table_indexes().checks,
+        Topic::KvPrefix(p) => s.kv_list(p).0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Node, Service};
+    use crate::store::RedbStore;
+
+    fn reg(node: &str, id: &str, name: &str) -> Registration {
+        Registration {
+            node: Node {
+                name: node.into(),
+                address: "127.0.0.1".into(),
+                ..Default::default()
+            },
+            service: Some(Service {
+                id: id.into(),
+                name: name.into(),
+                port: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_get_distinct_indexes() {
+        let r = Registry::in_memory();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let r = r.clone();
+            tasks.spawn(async move { r.register(reg("n", &format!("w{i}"), "web")).await.unwrap() });
+        }
+        let mut idx: Vec<u64> = tasks.join_all().await;
+        idx.sort();
+        idx.dedup();
+        assert_eq!(idx.len(), 200);
+        assert_eq!(r.snapshot().index(), 200);
+    }
+
+    #[tokio::test]
+    async fn redb_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let r = Registry::open(Box::new(RedbStore::open(dir.path()).unwrap())).unwrap();
+            r.register(reg("n", "w1", "web")).await.unwrap();
+            r.kv_put("a/b", Bytes::from_static(b"hello"), 3, None).await.unwrap();
+            r.shutdown().await;
+        }
+        let r = Registry::open(Box::new(RedbStore::open(dir.path()).unwrap())).unwrap();
+        let s = r.snapshot();
+        assert_eq!(s.index(), 2);
+        assert_eq!(s.service_entries("web").1.len(), 1);
+        let kv = s.kv_get("a/b").1.unwrap();
+        assert_eq!((kv.value.as_ref(), kv.flags), (&b"hello"[..], 3));
+        // The index keeps counting from where it was.
+        assert_eq!(r.kv_put("c", Bytes::new(), 0, None).await.map(|_| r.snapshot().index()).unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn blocking_read_wakes_only_for_its_service() {
+        let r = Registry::in_memory();
+        let idx = r.register(reg("n", "w1", "web")).await.unwrap();
+        let watcher = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let q = QueryOptions::blocking(idx, Duration::from_secs(30));
+                r.instances("web", &InstanceFilter::default(), q).await.unwrap()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r.register(reg("n", "d1", "db")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!watcher.is_finished(), "a change to db must not wake a watcher of web");
+        r.register(reg("n", "w2", "web")).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), watcher).await.unwrap().unwrap();
+        assert_eq!(got.value.len(), 2);
+        assert!(got.index > idx);
+    }
+
+    #[tokio::test]
+    async fn blocking_read_returns_at_wait() {
+        let r = Registry::in_memory();
+        let idx = r.register(reg("n", "w1", "web")).await.unwrap();
+        let start = Instant::now();
+        let q = QueryOptions::blocking(idx, Duration::from_millis(200));
+        let got = r.instances("web", &InstanceFilter::default(), q).await.unwrap();
+        assert_eq!(got.index, idx);
+        assert!(start.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn writes_after_shutdown_are_refused() {
+        let r = Registry::in_memory();
+        r.shutdown().await;
+        assert!(matches!(r.register(reg("n", "w", "web")).await, Err(Error::Closed)));
+    }
+}

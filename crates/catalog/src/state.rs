@@ -1,0 +1,228 @@
+//! The materialized view: an immutable, cheaply clonable snapshot of the
+//! whole catalog. Readers hold an `Arc<State>`; the writer clones the
+//! current one (structural sharing makes that O(1)), applies a batch of
+//! commands to the clone, commits, and swaps it in.
+
+use crate::model::{Check, HealthStatus, KvEntry, Node, Service, ServiceEntry};
+use imbl::{OrdMap, OrdSet};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub(crate) type NodeKey = (String, String);
+
+/// Index of the last change per table, as Consul keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TableIndexes {
+    pub nodes: u64,
+    pub services: u64,
+    pub checks: u64,
+    pub kv: u64,
+}
+
+/// The catalog at one index.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub(crate) index: u64,
+    pub(crate) nodes: OrdMap<String, Arc<Node>>,
+    /// Instances keyed by (node, instance ID).
+    pub(crate) services: OrdMap<NodeKey, Arc<Service>>,
+    /// Service name → the (node, instance ID)s of its instances.
+    pub(crate) by_name: OrdMap<String, OrdSet<NodeKey>>,
+    /// Checks keyed by (node, check ID).
+    pub(crate) checks: OrdMap<NodeKey, Arc<Check>>,
+    pub(crate) kv: OrdMap<String, Arc<KvEntry>>,
+    /// Index at which a KV key was deleted, so prefix indexes never go
+    /// backwards when keys disappear.
+    pub(crate) kv_tombstones: OrdMap<String, u64>,
+    /// Last index that changed anything a reader of this service sees.
+    pub(crate) service_index: OrdMap<String, u64>,
+    /// Last index that changed the node, its instances or its checks.
+    pub(crate) node_index: OrdMap<String, u64>,
+    pub(crate) tables: TableIndexes,
+}
+
+fn at_least_one(i: u64) -> u64 {
+    i.max(1)
+}
+
+impl State {
+    /// Index of the last commit reflected in this snapshot (never 0).
+    pub fn index(&self) -> u64 {
+        at_least_one(self.index)
+    }
+
+    /// Per-table indexes (each at least 1).
+    pub(crate) fn table_indexes(&self) -> TableIndexes {
+        let t = self.tables;
+        TableIndexes {
+            nodes: at_least_one(t.nodes),
+            services: at_least_one(t.services),
+            checks: at_least_one(t.checks),
+            kv: at_least_one(t.kv),
+        }
+    }
+
+    /// Service names with the union of their instances' tags.
+    pub fn services(&self) -> (u64, BTreeMap<String, Vec<String>>) {
+        let mut out = BTreeMap::new();
+        for (name, keys) in &self.by_name {
+            let mut tags: Vec<String> = keys
+                .iter()
+                .filter_map(|k| self.services.get(k))
+                .flat_map(|s| s.tags.iter().cloned())
+                .collect();
+            tags.sort();
+            tags.dedup();
+            out.insert(name.clone(), tags);
+        }
+        (at_least_one(self.tables.services), out)
+    }
+
+    /// Index a reader of service `name` should see.
+    pub fn service_index(&self, name: &str) -> u64 {
+        at_least_one(
+            self.service_index
+                .get(name)
+                .copied()
+                .unwrap_or(self.tables.services),
+        )
+    }
+
+    /// Every instance of `name` with its node and the checks bearing on it.
+    pub fn service_entries(&self, name: &str) -> (u64, Vec<ServiceEntry>) {
+        let mut out = Vec::new();
+        if let Some(keys) = self.by_name.get(name) {
+            for key in keys {
+                let (Some(service), Some(node)) = (self.services.get(key), self.nodes.get(&key.0))
+                else {
+                    continue;
+                };
+                let checks = self
+                    .checks_on_node(&key.0)
+                    .filter(|c| c.service_id.is_empty() || c.service_id == key.1)
+                    .cloned()
+                    .collect();
+                out.push(ServiceEntry {
+                    node: node.clone(),
+                    service: service.clone(),
+                    checks,
+                });
+            }
+        }
+        (self.service_index(name), out)
+    }
+
+    /// All nodes, by name.
+    pub fn nodes(&self) -> (u64, Vec<Arc<Node>>) {
+        (
+            at_least_one(self.tables.nodes),
+            self.nodes.values().cloned().collect(),
+        )
+    }
+
+    /// Index a reader of node `name` should see.
+    pub fn node_index(&self, name: &str) -> u64 {
+        at_least_one(
+            self.node_index
+                .get(name)
+                .copied()
+                .unwrap_or(self.tables.nodes),
+        )
+    }
+
+    /// One node.
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(name).cloned()
+    }
+
+    /// The instances on a node.
+    pub fn node_services(&self, node: &str) -> Vec<Arc<Service>> {
+        self.services
+            .range((node.to_string(), String::new())..)
+            .take_while(|((n, _), _)| n == node)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// One instance on a node.
+    pub fn service(&self, node: &str, id: &str) -> Option<Arc<Service>> {
+        self.services
+            .get(&(node.to_string(), id.to_string()))
+            .cloned()
+    }
+
+    /// The checks on a node (node-level and instance checks).
+    pub fn checks_on_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Arc<Check>> + 'a {
+        self.checks
+            .range((node.to_string(), String::new())..)
+            .take_while(move |((n, _), _)| n == node)
+            .map(|(_, c)| c)
+    }
+
+    /// One check on a node.
+    pub fn check(&self, node: &str, id: &str) -> Option<Arc<Check>> {
+        self.checks.get(&(node.to_string(), id.to_string())).cloned()
+    }
+
+    /// Checks in a state (`None` = any state).
+    pub fn checks_in_state(&self, status: Option<HealthStatus>) -> (u64, Vec<Arc<Check>>) {
+        let list = self
+            .checks
+            .values()
+            .filter(|c| status.is_none_or(|s| c.status == s))
+            .cloned()
+            .collect();
+        (at_least_one(self.tables.checks), list)
+    }
+
+    /// The instance checks of every instance of service `name`.
+    pub fn service_checks(&self, name: &str) -> (u64, Vec<Arc<Check>>) {
+        let mut out = Vec::new();
+        if let Some(keys) = self.by_name.get(name) {
+            for (node, id) in keys {
+                out.extend(
+                    self.checks_on_node(node)
+                        .filter(|c| &c.service_id == id)
+                        .cloned(),
+                );
+            }
+        }
+        (self.service_index(name), out)
+    }
+
+    /// One KV entry, with the index a reader of that key should see.
+    pub fn kv_get(&self, key: &str) -> (u64, Option<Arc<KvEntry>>) {
+        let entry = self.kv.get(key).cloned();
+        let idx = entry
+            .as_ref()
+            .map(|e| e.modify_index)
+            .or_else(|| self.kv_tombstones.get(key).copied())
+            .unwrap_or(self.tables.kv);
+        (at_least_one(idx), entry)
+    }
+
+    /// Every KV entry under `prefix`, with the prefix's index: the greatest
+    /// modify or delete index under it, else the KV table's.
+    pub fn kv_list(&self, prefix: &str) -> (u64, Vec<Arc<KvEntry>>) {
+        let entries: Vec<Arc<KvEntry>> = self
+            .kv
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| e.clone())
+            .collect();
+        let live = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
+        let dead = self
+            .kv_tombstones
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, i)| *i)
+            .max()
+            .unwrap_or(0);
+        let idx = match live.max(dead) {
+            0 => self.tables.kv,
+            i => i,
+        };
+        (at_least_one(idx), entries)
+    }
+}
