@@ -63,7 +63,9 @@ impl<'a> Txn<'a> {
                 check_id,
                 status,
                 output,
-            } => self.update_check(&node, &check_id, status, output).map(|_| true),
+            } => self
+                .update_check(&node, &check_id, status, output)
+                .map(|_| true),
             Command::KvPut {
                 key,
                 value,
@@ -195,7 +197,9 @@ impl<'a> Txn<'a> {
         let stale: Vec<Check> = self
             .st
             .checks_on_node(node)
-            .filter(|c| c.service_id == svc.id && (c.service_name != svc.name || c.service_tags != svc.tags))
+            .filter(|c| {
+                c.service_id == svc.id && (c.service_name != svc.name || c.service_tags != svc.tags)
+            })
             .map(|c| (**c).clone())
             .collect();
         for mut check in stale {
@@ -266,7 +270,11 @@ impl<'a> Txn<'a> {
     }
 
     fn remove_check(&mut self, node: &str, check_id: &str) {
-        if let Some(old) = self.st.checks.remove(&(node.to_string(), check_id.to_string())) {
+        if let Some(old) = self
+            .st
+            .checks
+            .remove(&(node.to_string(), check_id.to_string()))
+        {
             self.delete(key_check(node, check_id));
             self.st.tables.checks = self.idx;
             self.changes.topics.insert(Topic::Checks);
@@ -307,7 +315,11 @@ impl<'a> Txn<'a> {
         for svc in self.st.node_services(node) {
             self.deregister_service(node, &svc.id)?;
         }
-        let check_ids: Vec<String> = self.st.checks_on_node(node).map(|c| c.check_id.clone()).collect();
+        let check_ids: Vec<String> = self
+            .st
+            .checks_on_node(node)
+            .map(|c| c.check_id.clone())
+            .collect();
         for check_id in check_ids {
             self.remove_check(node, &check_id);
         }
@@ -431,11 +443,17 @@ fn validate_registration(st: &State, reg: &Registration) -> Result<()> {
             return Err(Error::invalid("Must provide service name"));
         }
         if has_nul(&svc.name) || has_nul(&svc.id) {
-            return Err(Error::invalid("Invalid service name or ID: contains a NUL byte"));
+            return Err(Error::invalid(
+                "Invalid service name or ID: contains a NUL byte",
+            ));
         }
     }
     for check in &reg.checks {
-        let id = if check.check_id.is_empty() { &check.name } else { &check.check_id };
+        let id = if check.check_id.is_empty() {
+            &check.name
+        } else {
+            &check.check_id
+        };
         if id.is_empty() {
             return Err(Error::invalid("Missing check name"));
         }
@@ -512,7 +530,12 @@ mod tests {
         }
     }
 
-    fn register(st: &mut State, node_name: &str, s: Option<Service>, checks: Vec<Check>) -> Result<Outcome> {
+    fn register(
+        st: &mut State,
+        node_name: &str,
+        s: Option<Service>,
+        checks: Vec<Check>,
+    ) -> Result<Outcome> {
         let mut txn = Txn::new(st);
         txn.apply(Command::Register(Registration {
             node: node(node_name),
@@ -532,7 +555,10 @@ mod tests {
         let o1 = register(&mut st, "n1", Some(svc("web-1", "web", &["a"])), vec![]).unwrap();
         assert_eq!(o1.index, 1);
         let o2 = register(&mut st, "n1", Some(svc("web-1", "web", &["a"])), vec![]).unwrap();
-        assert_eq!(o2.index, 1, "an identical registration must not bump the index");
+        assert_eq!(
+            o2.index, 1,
+            "an identical registration must not bump the index"
+        );
         let s = st.service("n1", "web-1").unwrap();
         assert_eq!((s.create_index, s.modify_index), (1, 1));
         let o3 = register(&mut st, "n1", Some(svc("web-1", "web", &["b"])), vec![]).unwrap();
@@ -555,9 +581,19 @@ mod tests {
     fn rejected_registration_leaves_no_trace() {
         let mut st = State::default();
         let cases: Vec<(Registration, &str)> = vec![
-            (Registration { node: Node::default(), ..Default::default() }, "Must provide node"),
             (
-                Registration { node: node("n1"), service: Some(svc("x", "", &[])), ..Default::default() },
+                Registration {
+                    node: Node::default(),
+                    ..Default::default()
+                },
+                "Must provide node",
+            ),
+            (
+                Registration {
+                    node: node("n1"),
+                    service: Some(svc("x", "", &[])),
+                    ..Default::default()
+                },
                 "Must provide service name",
             ),
             (
@@ -572,7 +608,10 @@ mod tests {
         ];
         for (reg, want) in cases {
             let err = apply(&mut st, Command::Register(reg)).unwrap_err();
-            assert!(err.to_string().contains(want), "{err} should contain {want}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
         }
         assert_eq!(st.index, 0);
         assert!(st.nodes.is_empty() && st.services.is_empty() && st.checks.is_empty());
@@ -591,9 +630,18 @@ mod tests {
         let (_, entries) = st.service_entries("web");
         assert_eq!(entries[0].aggregate_status(), HealthStatus::Passing);
         let before = st.service_index("web");
-        register(&mut st, "n1", None, vec![check("node-down", "", HealthStatus::Critical)]).unwrap();
+        register(
+            &mut st,
+            "n1",
+            None,
+            vec![check("node-down", "", HealthStatus::Critical)],
+        )
+        .unwrap();
         let (after, entries) = st.service_entries("web");
-        assert!(after > before, "a node check must move the index of services on that node");
+        assert!(
+            after > before,
+            "a node check must move the index of services on that node"
+        );
         assert_eq!(entries[0].checks.len(), 2);
         assert_eq!(entries[0].aggregate_status(), HealthStatus::Critical);
     }
@@ -612,7 +660,10 @@ mod tests {
         assert_eq!(got.service_tags, vec!["v1".to_string()]);
         assert_eq!(got.kind, "http");
         register(&mut st, "n1", Some(svc("web-1", "web", &["v2"])), vec![]).unwrap();
-        assert_eq!(st.check("n1", "http").unwrap().service_tags, vec!["v2".to_string()]);
+        assert_eq!(
+            st.check("n1", "http").unwrap().service_tags,
+            vec!["v2".to_string()]
+        );
     }
 
     #[test]
@@ -628,18 +679,30 @@ mod tests {
         let before = st.service_index("web");
         apply(
             &mut st,
-            Command::DeregisterService { node: "n1".into(), service_id: "web-1".into() },
+            Command::DeregisterService {
+                node: "n1".into(),
+                service_id: "web-1".into(),
+            },
         )
         .unwrap();
         assert!(st.by_name.get("web").is_none());
         assert!(st.check("n1", "c").is_none());
-        assert!(st.service_index("web") > before, "the index must move forward on removal");
+        assert!(
+            st.service_index("web") > before,
+            "the index must move forward on removal"
+        );
     }
 
     #[test]
     fn update_check_only_writes_changes() {
         let mut st = State::default();
-        register(&mut st, "n1", Some(svc("w", "web", &[])), vec![check("c", "w", HealthStatus::Critical)]).unwrap();
+        register(
+            &mut st,
+            "n1",
+            Some(svc("w", "web", &[])),
+            vec![check("c", "w", HealthStatus::Critical)],
+        )
+        .unwrap();
         let upd = |status| Command::UpdateCheck {
             node: "n1".into(),
             check_id: "c".into(),
@@ -651,7 +714,12 @@ mod tests {
         assert_eq!(a.index, b.index);
         let missing = apply(
             &mut st,
-            Command::UpdateCheck { node: "n1".into(), check_id: "zz".into(), status: HealthStatus::Passing, output: None },
+            Command::UpdateCheck {
+                node: "n1".into(),
+                check_id: "zz".into(),
+                status: HealthStatus::Passing,
+                output: None,
+            },
         );
         assert!(matches!(missing, Err(Error::NotFound(_))));
     }
@@ -659,29 +727,69 @@ mod tests {
     #[test]
     fn kv_cas_table() {
         let mut st = State::default();
-        let put = |cas| Command::KvPut { key: "k".into(), value: Bytes::from_static(b"v"), flags: 0, cas };
+        let put = |cas| Command::KvPut {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            flags: 0,
+            cas,
+        };
         // (cas, expected applied)
-        let steps = [(Some(5), false), (Some(0), true), (Some(0), false), (Some(1), true), (Some(1), false), (None, true)];
+        let steps = [
+            (Some(5), false),
+            (Some(0), true),
+            (Some(0), false),
+            (Some(1), true),
+            (Some(1), false),
+            (None, true),
+        ];
         for (i, (cas, want)) in steps.into_iter().enumerate() {
-            assert_eq!(apply(&mut st, put(cas)).unwrap().applied, want, "step {i}: cas {cas:?}");
+            assert_eq!(
+                apply(&mut st, put(cas)).unwrap().applied,
+                want,
+                "step {i}: cas {cas:?}"
+            );
         }
         let idx = st.kv_get("k").1.unwrap().modify_index;
-        let del = |cas| Command::KvDelete { key: "k".into(), recurse: false, cas };
+        let del = |cas| Command::KvDelete {
+            key: "k".into(),
+            recurse: false,
+            cas,
+        };
         assert!(!apply(&mut st, del(Some(idx + 100))).unwrap().applied);
         assert!(apply(&mut st, del(Some(idx))).unwrap().applied);
         assert!(st.kv_get("k").1.is_none());
-        assert!(apply(&mut st, del(Some(7))).unwrap().applied, "deleting a missing key succeeds");
+        assert!(
+            apply(&mut st, del(Some(7))).unwrap().applied,
+            "deleting a missing key succeeds"
+        );
     }
 
     #[test]
     fn kv_prefix_index_survives_deletes() {
         let mut st = State::default();
         for key in ["app/a", "app/b", "other/c"] {
-            apply(&mut st, Command::KvPut { key: key.into(), value: Bytes::new(), flags: 0, cas: None }).unwrap();
+            apply(
+                &mut st,
+                Command::KvPut {
+                    key: key.into(),
+                    value: Bytes::new(),
+                    flags: 0,
+                    cas: None,
+                },
+            )
+            .unwrap();
         }
         let (before, list) = st.kv_list("app/");
         assert_eq!(list.len(), 2);
-        apply(&mut st, Command::KvDelete { key: "app/".into(), recurse: true, cas: None }).unwrap();
+        apply(
+            &mut st,
+            Command::KvDelete {
+                key: "app/".into(),
+                recurse: true,
+                cas: None,
+            },
+        )
+        .unwrap();
         let (after, list) = st.kv_list("app/");
         assert!(list.is_empty());
         assert!(after > before);
@@ -692,7 +800,15 @@ mod tests {
     fn kv_rejects_bad_keys() {
         let mut st = State::default();
         for key in ["", "a\u{1}b", &"x".repeat(MAX_KV_KEY_LEN + 1)] {
-            let r = apply(&mut st, Command::KvPut { key: key.to_string(), value: Bytes::new(), flags: 0, cas: None });
+            let r = apply(
+                &mut st,
+                Command::KvPut {
+                    key: key.to_string(),
+                    value: Bytes::new(),
+                    flags: 0,
+                    cas: None,
+                },
+            );
             assert!(matches!(r, Err(Error::Invalid(_))), "{key:?}");
         }
         assert_eq!(st.index, 0);
@@ -709,9 +825,26 @@ mod tests {
             ..Default::default()
         }))
         .unwrap();
-        txn.apply(Command::KvPut { key: "k".into(), value: Bytes::from_static(b"\x00\xff"), flags: 42, cas: None }).unwrap();
-        txn.apply(Command::KvPut { key: "gone".into(), value: Bytes::new(), flags: 0, cas: None }).unwrap();
-        txn.apply(Command::KvDelete { key: "gone".into(), recurse: false, cas: None }).unwrap();
+        txn.apply(Command::KvPut {
+            key: "k".into(),
+            value: Bytes::from_static(b"\x00\xff"),
+            flags: 42,
+            cas: None,
+        })
+        .unwrap();
+        txn.apply(Command::KvPut {
+            key: "gone".into(),
+            value: Bytes::new(),
+            flags: 0,
+            cas: None,
+        })
+        .unwrap();
+        txn.apply(Command::KvDelete {
+            key: "gone".into(),
+            recurse: false,
+            cas: None,
+        })
+        .unwrap();
         let (muts, _) = txn.into_mutations();
         let records: Vec<(&str, &[u8])> = muts
             .iter()

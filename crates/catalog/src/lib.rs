@@ -20,15 +20,15 @@ mod state;
 pub mod store;
 mod watch;
 
+pub use apply::MAX_KV_KEY_LEN;
 pub use catalog::{Catalog, Indexed, InstanceFilter, QueryOptions};
 pub use command::{Command, Outcome, Registration};
 pub use error::{Error, Result};
 pub use model::{
     Check, CheckDefinition, HealthStatus, KvEntry, Node, Service, ServiceEntry, Weights,
 };
-pub use registry::Registry;
+pub use records::Mutation;
+pub use registry::{blocking_wait, topic_index, Registry, DEFAULT_WAIT, MAX_WAIT};
 pub use state::State;
 pub use store::{MemoryStore, RedbStore, Store};
 pub use watch::Topic;
-pub use apply::MAX_KV_KEY_LEN;
-pub use records::Mutation;

@@ -81,7 +81,9 @@ pub struct Service {
 
 /// Health of a check, and of an instance through its checks. Ordered from
 /// best to worst, so the worst of several is their `max`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Healthy: receives traffic.
@@ -137,7 +139,11 @@ pub struct CheckDefinition {
     #[serde(rename = "TCP", skip_serializing_if = "String::is_empty")]
     pub tcp: String,
     /// Time-to-live of a TTL check.
-    #[serde(rename = "TTL", with = "crate::duration::opt_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TTL",
+        with = "crate::duration::opt_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl: Option<Duration>,
     /// How often the check runs.
     #[serde(with = "crate::duration::opt_serde")]

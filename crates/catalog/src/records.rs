@@ -60,11 +60,14 @@ fn split_pair(rest: &str, key: &str) -> Result<(String, String)> {
 
 impl State {
     /// Rebuilds a state from stored records.
-    pub fn from_records<'a>(records: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<State> {
+    pub fn from_records<'a>(
+        records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<State> {
         let mut st = State::default();
         for (key, bytes) in records {
             if let Some(name) = key.strip_prefix("n/") {
-                st.nodes.insert(name.to_string(), Arc::new(decode::<Node>(key, bytes)?));
+                st.nodes
+                    .insert(name.to_string(), Arc::new(decode::<Node>(key, bytes)?));
             } else if let Some(rest) = key.strip_prefix("s/") {
                 let pair = split_pair(rest, key)?;
                 let svc: Service = decode(key, bytes)?;
@@ -75,9 +78,11 @@ impl State {
                 st.services.insert(pair, Arc::new(svc));
             } else if let Some(rest) = key.strip_prefix("c/") {
                 let pair = split_pair(rest, key)?;
-                st.checks.insert(pair, Arc::new(decode::<Check>(key, bytes)?));
+                st.checks
+                    .insert(pair, Arc::new(decode::<Check>(key, bytes)?));
             } else if let Some(k) = key.strip_prefix("k/") {
-                st.kv.insert(k.to_string(), Arc::new(decode::<KvEntry>(key, bytes)?));
+                st.kv
+                    .insert(k.to_string(), Arc::new(decode::<KvEntry>(key, bytes)?));
             } else if let Some(k) = key.strip_prefix("t/") {
                 st.kv_tombstones.insert(k.to_string(), decode(key, bytes)?);
             } else if let Some(n) = key.strip_prefix("is/") {

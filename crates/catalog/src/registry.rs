@@ -117,7 +117,10 @@ impl Registry {
         let deadline = (q.index > 0).then(|| Instant::now() + blocking_wait(q.wait));
         loop {
             let mut receivers: Vec<_> = match deadline {
-                Some(_) => topics.iter().map(|t| self.shared.hub.subscribe(t)).collect(),
+                Some(_) => topics
+                    .iter()
+                    .map(|t| self.shared.hub.subscribe(t))
+                    .collect(),
                 None => Vec::new(),
             };
             let snapshot = self.snapshot();
@@ -361,7 +364,8 @@ mod tests {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..200 {
             let r = r.clone();
-            tasks.spawn(async move { r.register(reg("n", &format!("w{i}"), "web")).await.unwrap() });
+            tasks
+                .spawn(async move { r.register(reg("n", &format!("w{i}"), "web")).await.unwrap() });
         }
         let mut idx: Vec<u64> = tasks.join_all().await;
         idx.sort();
@@ -376,7 +380,9 @@ mod tests {
         {
             let r = Registry::open(Box::new(RedbStore::open(dir.path()).unwrap())).unwrap();
             r.register(reg("n", "w1", "web")).await.unwrap();
-            r.kv_put("a/b", Bytes::from_static(b"hello"), 3, None).await.unwrap();
+            r.kv_put("a/b", Bytes::from_static(b"hello"), 3, None)
+                .await
+                .unwrap();
             r.shutdown().await;
         }
         let r = Registry::open(Box::new(RedbStore::open(dir.path()).unwrap())).unwrap();
@@ -386,7 +392,13 @@ mod tests {
         let kv = s.kv_get("a/b").1.unwrap();
         assert_eq!((kv.value.as_ref(), kv.flags), (&b"hello"[..], 3));
         // The index keeps counting from where it was.
-        assert_eq!(r.kv_put("c", Bytes::new(), 0, None).await.map(|_| r.snapshot().index()).unwrap(), 3);
+        assert_eq!(
+            r.kv_put("c", Bytes::new(), 0, None)
+                .await
+                .map(|_| r.snapshot().index())
+                .unwrap(),
+            3
+        );
     }
 
     #[tokio::test]
@@ -397,15 +409,23 @@ mod tests {
             let r = r.clone();
             tokio::spawn(async move {
                 let q = QueryOptions::blocking(idx, Duration::from_secs(30));
-                r.instances("web", &InstanceFilter::default(), q).await.unwrap()
+                r.instances("web", &InstanceFilter::default(), q)
+                    .await
+                    .unwrap()
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         r.register(reg("n", "d1", "db")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!watcher.is_finished(), "a change to db must not wake a watcher of web");
+        assert!(
+            !watcher.is_finished(),
+            "a change to db must not wake a watcher of web"
+        );
         r.register(reg("n", "w2", "web")).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), watcher).await.unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.value.len(), 2);
         assert!(got.index > idx);
     }
@@ -416,7 +436,10 @@ mod tests {
         let idx = r.register(reg("n", "w1", "web")).await.unwrap();
         let start = Instant::now();
         let q = QueryOptions::blocking(idx, Duration::from_millis(200));
-        let got = r.instances("web", &InstanceFilter::default(), q).await.unwrap();
+        let got = r
+            .instances("web", &InstanceFilter::default(), q)
+            .await
+            .unwrap();
         assert_eq!(got.index, idx);
         assert!(start.elapsed() >= Duration::from_millis(200));
     }
@@ -425,6 +448,9 @@ mod tests {
     async fn writes_after_shutdown_are_refused() {
         let r = Registry::in_memory();
         r.shutdown().await;
-        assert!(matches!(r.register(reg("n", "w", "web")).await, Err(Error::Closed)));
+        assert!(matches!(
+            r.register(reg("n", "w", "web")).await,
+            Err(Error::Closed)
+        ));
     }
 }

@@ -153,7 +153,10 @@ impl State {
     }
 
     /// The checks on a node (node-level and instance checks).
-    pub fn checks_on_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Arc<Check>> + 'a {
+    pub fn checks_on_node<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Check>> + 'a {
         self.checks
             .range((node.to_string(), String::new())..)
             .take_while(move |((n, _), _)| n == node)
@@ -162,7 +165,9 @@ impl State {
 
     /// One check on a node.
     pub fn check(&self, node: &str, id: &str) -> Option<Arc<Check>> {
-        self.checks.get(&(node.to_string(), id.to_string())).cloned()
+        self.checks
+            .get(&(node.to_string(), id.to_string()))
+            .cloned()
     }
 
     /// Checks in a state (`None` = any state).

@@ -97,7 +97,11 @@ impl WatchHub {
         }
         // Drop senders nobody listens to any more, for the topics just used.
         for topic in &changes.topics {
-            if subs.exact.get(topic).is_some_and(|s| s.receiver_count() == 0) {
+            if subs
+                .exact
+                .get(topic)
+                .is_some_and(|s| s.receiver_count() == 0)
+            {
                 subs.exact.remove(topic);
             }
         }
@@ -129,7 +133,14 @@ mod tests {
     #[test]
     fn kv_prefixes_match_by_prefix() {
         let hub = WatchHub::new();
-        let cases = [("", true), ("app/", true), ("app/con", true), ("app/config", true), ("other/", false), ("app/config/x", false)];
+        let cases = [
+            ("", true),
+            ("app/", true),
+            ("app/con", true),
+            ("app/config", true),
+            ("other/", false),
+            ("app/config/x", false),
+        ];
         let receivers: Vec<_> = cases
             .iter()
             .map(|(p, _)| hub.subscribe(&Topic::KvPrefix(p.to_string())))

@@ -27,9 +27,8 @@ impl RedbStore {
             Error::Storage(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let path = dir.join("catalog.redb");
-        let db = Database::create(&path).map_err(|e| {
-            Error::Storage(format!("cannot open database {}: {e}", path.display()))
-        })?;
+        let db = Database::create(&path)
+            .map_err(|e| Error::Storage(format!("cannot open database {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(storage("begin"))?;
         txn.open_table(RECORDS).map_err(storage("open table"))?;
         txn.commit().map_err(storage("commit"))?;

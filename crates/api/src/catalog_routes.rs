@@ -1,0 +1,242 @@
+//! `/v1/catalog/*`: the cluster-wide view of nodes and services.
+
+use crate::dto::{CatalogDeregisterIn, CatalogRegisterIn};
+use crate::error::{ApiError, ApiResult};
+use crate::request::{json_body, Ctx};
+use crate::response::{boolean, json};
+use crate::{filter, ApiState};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::Router;
+use serde::Serialize;
+use shoal_catalog::{Command, Node, Registration, Service, ServiceEntry, Topic, Weights};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub(crate) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/catalog/register", put(register))
+        .route("/v1/catalog/deregister", put(deregister))
+        .route("/v1/catalog/datacenters", get(datacenters))
+        .route("/v1/catalog/nodes", get(nodes))
+        .route("/v1/catalog/services", get(services))
+        .route("/v1/catalog/service/{service}", get(service))
+        .route("/v1/catalog/node/{node}", get(node))
+}
+
+async fn register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult<Response> {
+    let input: CatalogRegisterIn = json_body(body).await?;
+    let reg = input.into_registration(&api.config.datacenter)?;
+    api.registry
+        .write(Command::Register(Registration {
+            node: reg.node,
+            skip_node_update: reg.skip_node_update,
+            service: reg.service,
+            checks: reg.checks,
+        }))
+        .await?;
+    Ok(boolean(true))
+}
+
+async fn deregister(State(api): State<ApiState>, body: Body) -> ApiResult<Response> {
+    let input: CatalogDeregisterIn = json_body(body).await?;
+    if input.node.is_empty() {
+        return Err(ApiError::bad_request("Must provide node"));
+    }
+    let cmd = if !input.service_id.is_empty() {
+        Command::DeregisterService {
+            node: input.node,
+            service_id: input.service_id,
+        }
+    } else if !input.check_id.is_empty() {
+        Command::DeregisterCheck {
+            node: input.node,
+            check_id: input.check_id,
+        }
+    } else {
+        Command::DeregisterNode { node: input.node }
+    };
+    api.registry.write(cmd).await?;
+    Ok(boolean(true))
+}
+
+async fn datacenters(State(api): State<ApiState>, ctx: Ctx) -> Response {
+    json(None, ctx.pretty, &[&api.config.datacenter])
+}
+
+/// Parses `?filter=` once per request.
+pub(crate) fn parse_filter(ctx: &Ctx) -> ApiResult<Option<filter::Expr>> {
+    ctx.params
+        .get("filter")
+        .filter(|f| !f.is_empty())
+        .map(filter::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)
+}
+
+/// `?node-meta=key:value` pairs, all of which a node must carry.
+pub(crate) fn node_meta_filter(ctx: &Ctx) -> ApiResult<Vec<(String, String)>> {
+    ctx.params
+        .all("node-meta")
+        .into_iter()
+        .map(|kv| {
+            kv.split_once(':')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("Invalid node-meta {kv:?}: want key:value"))
+                })
+        })
+        .collect()
+}
+
+pub(crate) fn node_matches(node: &Node, meta: &[(String, String)]) -> bool {
+    meta.iter().all(|(k, v)| node.meta.get(k) == Some(v))
+}
+
+async fn nodes(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
+    let expr = parse_filter(&ctx)?;
+    let meta = node_meta_filter(&ctx)?;
+    let out = api
+        .registry
+        .block(&[Topic::Nodes], ctx.q, |s| s.nodes())
+        .await;
+    let list: Vec<Arc<Node>> = out
+        .value
+        .into_iter()
+        .filter(|n| node_matches(n, &meta))
+        .collect();
+    Ok(json(
+        Some(out.index),
+        ctx.pretty,
+        &filter::apply(expr.as_ref(), list),
+    ))
+}
+
+async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
+    let out = api
+        .registry
+        .block(&[Topic::Services], ctx.q, |s| s.services())
+        .await;
+    Ok(json(Some(out.index), ctx.pretty, &out.value))
+}
+
+/// One instance as `/v1/catalog/service/:name` lists it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CatalogServiceEntry<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    node: &'a str,
+    address: &'a str,
+    datacenter: &'a str,
+    tagged_addresses: &'a BTreeMap<String, String>,
+    node_meta: &'a BTreeMap<String, String>,
+    service_kind: &'static str,
+    #[serde(rename = "ServiceID")]
+    service_id: &'a str,
+    service_name: &'a str,
+    service_tags: &'a [String],
+    service_address: &'a str,
+    service_tagged_addresses: BTreeMap<String, String>,
+    service_weights: Weights,
+    service_meta: &'a BTreeMap<String, String>,
+    service_port: u16,
+    service_enable_tag_override: bool,
+    create_index: u64,
+    modify_index: u64,
+}
+
+fn catalog_entry<'a>(node: &'a Node, s: &'a Service) -> CatalogServiceEntry<'a> {
+    CatalogServiceEntry {
+        id: &node.id,
+        node: &node.name,
+        address: &node.address,
+        datacenter: &node.datacenter,
+        tagged_addresses: &node.tagged_addresses,
+        node_meta: &node.meta,
+        service_kind: "",
+        service_id: &s.id,
+        service_name: &s.name,
+        service_tags: &s.tags,
+        service_address: &s.address,
+        service_tagged_addresses: BTreeMap::new(),
+        service_weights: s.weights,
+        service_meta: &s.meta,
+        service_port: s.port,
+        service_enable_tag_override: s.enable_tag_override,
+        create_index: s.create_index,
+        modify_index: s.modify_index,
+    }
+}
+
+/// Instances of a service, tag- and node-meta-filtered, blocking on it.
+pub(crate) async fn service_entries(
+    api: &ApiState,
+    name: &str,
+    ctx: &Ctx,
+) -> ApiResult<(u64, Vec<ServiceEntry>)> {
+    let tags = ctx.params.all("tag");
+    let meta = node_meta_filter(ctx)?;
+    let out = api
+        .registry
+        .block(&[Topic::Service(name.to_string())], ctx.q, |s| {
+            s.service_entries(name)
+        })
+        .await;
+    let list = out
+        .value
+        .into_iter()
+        .filter(|e| tags.iter().all(|t| e.service.tags.contains(t)) && node_matches(&e.node, &meta))
+        .collect();
+    Ok((out.index, list))
+}
+
+async fn service(
+    State(api): State<ApiState>,
+    Path(name): Path<String>,
+    ctx: Ctx,
+) -> ApiResult<Response> {
+    let expr = parse_filter(&ctx)?;
+    let (index, entries) = service_entries(&api, &name, &ctx).await?;
+    let list: Vec<CatalogServiceEntry> = entries
+        .iter()
+        .map(|e| catalog_entry(&e.node, &e.service))
+        .collect();
+    Ok(json(
+        Some(index),
+        ctx.pretty,
+        &filter::apply(expr.as_ref(), list),
+    ))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeServices {
+    node: Arc<Node>,
+    services: BTreeMap<String, Arc<Service>>,
+}
+
+async fn node(
+    State(api): State<ApiState>,
+    Path(name): Path<String>,
+    ctx: Ctx,
+) -> ApiResult<Response> {
+    let out = api
+        .registry
+        .block(&[Topic::Node(name.clone())], ctx.q, |s| {
+            let value = s.node(&name).map(|node| NodeServices {
+                node,
+                services: s
+                    .node_services(&name)
+                    .into_iter()
+                    .map(|svc| (svc.id.clone(), svc))
+                    .collect(),
+            });
+            (s.node_index(&name), value)
+        })
+        .await;
+    // Consul answers `null` (200) for an unknown node; clients expect it.
+    Ok(json(Some(out.index), ctx.pretty, &out.value))
+}

@@ -1,0 +1,424 @@
+//! `?filter=`: the common part of Consul's filter expression language,
+//! evaluated against the JSON form of each result item.
+//!
+//! Supported: selectors (`ServiceTags`, `ServiceMeta.env`,
+//! `ServiceMeta["env"]`, `Service.Tags`), `==`, `!=`, `contains`,
+//! `not contains`, `in`, `not in`, `is empty`, `is not empty`, `and`, `or`,
+//! `not` and parentheses, with `"double"` or `` `raw` `` string values,
+//! numbers and booleans. `matches` is refused with a clear error.
+
+use serde_json::Value;
+
+/// A parsed filter expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// Both sides hold.
+    And(Box<Expr>, Box<Expr>),
+    /// Either side holds.
+    Or(Box<Expr>, Box<Expr>),
+    /// The inner expression does not hold.
+    Not(Box<Expr>),
+    /// One comparison.
+    Match {
+        /// Path into the item.
+        selector: Vec<String>,
+        /// Comparison.
+        op: Op,
+        /// Right-hand value (unused for emptiness tests).
+        value: String,
+    },
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `==`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `contains` / `in` (reversed)
+    Contains,
+    /// `not contains` / `not in`
+    NotContains,
+    /// `is empty`
+    IsEmpty,
+    /// `is not empty`
+    IsNotEmpty,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    Sym(&'static str),
+}
+
+fn tokenize(input: &str) -> Result<Vec<Tok>, String> {
+    let chars: Vec<char> = input.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' | ')' | '.' | '[' | ']' => {
+                out.push(Tok::Sym(match c {
+                    '(' => "(",
+                    ')' => ")",
+                    '.' => ".",
+                    '[' => "[",
+                    _ => "]",
+                }));
+                i += 1;
+            }
+            '=' | '!' if chars.get(i + 1) == Some(&'=') => {
+                out.push(Tok::Sym(if c == '=' { "==" } else { "!=" }));
+                i += 2;
+            }
+            '"' | '`' => {
+                let quote = c;
+                let mut s = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err("unterminated string".into()),
+                        Some(&ch) if ch == quote => break,
+                        Some('\\') if quote == '"' => {
+                            let esc = chars.get(i + 1).ok_or("unterminated string")?;
+                            s.push(match esc {
+                                'n' => '\n',
+                                't' => '\t',
+                                other => *other,
+                            });
+                            i += 2;
+                            continue;
+                        }
+                        Some(&ch) => s.push(ch),
+                    }
+                    i += 1;
+                }
+                out.push(Tok::Str(s));
+                i += 1;
+            }
+            c if c.is_alphanumeric() || c == '_' || c == '-' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '-' | '/' | ':'))
+                {
+                    i += 1;
+                }
+                out.push(Tok::Word(chars[start..i].iter().collect()));
+            }
+            other => return Err(format!("unexpected character {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek_word(&self, w: &str) -> bool {
+        matches!(self.toks.get(self.pos), Some(Tok::Word(x)) if x == w)
+    }
+    fn peek_sym(&self, s: &str) -> bool {
+        matches!(self.toks.get(self.pos), Some(Tok::Sym(x)) if *x == s)
+    }
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+    fn expect_word(&mut self, w: &str) -> Result<(), String> {
+        if self.peek_word(w) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(format!("expected {w:?}"))
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, String> {
+        let mut left = self.and()?;
+        while self.peek_word("or") {
+            self.pos += 1;
+            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, String> {
+        let mut left = self.unary()?;
+        while self.peek_word("and") {
+            self.pos += 1;
+            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Expr, String> {
+        if self.peek_word("not") {
+            self.pos += 1;
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        if self.peek_sym("(") {
+            self.pos += 1;
+            let e = self.or()?;
+            if !self.peek_sym(")") {
+                return Err("expected \")\"".into());
+            }
+            self.pos += 1;
+            return Ok(e);
+        }
+        self.matcher()
+    }
+
+    fn value(&mut self) -> Result<String, String> {
+        match self.next() {
+            Some(Tok::Str(s)) | Some(Tok::Word(s)) => Ok(s),
+            _ => Err("expected a value".into()),
+        }
+    }
+
+    fn selector(&mut self) -> Result<Vec<String>, String> {
+        let mut path = match self.next() {
+            Some(Tok::Word(w)) => vec![w],
+            _ => return Err("expected a selector".into()),
+        };
+        loop {
+            if self.peek_sym(".") {
+                self.pos += 1;
+                match self.next() {
+                    Some(Tok::Word(w)) => path.push(w),
+                    _ => return Err("expected a field name after \".\"".into()),
+                }
+            } else if self.peek_sym("[") {
+                self.pos += 1;
+                match self.next() {
+                    Some(Tok::Str(s)) => path.push(s),
+                    _ => return Err("expected a quoted key inside [ ]".into()),
+                }
+                if !self.peek_sym("]") {
+                    return Err("expected \"]\"".into());
+                }
+                self.pos += 1;
+            } else {
+                return Ok(path);
+            }
+        }
+    }
+
+    fn matcher(&mut self) -> Result<Expr, String> {
+        // `"value" in Selector` / `"value" not in Selector`
+        if let Some(Tok::Str(_)) = self.toks.get(self.pos) {
+            let value = self.value()?;
+            let negate = self.peek_word("not");
+            if negate {
+                self.pos += 1;
+            }
+            self.expect_word("in")?;
+            let selector = self.selector()?;
+            let op = if negate {
+                Op::NotContains
+            } else {
+                Op::Contains
+            };
+            return Ok(Expr::Match {
+                selector,
+                op,
+                value,
+            });
+        }
+        let selector = self.selector()?;
+        let op = match self.next() {
+            Some(Tok::Sym("==")) => Op::Equal,
+            Some(Tok::Sym("!=")) => Op::NotEqual,
+            Some(Tok::Word(w)) if w == "contains" => Op::Contains,
+            Some(Tok::Word(w)) if w == "matches" => {
+                return Err("the matches operator is not supported".into())
+            }
+            Some(Tok::Word(w)) if w == "not" => match self.next() {
+                Some(Tok::Word(w)) if w == "contains" => Op::NotContains,
+                Some(Tok::Word(w)) if w == "matches" => {
+                    return Err("the matches operator is not supported".into())
+                }
+                _ => return Err("expected \"contains\" after \"not\"".into()),
+            },
+            Some(Tok::Word(w)) if w == "is" => {
+                let negate = self.peek_word("not");
+                if negate {
+                    self.pos += 1;
+                }
+                self.expect_word("empty")?;
+                let op = if negate { Op::IsNotEmpty } else { Op::IsEmpty };
+                return Ok(Expr::Match {
+                    selector,
+                    op,
+                    value: String::new(),
+                });
+            }
+            _ => return Err(format!("expected an operator after {}", selector.join("."))),
+        };
+        let value = self.value()?;
+        Ok(Expr::Match {
+            selector,
+            op,
+            value,
+        })
+    }
+}
+
+/// Parses a filter expression; the error says what is wrong.
+pub fn parse(input: &str) -> Result<Expr, String> {
+    let toks = tokenize(input)
+        .map_err(|e| format!("Failed to create boolean expression evaluator: {e}"))?;
+    if toks.is_empty() {
+        return Err("Failed to create boolean expression evaluator: empty filter".into());
+    }
+    let mut p = Parser { toks, pos: 0 };
+    let e = p
+        .or()
+        .map_err(|e| format!("Failed to create boolean expression evaluator: {e}"))?;
+    if p.pos != p.toks.len() {
+        return Err(
+            "Failed to create boolean expression evaluator: unexpected input after the expression"
+                .into(),
+        );
+    }
+    Ok(e)
+}
+
+fn resolve<'a>(item: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(item, |v, key| v.as_object()?.get(key))
+}
+
+fn scalar_eq(v: &Value, want: &str) -> bool {
+    match v {
+        Value::String(s) => s == want,
+        Value::Number(n) => n.to_string() == want,
+        Value::Bool(b) => b.to_string() == want,
+        _ => false,
+    }
+}
+
+fn is_empty(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn contains(v: Option<&Value>, want: &str) -> bool {
+    match v {
+        Some(Value::Array(a)) => a.iter().any(|x| scalar_eq(x, want)),
+        Some(Value::Object(o)) => o.contains_key(want),
+        Some(Value::String(s)) => s.contains(want),
+        _ => false,
+    }
+}
+
+impl Expr {
+    /// Whether `item` (the JSON form of one result) matches.
+    pub fn matches(&self, item: &Value) -> bool {
+        match self {
+            Expr::And(a, b) => a.matches(item) && b.matches(item),
+            Expr::Or(a, b) => a.matches(item) || b.matches(item),
+            Expr::Not(e) => !e.matches(item),
+            Expr::Match {
+                selector,
+                op,
+                value,
+            } => {
+                let v = resolve(item, selector);
+                match op {
+                    Op::Equal => v.is_some_and(|v| scalar_eq(v, value)),
+                    Op::NotEqual => !v.is_some_and(|v| scalar_eq(v, value)),
+                    Op::Contains => contains(v, value),
+                    Op::NotContains => !contains(v, value),
+                    Op::IsEmpty => is_empty(v),
+                    Op::IsNotEmpty => !is_empty(v),
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the items of `list` that match `filter` (all when `None`).
+pub fn apply<T: serde::Serialize>(filter: Option<&Expr>, list: Vec<T>) -> Vec<T> {
+    let Some(expr) = filter else { return list };
+    list.into_iter()
+        .filter(|item| serde_json::to_value(item).is_ok_and(|v| expr.matches(&v)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn evaluates_the_common_forms() {
+        let item = json!({
+            "ServiceName": "web",
+            "ServicePort": 8080,
+            "ServiceTags": ["v1", "primary"],
+            "ServiceMeta": {"env": "prod", "team-x": "a"},
+            "Service": {"Tags": ["blue"]},
+            "NodeMeta": {}
+        });
+        let cases = [
+            (r#"ServiceTags contains "v1""#, true),
+            (r#"ServiceTags contains "v2""#, false),
+            (r#""primary" in ServiceTags"#, true),
+            (r#""v2" not in ServiceTags"#, true),
+            (r#"ServiceTags not contains "v1""#, false),
+            (r#"ServiceMeta.env == "prod""#, true),
+            (r#"ServiceMeta["team-x"] == "a""#, true),
+            (r#"ServiceMeta.env != "prod""#, false),
+            (r#"ServiceMeta.missing == "x""#, false),
+            (r#"ServicePort == 8080"#, true),
+            (r#"Service.Tags contains "blue""#, true),
+            (r#"NodeMeta is empty"#, true),
+            (r#"ServiceTags is not empty"#, true),
+            (
+                r#"ServiceName == "web" and ServiceMeta.env == "dev""#,
+                false,
+            ),
+            (
+                r#"ServiceName == "web" and (ServiceMeta.env == "dev" or ServiceTags contains "v1")"#,
+                true,
+            ),
+            (r#"not ServiceName == "db""#, true),
+            ("ServiceName == `web`", true),
+        ];
+        for (expr, want) in cases {
+            let e = parse(expr).unwrap_or_else(|err| panic!("{expr}: {err}"));
+            assert_eq!(e.matches(&item), want, "{expr}");
+        }
+    }
+
+    #[test]
+    fn bad_expressions_say_why() {
+        for expr in [
+            "",
+            "ServiceName ==",
+            "ServiceName = \"x\"",
+            "(ServiceName == \"x\"",
+            "ServiceName matches \"x\"",
+            "\"x\" ServiceTags",
+            "ServiceTags contains \"x",
+        ] {
+            let err = parse(expr).unwrap_err();
+            assert!(
+                err.starts_with("Failed to create boolean expression evaluator"),
+                "{expr}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `/v1/kv/*`: the key/value store, with Consul's query flags and limits.
+
+use crate::error::{ApiError, ApiResult};
+use crate::request::{read_body, Ctx};
+use crate::response::{boolean, json};
+use crate::ApiState;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use shoal_catalog::{Command, KvEntry, Topic};
+use std::sync::Arc;
+
+/// Largest value accepted, as Consul's default `kv_max_value_size`.
+pub const MAX_VALUE: usize = 512 * 1024;
+
+pub(crate) fn routes() -> Router<ApiState> {
+    let root = get(get_root).put(put_root).delete(delete_root);
+    let keyed = get(get_key).put(put_key).delete(delete_key);
+    Router::new()
+        .route("/v1/kv", root.clone())
+        .route("/v1/kv/", root)
+        .route("/v1/kv/{*key}", keyed)
+}
+
+async fn get_root(state: State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
+    kv_get(state, String::new(), ctx).await
+}
+async fn get_key(state: State<ApiState>, Path(key): Path<String>, ctx: Ctx) -> ApiResult<Response> {
+    kv_get(state, key, ctx).await
+}
+async fn put_root(state: State<ApiState>, ctx: Ctx, body: Body) -> ApiResult<Response> {
+    kv_put(state, String::new(), ctx, body).await
+}
+async fn put_key(
+    state: State<ApiState>,
+    Path(key): Path<String>,
+    ctx: Ctx,
+    body: Body,
+) -> ApiResult<Response> {
+    kv_put(state, key, ctx, body).await
+}
+async fn delete_root(state: State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
+    kv_delete(state, String::new(), ctx).await
+}
+async fn delete_key(
+    state: State<ApiState>,
+    Path(key): Path<String>,
+    ctx: Ctx,
+) -> ApiResult<Response> {
+    kv_delete(state, key, ctx).await
+}
+
+fn not_found(index: u64) -> Response {
+    let mut resp = StatusCode::NOT_FOUND.into_response();
+    let h = resp.headers_mut();
+    h.insert("X-Consul-Index", HeaderValue::from(index));
+    h.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
+    h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    resp
+}
+
+/// `?keys` with an optional `?separator`: keys under the prefix, each cut
+/// just after the first separator past the prefix, deduplicated.
+fn list_keys(entries: &[Arc<KvEntry>], prefix: &str, separator: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in entries {
+        let key = &e.key;
+        let cut = if separator.is_empty() {
+            key.as_str()
+        } else {
+            match key[prefix.len()..].find(separator) {
+                Some(pos) => &key[..prefix.len() + pos + separator.len()],
+                None => key.as_str(),
+            }
+        };
+        if out.last().map(String::as_str) != Some(cut) {
+            out.push(cut.to_string());
+        }
+    }
+    out
+}
+
+async fn kv_get(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiResult<Response> {
+    let recurse = ctx.params.has("recurse");
+    let keys = ctx.params.has("keys");
+    let topic = Topic::KvPrefix(key.clone());
+    if keys || recurse {
+        let out = api
+            .registry
+            .block(&[topic], ctx.q, |s| s.kv_list(&key))
+            .await;
+        if keys {
+            let separator = ctx.params.get("separator").unwrap_or("");
+            let list = list_keys(&out.value, &key, separator);
+            // Consul does not 404 an empty listing of the root.
+            if list.is_empty() && !key.is_empty() {
+                return Ok(not_found(out.index));
+            }
+            return Ok(json(Some(out.index), ctx.pretty, &list));
+        }
+        if out.value.is_empty() {
+            return Ok(not_found(out.index));
+        }
+        return Ok(json(Some(out.index), ctx.pretty, &out.value));
+    }
+    let out = api
+        .registry
+        .block(&[topic], ctx.q, |s| s.kv_get(&key))
+        .await;
+    let Some(entry) = out.value else {
+        return Ok(not_found(out.index));
+    };
+    if ctx.params.has("raw") {
+        let content_type = if std::str::from_utf8(&entry.value).is_ok() {
+            "text/plain; charset=utf-8"
+        } else {
+            "application/octet-stream"
+        };
+        let mut resp = json(Some(out.index), false, &());
+        *resp.body_mut() = Body::from(entry.value.clone());
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return Ok(resp);
+    }
+    Ok(json(Some(out.index), ctx.pretty, &[entry]))
+}
+
+fn refuse_sessions(ctx: &Ctx) -> ApiResult<()> {
+    for p in ["acquire", "release"] {
+        if ctx.params.get(p).is_some() {
+            return Err(ApiError::bad_request(format!(
+                "?{p} needs sessions, which shoal does not support yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn kv_put(
+    State(api): State<ApiState>,
+    key: String,
+    ctx: Ctx,
+    body: Body,
+) -> ApiResult<Response> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    refuse_sessions(&ctx)?;
+    let flags = ctx.params.u64("flags", "flags")?.unwrap_or(0);
+    let cas = ctx.params.u64("cas", "cas index")?;
+    let value = read_body(body, MAX_VALUE, |max| {
+        format!("Request body too large, max size: {max} bytes (KV values are limited to 512 KiB)")
+    })
+    .await?;
+    let out = api
+        .registry
+        .write(Command::KvPut {
+            key,
+            value,
+            flags,
+            cas,
+        })
+        .await?;
+    Ok(boolean(out.applied))
+}
+
+async fn kv_delete(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiResult<Response> {
+    let recurse = ctx.params.has("recurse");
+    if key.is_empty() && !recurse {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    let cas = ctx.params.u64("cas", "cas index")?;
+    if recurse && cas.is_some() {
+        return Err(ApiError::bad_request(
+            "Conflicting flags: cas can not be used with recurse",
+        ));
+    }
+    let out = api
+        .registry
+        .write(Command::KvDelete { key, recurse, cas })
+        .await?;
+    Ok(boolean(out.applied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_with_separator_group_like_consul() {
+        let entries: Vec<Arc<KvEntry>> = ["app/a", "app/b/c", "app/b/d", "app/e/f/g"]
+            .iter()
+            .map(|k| {
+                Arc::new(KvEntry {
+                    key: k.to_string(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        assert_eq!(
+            list_keys(&entries, "app/", "/"),
+            vec!["app/a", "app/b/", "app/e/"]
+        );
+        assert_eq!(
+            list_keys(&entries, "app/", ""),
+            vec!["app/a", "app/b/c", "app/b/d", "app/e/f/g"]
+        );
+        assert_eq!(list_keys(&entries, "", "/"), vec!["app/"]);
+    }
+}

@@ -1,0 +1,51 @@
+//! JSON answers with Consul's blocking-query headers.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A JSON answer; with `index`, also `X-Consul-Index`,
+/// `X-Consul-KnownLeader` and `X-Consul-LastContact` (this server is always
+/// its own leader, so contact is immediate).
+pub fn json<T: Serialize>(index: Option<u64>, pretty: bool, value: &T) -> Response {
+    let body = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    };
+    let mut body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode response: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    if pretty {
+        body.push(b'\n');
+    }
+    let mut resp = (StatusCode::OK, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(index) = index {
+        headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
+        headers.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
+        headers.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    }
+    resp
+}
+
+/// The `true`/`false` body Consul's write endpoints answer.
+pub fn boolean(v: bool) -> Response {
+    json(None, false, &v)
+}
+
+/// An empty 200 (agent endpoints answer nothing on success).
+pub fn empty() -> Response {
+    StatusCode::OK.into_response()
+}
