@@ -12,12 +12,14 @@ mod error;
 pub mod filter;
 mod health_routes;
 mod kv_routes;
+mod remote;
 
 pub mod request;
 pub mod response;
 mod status_routes;
 
 pub use error::{ApiError, ApiResult};
+pub use remote::{RemoteCatalog, RemoteConfig};
 
 use axum::http::Method;
 use axum::response::IntoResponse;

@@ -1,1 +1,427 @@
-//! placeholder
+//! `RemoteCatalog`: the [`Catalog`] trait over Consul's HTTP API, so the
+//! agent, proxy and renderer work against a shoal server elsewhere or a
+//! real Consul. Reads are blocking queries; the index rules live in
+//! [`shoal_catalog::blocking`].
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use shoal_catalog::{
+    Catalog, Check, Error, HealthStatus, Indexed, InstanceFilter, KvEntry, QueryOptions,
+    Registration, Result, ServiceEntry, Topic,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where the remote catalog is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct RemoteConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8500` (a bare `host:port` works).
+    pub address: String,
+    /// Sent as `X-Consul-Token` when set.
+    pub token: Option<String>,
+    /// Timeout of non-blocking requests.
+    pub timeout: Duration,
+}
+
+impl RemoteConfig {
+    /// Defaults for `address`.
+    pub fn new(address: impl Into<String>) -> Self {
+        RemoteConfig {
+            address: address.into(),
+            token: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A Consul-HTTP-API client implementing [`Catalog`].
+#[derive(Clone, Debug)]
+pub struct RemoteCatalog {
+    http: reqwest::Client,
+    base: String,
+    config: RemoteConfig,
+}
+
+/// A response with its `X-Consul-Index`, or `None` for a 404.
+struct Answer<T> {
+    index: u64,
+    body: Option<T>,
+}
+
+fn remote<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> Error {
+    move |e| Error::Remote(format!("{what}: {e}"))
+}
+
+impl RemoteCatalog {
+    /// A client of the API at `config.address`.
+    pub fn new(config: RemoteConfig) -> Result<Self> {
+        let addr = config.address.trim_end_matches('/');
+        let base = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::invalid(format!(
+                "unsupported registry URL {:?}: use http://host:port",
+                config.address
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(remote("cannot build HTTP client".into()))?;
+        Ok(RemoteCatalog { http, base, config })
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = format!("{}{}", self.base, path);
+        let mut rb = self.http.request(method, url).timeout(self.config.timeout);
+        if let Some(token) = &self.config.token {
+            rb = rb.header("X-Consul-Token", token);
+        }
+        rb
+    }
+
+    async fn send(&self, rb: RequestBuilder, what: &str) -> Result<reqwest::Response> {
+        let resp = rb
+            .send()
+            .await
+            .map_err(remote(format!("{what} ({})", self.base)))?;
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let msg = format!("{what}: {status}: {}", body.trim());
+        Err(match status {
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => Error::Invalid(msg),
+            _ => Error::Remote(msg),
+        })
+    }
+
+    /// A blocking GET; `q` sets `index` and `wait` and stretches the timeout.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        q: QueryOptions,
+    ) -> Result<Answer<T>> {
+        let mut params: Vec<(&str, String)> = query.to_vec();
+        let mut rb = self.request(Method::GET, path);
+        if q.index > 0 {
+            let wait = q
+                .wait
+                .unwrap_or(shoal_catalog::DEFAULT_WAIT)
+                .min(shoal_catalog::MAX_WAIT);
+            params.push(("index", q.index.to_string()));
+            params.push(("wait", format!("{}ms", wait.as_millis())));
+            rb = rb.timeout(wait + wait / 16 + self.config.timeout);
+        }
+        let resp = self.send(rb.query(&params), &format!("GET {path}")).await?;
+        let index = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(Answer { index, body: None });
+        }
+        let body = resp
+            .json::<T>()
+            .await
+            .map_err(remote(format!("GET {path}: bad body")))?;
+        Ok(Answer {
+            index,
+            body: Some(body),
+        })
+    }
+
+    async fn put_json(&self, path: &str, body: &Value) -> Result<reqwest::Response> {
+        let resp = self
+            .send(
+                self.request(Method::PUT, path).json(body),
+                &format!("PUT {path}"),
+            )
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(Error::NotFound(format!("PUT {path}: {}", text.trim())));
+        }
+        Ok(resp)
+    }
+
+    /// Registers a service with the remote *agent* (`/v1/agent/service/register`),
+    /// the way `consul services register` does. `definition` is a Consul
+    /// service definition.
+    pub async fn agent_register(&self, definition: &Value) -> Result<()> {
+        self.put_json("/v1/agent/service/register", definition)
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a service from the remote agent.
+    pub async fn agent_deregister(&self, service_id: &str) -> Result<()> {
+        let path = format!(
+            "/v1/agent/service/deregister/{}",
+            encode_segment(service_id)
+        );
+        self.put_json(&path, &Value::Null).await.map(|_| ())
+    }
+}
+
+/// Percent-encodes one path segment.
+fn encode_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Percent-encodes a KV key, keeping its slashes.
+fn encode_key(key: &str) -> String {
+    key.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn registration_body(reg: &Registration) -> Value {
+    let n = &reg.node;
+    let mut body = json!({
+        "ID": n.id,
+        "Node": n.name,
+        "Address": n.address,
+        "TaggedAddresses": n.tagged_addresses,
+        "NodeMeta": n.meta,
+        "SkipNodeUpdate": reg.skip_node_update,
+        "Checks": reg.checks.iter().map(|c| {
+            let mut c = c.clone();
+            c.node = n.name.clone();
+            c
+        }).collect::<Vec<Check>>(),
+    });
+    if !n.datacenter.is_empty() {
+        body["Datacenter"] = json!(n.datacenter);
+    }
+    if let Some(s) = &reg.service {
+        body["Service"] = json!({
+            "ID": s.id,
+            "Service": s.name,
+            "Tags": s.tags,
+            "Address": s.address,
+            "Meta": s.meta,
+            "Port": s.port,
+            "Weights": s.weights,
+            "EnableTagOverride": s.enable_tag_override,
+        });
+    }
+    body
+}
+
+fn expect_bool(text: &str, what: &str) -> Result<bool> {
+    match text.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(Error::Remote(format!(
+            "{what}: expected true or false, got {other:?}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl Catalog for RemoteCatalog {
+    /// Returns 0: Consul's write endpoints do not report the commit index.
+    async fn register(&self, reg: Registration) -> Result<u64> {
+        self.put_json("/v1/catalog/register", &registration_body(&reg))
+            .await?;
+        Ok(0)
+    }
+
+    async fn deregister_service(&self, node: &str, service_id: &str) -> Result<u64> {
+        self.put_json(
+            "/v1/catalog/deregister",
+            &json!({"Node": node, "ServiceID": service_id}),
+        )
+        .await?;
+        Ok(0)
+    }
+
+    async fn deregister_node(&self, node: &str) -> Result<u64> {
+        self.put_json("/v1/catalog/deregister", &json!({"Node": node}))
+            .await?;
+        Ok(0)
+    }
+
+    /// Consul has no "set check status" catalog call: read the node's
+    /// checks, change the one, and register it back without touching the node.
+    async fn update_check(
+        &self,
+        node: &str,
+        check_id: &str,
+        status: HealthStatus,
+        output: Option<String>,
+    ) -> Result<u64> {
+        let path = format!("/v1/health/node/{}", encode_segment(node));
+        let checks: Vec<Check> = self
+            .get(&path, &[], QueryOptions::default())
+            .await?
+            .body
+            .unwrap_or_default();
+        let mut check = checks
+            .into_iter()
+            .find(|c| c.check_id == check_id)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "Unknown check ID \"{check_id}\" on node \"{node}\""
+                ))
+            })?;
+        check.status = status;
+        if let Some(out) = output {
+            check.output = out;
+        }
+        let body = json!({"Node": node, "SkipNodeUpdate": true, "Check": check});
+        self.put_json("/v1/catalog/register", &body).await?;
+        Ok(0)
+    }
+
+    async fn services(&self, q: QueryOptions) -> Result<Indexed<BTreeMap<String, Vec<String>>>> {
+        let a = self.get("/v1/catalog/services", &[], q).await?;
+        Ok(Indexed {
+            index: a.index,
+            value: a.body.unwrap_or_default(),
+        })
+    }
+
+    async fn instances(
+        &self,
+        service: &str,
+        filter: &InstanceFilter,
+        q: QueryOptions,
+    ) -> Result<Indexed<Vec<ServiceEntry>>> {
+        let path = format!("/v1/health/service/{}", encode_segment(service));
+        let mut query: Vec<(&str, String)> =
+            filter.tags.iter().map(|t| ("tag", t.clone())).collect();
+        if filter.passing_only {
+            query.push(("passing", "true".into()));
+        }
+        let a = self.get::<Vec<ServiceEntry>>(&path, &query, q).await?;
+        // Filter again locally: older servers honour only one ?tag=.
+        let value = a
+            .body
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| filter.matches(e))
+            .collect();
+        Ok(Indexed {
+            index: a.index,
+            value,
+        })
+    }
+
+    async fn kv_get(&self, key: &str, q: QueryOptions) -> Result<Indexed<Option<KvEntry>>> {
+        let path = format!("/v1/kv/{}", encode_key(key));
+        let a = self.get::<Vec<KvEntry>>(&path, &[], q).await?;
+        Ok(Indexed {
+            index: a.index,
+            value: a.body.and_then(|v| v.into_iter().next()),
+        })
+    }
+
+    async fn kv_list(&self, prefix: &str, q: QueryOptions) -> Result<Indexed<Vec<KvEntry>>> {
+        let path = format!("/v1/kv/{}", encode_key(prefix));
+        let a = self
+            .get::<Vec<KvEntry>>(&path, &[("recurse", "true".into())], q)
+            .await?;
+        Ok(Indexed {
+            index: a.index,
+            value: a.body.unwrap_or_default(),
+        })
+    }
+
+    async fn kv_put(&self, key: &str, value: Bytes, flags: u64, cas: Option<u64>) -> Result<bool> {
+        let path = format!("/v1/kv/{}", encode_key(key));
+        let mut query = vec![("flags", flags.to_string())];
+        if let Some(cas) = cas {
+            query.push(("cas", cas.to_string()));
+        }
+        let rb = self.request(Method::PUT, &path).query(&query).body(value);
+        let resp = self.send(rb, &format!("PUT {path}")).await?;
+        let text = resp.text().await.map_err(remote(format!("PUT {path}")))?;
+        expect_bool(&text, &format!("PUT {path}"))
+    }
+
+    async fn kv_delete(&self, key: &str, recurse: bool, cas: Option<u64>) -> Result<bool> {
+        let path = format!("/v1/kv/{}", encode_key(key));
+        let mut query = Vec::new();
+        if recurse {
+            query.push(("recurse", "true".to_string()));
+        }
+        if let Some(cas) = cas {
+            query.push(("cas", cas.to_string()));
+        }
+        let resp = self
+            .send(
+                self.request(Method::DELETE, &path).query(&query),
+                &format!("DELETE {path}"),
+            )
+            .await?;
+        let text = resp
+            .text()
+            .await
+            .map_err(remote(format!("DELETE {path}")))?;
+        expect_bool(&text, &format!("DELETE {path}"))
+    }
+
+    async fn wait_for_change(&self, topic: &Topic, index: u64, wait: Duration) -> Result<u64> {
+        let q = QueryOptions::blocking(index.max(1), wait);
+        let (path, query): (String, Vec<(&str, String)>) = match topic {
+            Topic::Services => ("/v1/catalog/services".into(), vec![]),
+            Topic::Service(name) => (format!("/v1/health/service/{}", encode_segment(name)), vec![]),
+            Topic::Nodes => ("/v1/catalog/nodes".into(), vec![]),
+            Topic::Node(name) => (format!("/v1/catalog/node/{}", encode_segment(name)), vec![]),
+            Topic::Checks => ("/v1/health/state/any".into(), vec![]),
+            Topic::KvPrefix(p) => (format!("/v1/kv/{}", encode_key(p)), vec![("keys", "true".into())]),
+            Topic::Any => {
+                return Err(Error::invalid(
+                    "a remote catalog cannot wait on every change at once; wait on a service, node or KV prefix",
+                ))
+            }
+        };
+        Ok(self.get::<Value>(&path, &query, q).await?.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_slashes_and_escape_the_rest() {
+        assert_eq!(encode_key("app/my key/ü"), "app/my%20key/%C3%BC");
+        assert_eq!(encode_segment("a/b"), "a%2Fb");
+    }
+
+    #[test]
+    fn addresses_normalize() {
+        let cases = [
+            ("127.0.0.1:8500", "http://127.0.0.1:8500"),
+            ("http://h:1/", "http://h:1"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                RemoteCatalog::new(RemoteConfig::new(input))
+                    .unwrap()
+                    .base_url(),
+                want
+            );
+        }
+        assert!(RemoteCatalog::new(RemoteConfig::new("ftp://x")).is_err());
+    }
+}

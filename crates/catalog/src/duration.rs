@@ -87,19 +87,17 @@ fn trim_fraction(v: f64) -> String {
     s.to_string()
 }
 
-/// serde helpers for `Option<Duration>` fields carried as Go durations.
+/// serde helpers for `Option<Duration>` fields carried as Go durations;
+/// a zero duration and an absent one are the same thing.
 pub mod opt_serde {
     use super::{format, parse};
     use serde::{de, Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    /// Writes the duration as a Go duration string, or `""` when absent,
-    /// which is how Consul renders unset durations.
+    /// Writes the duration as a Go duration string; unset is `"0s"`, as
+    /// Consul renders a zero duration.
     pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(d) => s.serialize_str(&format(*d)),
-            None => s.serialize_str(""),
-        }
+        s.serialize_str(&format(v.unwrap_or_default()))
     }
 
     /// Accepts a Go duration string, an integer of nanoseconds, `""` or null.
@@ -114,7 +112,9 @@ pub mod opt_serde {
         match Option::<Raw>::deserialize(d)? {
             None => Ok(None),
             Some(Raw::Text(t)) if t.is_empty() => Ok(None),
-            Some(Raw::Text(t)) => parse(&t).map(Some).map_err(de::Error::custom),
+            Some(Raw::Text(t)) => parse(&t)
+                .map(|d| (!d.is_zero()).then_some(d))
+                .map_err(de::Error::custom),
             Some(Raw::Nanos(n)) => Ok(if n == 0 {
                 None
             } else {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+pub mod blocking;
 mod catalog;
 mod command;
 pub mod duration;

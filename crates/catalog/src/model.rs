@@ -264,7 +264,7 @@ mod base64_value {
 
 /// An instance with its node and every check that bears on its health
 /// (node-level checks included), as `/v1/health/service/:name` returns it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ServiceEntry {
     /// The node hosting the instance.
@@ -272,6 +272,7 @@ pub struct ServiceEntry {
     /// The instance.
     pub service: Arc<Service>,
     /// Node checks and the instance's own checks.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub checks: Vec<Arc<Check>>,
 }
 
@@ -293,4 +294,8 @@ impl ServiceEntry {
             &self.service.address
         }
     }
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Arc<Check>>, D::Error> {
+    Ok(Option::<Vec<Arc<Check>>>::deserialize(d)?.unwrap_or_default())
 }

@@ -1,0 +1,79 @@
+//! The `shoal` binary: every role (`server`, `dev`) and the command-line
+//! client (`catalog`, `register`, `deregister`, `kv`), wired from flags and
+//! `SHOAL_*` / `CONSUL_HTTP_*` environment variables.
+#![forbid(unsafe_code)]
+
+mod client;
+mod identity;
+mod logging;
+mod server;
+mod table;
+
+use clap::{Parser, Subcommand};
+
+/// Service discovery and load balancing for containers, in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "shoal", version, about)]
+struct Cli {
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, global = true, env = "SHOAL_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, global = true, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a catalog server: Consul-compatible HTTP API over a durable store.
+    Server(server::ServerArgs),
+    /// Run everything on one machine (for now: the server with its defaults).
+    Dev(server::ServerArgs),
+    /// Read the catalog.
+    #[command(subcommand)]
+    Catalog(client::CatalogCommand),
+    /// Register a service instance with the registry's local agent.
+    Register(client::RegisterArgs),
+    /// Remove a service instance from the registry's local agent.
+    Deregister(client::DeregisterArgs),
+    /// Read and write the KV store.
+    #[command(subcommand)]
+    Kv(client::KvCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("shoal: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shoal: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args, "server").await,
+            Command::Dev(args) => server::run(args, "dev").await,
+            Command::Catalog(cmd) => client::catalog(cmd).await,
+            Command::Register(args) => client::register(args).await,
+            Command::Deregister(args) => client::deregister(args).await,
+            Command::Kv(cmd) => client::kv(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
