@@ -43,7 +43,9 @@ impl TestServer {
     }
 
     async fn start_with(registry: Arc<Registry>, dir: Option<tempfile::TempDir>) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let config = Arc::new(ApiConfig {
             node_name: "test-node".into(),
@@ -51,11 +53,23 @@ impl TestServer {
             datacenter: "dc1".into(),
             node_address: "127.0.0.1".into(),
         });
-        shoal_api::register_local_node(&registry, &config).await.expect("register local node");
+        shoal_api::register_local_node(&registry, &config)
+            .await
+            .expect("register local node");
         let cancel = CancellationToken::new();
-        let state = ApiState { registry: registry.clone(), config: config.clone() };
+        let state = ApiState {
+            registry: registry.clone(),
+            config: config.clone(),
+        };
         tokio::spawn(shoal_api::serve(listener, state, cancel.clone()));
-        TestServer { addr, url: format!("http://{addr}"), registry, config, cancel, _dir: dir }
+        TestServer {
+            addr,
+            url: format!("http://{addr}"),
+            registry,
+            config,
+            cancel,
+            _dir: dir,
+        }
     }
 
     /// `url` + `path`.

@@ -52,7 +52,12 @@ impl ServerProcess {
             .spawn()
             .map_err(|e| e.to_string())?;
         match wait_ready(&mut child) {
-            Ok(url) => Ok(ServerProcess { child, url, bin: bin.to_path_buf(), args }),
+            Ok(url) => Ok(ServerProcess {
+                child,
+                url,
+                bin: bin.to_path_buf(),
+                args,
+            }),
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -79,7 +84,9 @@ impl ServerProcess {
 
     /// SIGTERM, then waits for the exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().ok().and_then(|s| s.code())
     }
 

@@ -1,0 +1,235 @@
+//! `/v1/catalog/*` and `/v1/health/*` over real HTTP.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::json;
+use shoal_testkit::TestServer;
+
+async fn register_web(s: &TestServer, node: &str, id: &str, tags: &[&str], status: &str) {
+    let body = json!({
+        "Node": node,
+        "Address": format!("10.0.0.{}", node.len()),
+        "NodeMeta": {"rack": "r1"},
+        "Service": {"ID": id, "Service": "web", "Port": 8080, "Tags": tags, "Meta": {"env": "prod"}},
+        "Check": {"CheckID": format!("chk-{id}"), "Name": "http", "Status": status, "ServiceID": id,
+                  "Definition": {"HTTP": "http://127.0.0.1:8080/health", "Interval": "10s"}}
+    });
+    let r = ok(put_json(&s.at("/v1/catalog/register"), &body).await);
+    assert_eq!(r.text, "true");
+}
+
+#[tokio::test]
+async fn register_and_read_back_through_every_catalog_endpoint() {
+    let s = TestServer::start().await;
+    register_web(&s, "n1", "web-1", &["v1", "blue"], "passing").await;
+    register_web(&s, "node2", "web-2", &["v2"], "critical").await;
+
+    let services = ok(get(&s.at("/v1/catalog/services")).await);
+    assert!(services.index > 0);
+    assert_eq!(services.json()["web"], json!(["blue", "v1", "v2"]));
+
+    let entries = ok(get(&s.at("/v1/catalog/service/web")).await).json();
+    let first = &entries[0];
+    assert_eq!(first["Node"], "n1");
+    assert_eq!(first["Address"], "10.0.0.2");
+    assert_eq!(first["ServiceID"], "web-1");
+    assert_eq!(first["ServiceName"], "web");
+    assert_eq!(first["ServicePort"], 8080);
+    assert_eq!(first["ServiceTags"], json!(["v1", "blue"]));
+    assert_eq!(first["ServiceMeta"]["env"], "prod");
+    assert_eq!(first["NodeMeta"]["rack"], "r1");
+    assert_eq!(first["ServiceWeights"], json!({"Passing": 1, "Warning": 1}));
+    assert_eq!(first["Datacenter"], "dc1");
+
+    let tagged = ok(get(&s.at("/v1/catalog/service/web?tag=v2")).await).json();
+    assert_eq!(tagged.as_array().unwrap().len(), 1);
+    assert_eq!(tagged[0]["ServiceID"], "web-2");
+
+    let filtered =
+        ok(get(&s.at("/v1/catalog/service/web?filter=ServiceTags%20contains%20%22blue%22")).await)
+            .json();
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+    assert_eq!(filtered[0]["ServiceID"], "web-1");
+    let by_meta = ok(get(
+        &s.at("/v1/catalog/service/web?filter=ServiceMeta.env%20%3D%3D%20%22prod%22")
+    )
+    .await)
+    .json();
+    assert_eq!(by_meta.as_array().unwrap().len(), 2);
+
+    let nodes = ok(get(&s.at("/v1/catalog/nodes")).await).json();
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["Node"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["n1", "node2", "test-node"]);
+
+    let node = ok(get(&s.at("/v1/catalog/node/n1")).await).json();
+    assert_eq!(node["Node"]["Address"], "10.0.0.2");
+    assert_eq!(node["Services"]["web-1"]["Service"], "web");
+    let missing = ok(get(&s.at("/v1/catalog/node/nope")).await);
+    assert_eq!(
+        missing.text, "null",
+        "Consul answers null for an unknown node"
+    );
+
+    assert_eq!(
+        ok(get(&s.at("/v1/catalog/datacenters")).await).json(),
+        json!(["dc1"])
+    );
+}
+
+#[tokio::test]
+async fn health_endpoints_filter_by_status_and_tag() {
+    let s = TestServer::start().await;
+    register_web(&s, "n1", "web-1", &["v1"], "passing").await;
+    register_web(&s, "n2", "web-2", &["v1"], "critical").await;
+    register_web(&s, "n3", "web-3", &["v2"], "warning").await;
+
+    let all = ok(get(&s.at("/v1/health/service/web")).await).json();
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    assert_eq!(all[0]["Service"]["ID"], "web-1");
+    assert_eq!(all[0]["Checks"][0]["Status"], "passing");
+    assert_eq!(
+        all[0]["Checks"][0]["Definition"]["HTTP"],
+        "http://127.0.0.1:8080/health"
+    );
+    assert_eq!(all[0]["Checks"][0]["Definition"]["Interval"], "10s");
+
+    let passing = ok(get(&s.at("/v1/health/service/web?passing")).await).json();
+    let ids: Vec<&str> = passing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Service"]["ID"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["web-1"]);
+    let passing_v2 = ok(get(&s.at("/v1/health/service/web?passing&tag=v2")).await).json();
+    assert_eq!(passing_v2, json!([]));
+    let v1 = ok(get(&s.at("/v1/health/service/web?tag=v1")).await).json();
+    assert_eq!(v1.as_array().unwrap().len(), 2);
+
+    let checks = ok(get(&s.at("/v1/health/checks/web")).await).json();
+    assert_eq!(checks.as_array().unwrap().len(), 3);
+    assert_eq!(checks[0]["ServiceName"], "web");
+
+    let cases = [
+        ("critical", vec!["chk-web-2"]),
+        ("warning", vec!["chk-web-3"]),
+    ];
+    for (state, want) in cases {
+        let got = ok(get(&s.at(&format!("/v1/health/state/{state}"))).await).json();
+        let ids: Vec<&str> = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["CheckID"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, want, "state {state}");
+    }
+    let passing_checks = ok(get(&s.at("/v1/health/state/passing")).await).json();
+    assert_eq!(
+        passing_checks.as_array().unwrap().len(),
+        2,
+        "web-1's check and the server's serfHealth"
+    );
+    let any = ok(get(&s.at("/v1/health/state/any")).await).json();
+    assert_eq!(any.as_array().unwrap().len(), 4);
+    let bad = get(&s.at("/v1/health/state/sleepy")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn node_checks_count_for_every_service_on_the_node() {
+    let s = TestServer::start().await;
+    register_web(&s, "n1", "web-1", &[], "passing").await;
+    let body = json!({"Node": "n1", "Address": "10.0.0.2", "Check": {"CheckID": "node-ok", "Name": "node", "Status": "critical"}});
+    ok(put_json(&s.at("/v1/catalog/register"), &body).await);
+    let passing = ok(get(&s.at("/v1/health/service/web?passing")).await).json();
+    assert_eq!(
+        passing,
+        json!([]),
+        "a critical node check makes the instance unhealthy"
+    );
+    let all = ok(get(&s.at("/v1/health/service/web")).await).json();
+    assert_eq!(all[0]["Checks"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn deregister_service_check_and_node() {
+    let s = TestServer::start().await;
+    register_web(&s, "n1", "web-1", &[], "passing").await;
+    register_web(&s, "n1", "web-9", &[], "passing").await;
+
+    ok(put_json(
+        &s.at("/v1/catalog/deregister"),
+        &json!({"Node": "n1", "CheckID": "chk-web-9"}),
+    )
+    .await);
+    let checks = ok(get(&s.at("/v1/health/checks/web")).await).json();
+    assert_eq!(checks.as_array().unwrap().len(), 1);
+
+    ok(put_json(
+        &s.at("/v1/catalog/deregister"),
+        &json!({"Node": "n1", "ServiceID": "web-1"}),
+    )
+    .await);
+    let left = ok(get(&s.at("/v1/catalog/service/web")).await).json();
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["ServiceID"], "web-9");
+
+    ok(put_json(&s.at("/v1/catalog/deregister"), &json!({"Node": "n1"})).await);
+    assert_eq!(
+        ok(get(&s.at("/v1/catalog/service/web")).await).json(),
+        json!([])
+    );
+    assert_eq!(
+        ok(get(&s.at("/v1/catalog/services")).await).json(),
+        json!({})
+    );
+    assert_eq!(ok(get(&s.at("/v1/catalog/node/n1")).await).text, "null");
+}
+
+#[tokio::test]
+async fn status_leader_and_peers() {
+    let s = TestServer::start().await;
+    assert_eq!(
+        ok(get(&s.at("/v1/status/leader")).await).json(),
+        json!("127.0.0.1:8300")
+    );
+    assert_eq!(
+        ok(get(&s.at("/v1/status/peers")).await).json(),
+        json!(["127.0.0.1:8300"])
+    );
+}
+
+#[tokio::test]
+async fn accepted_consistency_dc_and_token_parameters() {
+    let s = TestServer::start().await;
+    register_web(&s, "n1", "web-1", &[], "passing").await;
+    for q in [
+        "?stale",
+        "?consistent",
+        "?dc=dc1",
+        "?dc=",
+        "?pretty",
+        "?token=abc",
+    ] {
+        let r = ok(get(&s.at(&format!("/v1/catalog/service/web{q}"))).await);
+        assert_eq!(r.json().as_array().unwrap().len(), 1, "{q}");
+    }
+    let r = reqwest::Client::new()
+        .get(s.at("/v1/catalog/services"))
+        .header("X-Consul-Token", "secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let other = get(&s.at("/v1/catalog/services?dc=mars")).await;
+    assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(other.text.contains("No path to datacenter"));
+}
