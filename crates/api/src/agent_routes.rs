@@ -65,7 +65,7 @@ async fn register_local(
         service,
         checks,
     };
-    api.registry.write(Command::Register(reg)).await?;
+    api.registry.write(Command::Register(Box::new(reg))).await?;
     Ok(())
 }
 

@@ -30,12 +30,12 @@ async fn register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResu
     let input: CatalogRegisterIn = json_body(body).await?;
     let reg = input.into_registration(&api.config.datacenter)?;
     api.registry
-        .write(Command::Register(Registration {
+        .write(Command::Register(Box::new(Registration {
             node: reg.node,
             skip_node_update: reg.skip_node_update,
             service: reg.service,
             checks: reg.checks,
-        }))
+        })))
         .await?;
     Ok(boolean(true))
 }

@@ -50,7 +50,7 @@ impl<'a> Txn<'a> {
         self.idx = self.st.index + 1;
         self.dirty = false;
         let applied = match cmd {
-            Command::Register(reg) => self.register(reg).map(|_| true),
+            Command::Register(reg) => self.register(*reg).map(|_| true),
             Command::DeregisterNode { node } => self.deregister_node(&node).map(|_| true),
             Command::DeregisterService { node, service_id } => {
                 self.deregister_service(&node, &service_id).map(|_| true)
@@ -537,12 +537,12 @@ mod tests {
         checks: Vec<Check>,
     ) -> Result<Outcome> {
         let mut txn = Txn::new(st);
-        txn.apply(Command::Register(Registration {
+        txn.apply(Command::Register(Box::new(Registration {
             node: node(node_name),
             service: s,
             checks,
             ..Default::default()
-        }))
+        })))
     }
 
     fn apply(st: &mut State, cmd: Command) -> Result<Outcome> {
@@ -607,7 +607,7 @@ mod tests {
             ),
         ];
         for (reg, want) in cases {
-            let err = apply(&mut st, Command::Register(reg)).unwrap_err();
+            let err = apply(&mut st, Command::Register(Box::new(reg))).unwrap_err();
             assert!(
                 err.to_string().contains(want),
                 "{err} should contain {want}"
@@ -818,12 +818,12 @@ mod tests {
     fn records_rebuild_the_same_state() {
         let mut st = State::default();
         let mut txn = Txn::new(&mut st);
-        txn.apply(Command::Register(Registration {
+        txn.apply(Command::Register(Box::new(Registration {
             node: node("n1"),
             service: Some(svc("web-1", "web", &["a"])),
             checks: vec![check("c", "web-1", HealthStatus::Warning)],
             ..Default::default()
-        }))
+        })))
         .unwrap();
         txn.apply(Command::KvPut {
             key: "k".into(),

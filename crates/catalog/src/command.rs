@@ -24,7 +24,7 @@ pub struct Registration {
 #[derive(Clone, Debug)]
 pub enum Command {
     /// Create or update a node, an instance and checks.
-    Register(Registration),
+    Register(Box<Registration>),
     /// Remove a node with all its instances and checks.
     DeregisterNode {
         /// Node name.

@@ -222,7 +222,7 @@ fn commit_batch(shared: &Shared, store: &dyn Store, batch: Vec<Request>) {
 #[async_trait]
 impl Catalog for Registry {
     async fn register(&self, reg: Registration) -> Result<u64> {
-        Ok(self.write(Command::Register(reg)).await?.index)
+        Ok(self.write(Command::Register(Box::new(reg))).await?.index)
     }
 
     async fn deregister_service(&self, node: &str, service_id: &str) -> Result<u64> {
