@@ -141,3 +141,94 @@ pub async fn register_local_node(
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    async fn app() -> Router {
+        let registry = Registry::in_memory();
+        let config = ApiConfig::default();
+        register_local_node(&registry, &config).await.unwrap();
+        router(ApiState {
+            registry,
+            config: Arc::new(config),
+        })
+    }
+
+    #[tokio::test]
+    async fn routes_answer_with_consul_statuses_and_headers() {
+        let app = app().await;
+        // (method, uri, body, status, body starts with)
+        let cases = [
+            ("GET", "/v1/catalog/services", "", StatusCode::OK, "{}"),
+            ("PUT", "/v1/kv/a", "1", StatusCode::OK, "true"),
+            ("GET", "/v1/kv/a?raw", "", StatusCode::OK, "1"),
+            ("GET", "/v1/kv/b", "", StatusCode::NOT_FOUND, ""),
+            ("GET", "/v1/unknown", "", StatusCode::NOT_FOUND, "Not found"),
+            (
+                "PATCH",
+                "/v1/kv/a",
+                "",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method PATCH not allowed",
+            ),
+            (
+                "GET",
+                "/v1/status/leader",
+                "",
+                StatusCode::OK,
+                "\"127.0.0.1:8300\"",
+            ),
+        ];
+        for (method, uri, body, status, starts) in cases {
+            let (got, _, text) = call(&app, method, uri, body).await;
+            assert_eq!(got, status, "{method} {uri}: {text}");
+            assert!(text.starts_with(starts), "{method} {uri}: {text:?}");
+        }
+        let (_, headers, _) = call(&app, "GET", "/v1/health/service/x", "").await;
+        assert_eq!(headers["X-Consul-KnownLeader"], "true");
+        assert_eq!(headers["X-Consul-LastContact"], "0");
+        assert!(
+            headers["X-Consul-Index"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1
+        );
+        assert_eq!(headers["content-type"], "application/json");
+    }
+
+    #[tokio::test]
+    async fn pretty_output_is_indented() {
+        let app = app().await;
+        let (_, _, text) = call(&app, "GET", "/v1/catalog/datacenters?pretty", "").await;
+        assert_eq!(text, "[\n  \"dc1\"\n]\n");
+    }
+}
