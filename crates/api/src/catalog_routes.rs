@@ -76,6 +76,16 @@ pub(crate) fn parse_filter(ctx: &Ctx) -> ApiResult<Option<filter::Expr>> {
         .map_err(ApiError::bad_request)
 }
 
+/// A JSON list answer after `?filter=`.
+pub(crate) fn filtered<T: Serialize>(
+    index: u64,
+    ctx: &Ctx,
+    expr: Option<&filter::Expr>,
+    list: Vec<T>,
+) -> Response {
+    json(Some(index), ctx.pretty, &filter::apply(expr, list))
+}
+
 /// `?node-meta=key:value` pairs, all of which a node must carry.
 pub(crate) fn node_meta_filter(ctx: &Ctx) -> ApiResult<Vec<(String, String)>> {
     ctx.params
@@ -107,11 +117,7 @@ async fn nodes(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
         .into_iter()
         .filter(|n| node_matches(n, &meta))
         .collect();
-    Ok(json(
-        Some(out.index),
-        ctx.pretty,
-        &filter::apply(expr.as_ref(), list),
-    ))
+    Ok(filtered(out.index, &ctx, expr.as_ref(), list))
 }
 
 async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
@@ -204,11 +210,7 @@ async fn service(
         .iter()
         .map(|e| catalog_entry(&e.node, &e.service))
         .collect();
-    Ok(json(
-        Some(index),
-        ctx.pretty,
-        &filter::apply(expr.as_ref(), list),
-    ))
+    Ok(filtered(index, &ctx, expr.as_ref(), list))
 }
 
 #[derive(Serialize)]

@@ -49,13 +49,15 @@ fn weights(w: Option<WeightsIn>) -> ApiResult<Weights> {
     w.map_or(Ok(Weights::default()), WeightsIn::into_weights)
 }
 
-/// An agent service definition (`/v1/agent/service/register`).
+/// A service as sent: an agent service definition
+/// (`/v1/agent/service/register`, name in `Name`) or the `Service` of a
+/// catalog registration (name in `Service`, no checks).
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct ServiceDefinition {
     #[serde(deserialize_with = "null_default")]
     id: String,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(alias = "service", deserialize_with = "null_default")]
     name: String,
     #[serde(deserialize_with = "null_default")]
     tags: Vec<String>,
@@ -75,8 +77,8 @@ pub struct ServiceDefinition {
 }
 
 impl ServiceDefinition {
-    /// The instance and its checks, validated.
-    pub fn into_parts(self) -> ApiResult<(Service, Vec<Check>)> {
+    /// The instance alone, validated (`id` defaults to the name).
+    fn service(&self) -> ApiResult<Service> {
         if self.name.is_empty() {
             return Err(ApiError::bad_request("Missing service name"));
         }
@@ -86,22 +88,27 @@ impl ServiceDefinition {
                 self.kind
             )));
         }
-        let id = if self.id.is_empty() {
-            self.name.clone()
-        } else {
-            self.id
-        };
-        let service = Service {
-            id: id.clone(),
-            name: self.name,
-            tags: self.tags,
-            address: self.address,
-            meta: self.meta,
+        Ok(Service {
+            id: if self.id.is_empty() {
+                self.name.clone()
+            } else {
+                self.id.clone()
+            },
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+            address: self.address.clone(),
+            meta: self.meta.clone(),
             port: self.port,
             weights: weights(self.weights)?,
             enable_tag_override: self.enable_tag_override,
             ..Default::default()
-        };
+        })
+    }
+
+    /// The instance and its checks, validated.
+    pub fn into_parts(self) -> ApiResult<(Service, Vec<Check>)> {
+        let service = self.service()?;
+        let id = service.id.clone();
         let defs: Vec<CheckTypeIn> = self.check.into_iter().chain(self.checks).collect();
         let many = defs.len() > 1;
         let mut checks = Vec::with_capacity(defs.len());
@@ -262,32 +269,12 @@ pub struct CatalogRegisterIn {
     tagged_addresses: BTreeMap<String, String>,
     #[serde(rename = "nodemeta", deserialize_with = "null_default")]
     node_meta: BTreeMap<String, String>,
-    service: Option<CatalogServiceIn>,
+    service: Option<ServiceDefinition>,
     check: Option<HealthCheckIn>,
     #[serde(deserialize_with = "null_default")]
     checks: Vec<HealthCheckIn>,
     #[serde(rename = "skipnodeupdate")]
     skip_node_update: bool,
-}
-
-/// The `Service` of a catalog registration.
-#[derive(Deserialize, Debug, Default)]
-#[serde(default)]
-pub struct CatalogServiceIn {
-    #[serde(deserialize_with = "null_default")]
-    id: String,
-    #[serde(deserialize_with = "null_default")]
-    service: String,
-    #[serde(deserialize_with = "null_default")]
-    tags: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
-    address: String,
-    #[serde(deserialize_with = "null_default")]
-    meta: BTreeMap<String, String>,
-    port: u16,
-    weights: Option<WeightsIn>,
-    #[serde(rename = "enabletagoverride")]
-    enable_tag_override: bool,
 }
 
 /// A check in a catalog registration: the stored form, with `Definition`.
@@ -330,29 +317,11 @@ impl CatalogRegisterIn {
         if self.address.is_empty() && !self.skip_node_update {
             return Err(ApiError::bad_request("Must provide address"));
         }
-        let service = match self.service {
-            None => None,
-            Some(s) => {
-                if s.service.is_empty() {
-                    return Err(ApiError::bad_request("Must provide service name"));
-                }
-                Some(Service {
-                    id: if s.id.is_empty() {
-                        s.service.clone()
-                    } else {
-                        s.id
-                    },
-                    name: s.service,
-                    tags: s.tags,
-                    address: s.address,
-                    meta: s.meta,
-                    port: s.port,
-                    weights: weights(s.weights)?,
-                    enable_tag_override: s.enable_tag_override,
-                    ..Default::default()
-                })
-            }
-        };
+        let service = self
+            .service
+            .as_ref()
+            .map(ServiceDefinition::service)
+            .transpose()?;
         let mut checks = Vec::new();
         for c in self.check.into_iter().chain(self.checks) {
             let definition = match c.definition {

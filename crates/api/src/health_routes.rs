@@ -1,10 +1,9 @@
 //! `/v1/health/*`: instances with their checks, and checks by state.
 
-use crate::catalog_routes::{parse_filter, service_entries};
+use crate::catalog_routes::{filtered, parse_filter, service_entries};
 use crate::error::{ApiError, ApiResult};
 use crate::request::Ctx;
-use crate::response::json;
-use crate::{filter, ApiState};
+use crate::ApiState;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -30,11 +29,7 @@ async fn service(
     if passing {
         entries.retain(|e| e.aggregate_status() == HealthStatus::Passing);
     }
-    Ok(json(
-        Some(index),
-        ctx.pretty,
-        &filter::apply(expr.as_ref(), entries),
-    ))
+    Ok(filtered(index, &ctx, expr.as_ref(), entries))
 }
 
 async fn checks(
@@ -49,11 +44,7 @@ async fn checks(
             s.service_checks(&name)
         })
         .await;
-    Ok(json(
-        Some(out.index),
-        ctx.pretty,
-        &filter::apply(expr.as_ref(), out.value),
-    ))
+    Ok(filtered(out.index, &ctx, expr.as_ref(), out.value))
 }
 
 async fn state(
@@ -74,11 +65,7 @@ async fn state(
         .registry
         .block(&[Topic::Checks], ctx.q, |s| s.checks_in_state(wanted))
         .await;
-    Ok(json(
-        Some(out.index),
-        ctx.pretty,
-        &filter::apply(expr.as_ref(), out.value),
-    ))
+    Ok(filtered(out.index, &ctx, expr.as_ref(), out.value))
 }
 
 async fn node(
@@ -96,9 +83,5 @@ async fn node(
             )
         })
         .await;
-    Ok(json(
-        Some(out.index),
-        ctx.pretty,
-        &filter::apply(expr.as_ref(), out.value),
-    ))
+    Ok(filtered(out.index, &ctx, expr.as_ref(), out.value))
 }
