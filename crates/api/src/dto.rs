@@ -317,6 +317,10 @@ impl CatalogRegisterIn {
         if self.address.is_empty() && !self.skip_node_update {
             return Err(ApiError::bad_request("Must provide address"));
         }
+        if self.service.as_ref().is_some_and(|s| s.name.is_empty()) {
+            // Consul's wording on this endpoint.
+            return Err(ApiError::bad_request("Must provide service name"));
+        }
         let service = self
             .service
             .as_ref()
