@@ -1,1 +1,59 @@
-fn main() {}
+//! `shoal-bench`: on-demand benchmarks of shoal. Not tests: each benchmark
+//! starts the real `shoal` binary on 127.0.0.1, drives it over HTTP for a
+//! bounded count and time, and prints its figures next to their targets.
+//! It never fails because a figure misses its target.
+//!
+//! One subcommand per benchmark, one module per benchmark:
+//! `shoal-bench registry` ([`registry`]) for now.
+#![forbid(unsafe_code)]
+
+mod registry;
+mod report;
+mod server;
+mod stats;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// On-demand benchmarks of shoal.
+#[derive(Parser)]
+#[command(name = "shoal-bench", version)]
+struct Cli {
+    /// The `shoal` binary to benchmark [default: target/release/shoal of this workspace].
+    #[arg(long, global = true, env = "SHOAL_BIN")]
+    shoal: Option<PathBuf>,
+    /// Which benchmark to run.
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+/// The benchmarks.
+#[derive(Subcommand)]
+enum Bench {
+    /// Durable write throughput (registrations, KV puts) and blocking-query
+    /// wake-up delay, against `shoal server` on the embedded store.
+    Registry(registry::Args),
+}
+
+/// Runs the chosen benchmark; a failure is printed as one line (with its
+/// causes), without a backtrace, and exits with status 1.
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let shoal = server::locate(cli.shoal)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    match cli.bench {
+        Bench::Registry(args) => registry::run(&shoal, &args, &command).await,
+    }
+}

@@ -1,0 +1,235 @@
+//! Wake-up delay of blocking queries: `watchers` concurrent
+//! `GET /v1/health/service/<svc>?index=<current>&wait=60s` are put in
+//! flight, one instance of that service is registered, and each watcher's
+//! answer is timed against the moment the write was acknowledged (and sent).
+
+use crate::server::http_client;
+use anyhow::{bail, Context, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// The service the watchers block on.
+pub const SERVICE: &str = "wake";
+/// The blocking wait the watchers ask for.
+const WAIT: &str = "60s";
+/// How long a round may take at most before its watchers are abandoned.
+const ROUND_LIMIT: Duration = Duration::from_secs(75);
+/// How long the watchers may take to be sent at most.
+const SEND_LIMIT: Duration = Duration::from_secs(20);
+
+/// What one round measured.
+#[derive(Default)]
+pub struct Round {
+    /// Per watcher: write acknowledged → watcher's answer received (0 if
+    /// the answer arrived before the acknowledgement).
+    pub from_ack: Vec<Duration>,
+    /// Per watcher: write sent → watcher's answer received.
+    pub from_sent: Vec<Duration>,
+    /// The write's own round trip (sent → acknowledged).
+    pub write: Duration,
+    /// Watchers answered before the write's acknowledgement arrived.
+    pub before_ack: usize,
+    /// Watchers that answered before the write was even sent (spurious).
+    pub early: usize,
+    /// Watchers that failed or returned without a change.
+    pub failed: usize,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+}
+
+/// The settings of the wake-up benchmark.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    /// Concurrent blocking queries per round.
+    pub watchers: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// Pause once every watcher was sent, before the write.
+    pub settle: Duration,
+}
+
+/// Runs all rounds against the server at `base`, printing one line per round.
+pub async fn run(base: &str, plan: Plan) -> Result<Vec<Round>> {
+    let watch = http_client(Duration::from_secs(90))?;
+    let write = http_client(Duration::from_secs(30))?;
+    register(&write, base, 0).await?;
+    warm_up(&watch, base, plan.watchers).await;
+    let mut rounds = Vec::with_capacity(plan.rounds);
+    for n in 1..=plan.rounds {
+        let round = one_round(&watch, &write, base, plan, n).await?;
+        println!("  round {n}: {}", round_line(&round));
+        rounds.push(round);
+    }
+    Ok(rounds)
+}
+
+/// Registers instance `wake-<n>` of [`SERVICE`]; returns once durable.
+async fn register(client: &reqwest::Client, base: &str, n: usize) -> Result<()> {
+    let body = serde_json::json!({
+        "ID": format!("{SERVICE}-{n}"), "Name": SERVICE, "Port": 9000 + n, "Address": "127.0.0.1",
+    });
+    let response = client
+        .put(format!("{base}/v1/agent/service/register"))
+        .json(&body)
+        .send();
+    let response = response.await.context("registering the wake-up instance")?;
+    if !response.status().is_success() {
+        bail!(
+            "registering the wake-up instance: HTTP {}",
+            response.status()
+        );
+    }
+    Ok(())
+}
+
+/// Opens (up to) `n` pooled connections with as many concurrent
+/// non-blocking queries, so the watchers mostly reuse open connections.
+async fn warm_up(client: &reqwest::Client, base: &str, n: usize) {
+    let url = format!("{base}/v1/health/service/{SERVICE}");
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        let request = client.get(&url).send();
+        set.spawn(async move { request.await.ok()?.bytes().await.ok() });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// The service's current `X-Consul-Index`.
+async fn current_index(client: &reqwest::Client, base: &str) -> Result<u64> {
+    let url = format!("{base}/v1/health/service/{SERVICE}");
+    let response = client.get(url).send().await.context("reading the index")?;
+    index_of(&response).context("no X-Consul-Index on the health answer")
+}
+
+fn index_of(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get("X-Consul-Index")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// One round: watchers in flight, settle, one write, collect the answers.
+async fn one_round(
+    watch: &reqwest::Client,
+    write: &reqwest::Client,
+    base: &str,
+    plan: Plan,
+    n: usize,
+) -> Result<Round> {
+    let index = current_index(write, base).await?;
+    let url = format!("{base}/v1/health/service/{SERVICE}?index={index}&wait={WAIT}");
+    let (sent, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut set = JoinSet::new();
+    for _ in 0..plan.watchers {
+        set.spawn(watch_once(
+            watch.clone(),
+            url.clone(),
+            index,
+            sent.clone(),
+            done.clone(),
+        ));
+    }
+    wait_until_sent(&sent, plan.watchers).await?;
+    tokio::time::sleep(plan.settle).await;
+    let early = done.load(Ordering::SeqCst);
+    let sent_at = Instant::now();
+    register(write, base, n).await?;
+    let acked_at = Instant::now();
+    let mut round = Round {
+        write: acked_at - sent_at,
+        early,
+        ..Round::default()
+    };
+    let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, set.join_next()).await {
+        match joined.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(at) => record(&mut round, at, sent_at, acked_at),
+            Err(e) => fail(&mut round, e),
+        }
+    }
+    for _ in 0..set.len() {
+        fail(&mut round, format!("no answer within {ROUND_LIMIT:?}"));
+    }
+    Ok(round)
+}
+
+fn record(round: &mut Round, at: Instant, sent_at: Instant, acked_at: Instant) {
+    if at < acked_at {
+        round.before_ack += 1;
+    }
+    round.from_ack.push(at.saturating_duration_since(acked_at));
+    round.from_sent.push(at.saturating_duration_since(sent_at));
+}
+
+fn fail(round: &mut Round, error: String) {
+    round.failed += 1;
+    round.first_error.get_or_insert(error);
+}
+
+/// Waits (bounded) until every watcher task has started its request.
+async fn wait_until_sent(sent: &AtomicUsize, watchers: usize) -> Result<()> {
+    let deadline = Instant::now() + SEND_LIMIT;
+    while sent.load(Ordering::SeqCst) < watchers {
+        if Instant::now() >= deadline {
+            bail!(
+                "only {} of {watchers} watchers started within {SEND_LIMIT:?}",
+                sent.load(Ordering::SeqCst)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// One watcher: the blocking query; the instant its whole answer arrived.
+async fn watch_once(
+    client: reqwest::Client,
+    url: String,
+    index: u64,
+    sent: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+) -> Result<Instant, String> {
+    let request = client.get(url).send();
+    sent.fetch_add(1, Ordering::SeqCst);
+    let response = match request.await {
+        Ok(response) => response,
+        Err(e) => {
+            done.fetch_add(1, Ordering::SeqCst);
+            return Err(format!("watcher request failed: {e}"));
+        }
+    };
+    let (status, new_index) = (response.status(), index_of(&response));
+    let body = response.bytes().await;
+    let at = Instant::now();
+    done.fetch_add(1, Ordering::SeqCst);
+    body.map_err(|e| format!("watcher answer failed: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("watcher answered HTTP {status}"));
+    }
+    match new_index {
+        Some(i) if i > index => Ok(at),
+        other => Err(format!(
+            "watcher returned without a change (index {other:?}, was {index})"
+        )),
+    }
+}
+
+fn round_line(r: &Round) -> String {
+    let wake = crate::stats::Summary::of(&r.from_ack).map_or("-".into(), |s| s.line());
+    let mut line = format!(
+        "write {}; wake-up after ack {wake}; {} answered before the ack, {} early, {} failed",
+        crate::stats::ms(r.write),
+        r.before_ack,
+        r.early,
+        r.failed
+    );
+    if let Some(e) = &r.first_error {
+        line.push_str(&format!(" (first: {e})"));
+    }
+    line
+}
