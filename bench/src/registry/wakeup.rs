@@ -3,6 +3,7 @@
 //! flight, one instance of that service is registered, and each watcher's
 //! answer is timed against the moment the write was acknowledged (and sent).
 
+use super::raw::RawConn;
 use crate::server::http_client;
 use anyhow::{bail, Context, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,13 +53,12 @@ pub struct Plan {
 
 /// Runs all rounds against the server at `base`, printing one line per round.
 pub async fn run(base: &str, plan: Plan) -> Result<Vec<Round>> {
-    let watch = http_client(Duration::from_secs(90))?;
     let write = http_client(Duration::from_secs(30))?;
     register(&write, base, 0).await?;
-    warm_up(&watch, base, plan.watchers).await;
+    let mut conns = connect_all(base, plan.watchers).await?;
     let mut rounds = Vec::with_capacity(plan.rounds);
     for n in 1..=plan.rounds {
-        let round = one_round(&watch, &write, base, plan, n).await?;
+        let round = one_round(&mut conns, &write, base, plan, n).await?;
         println!("  round {n}: {}", round_line(&round));
         rounds.push(round);
     }
@@ -84,16 +84,17 @@ async fn register(client: &reqwest::Client, base: &str, n: usize) -> Result<()> 
     Ok(())
 }
 
-/// Opens (up to) `n` pooled connections with as many concurrent
-/// non-blocking queries, so the watchers mostly reuse open connections.
-async fn warm_up(client: &reqwest::Client, base: &str, n: usize) {
-    let url = format!("{base}/v1/health/service/{SERVICE}");
-    let mut set = JoinSet::new();
+/// Opens one kept-alive connection per watcher (bounded in time).
+async fn connect_all(base: &str, n: usize) -> Result<Vec<RawConn>> {
+    let mut conns = Vec::with_capacity(n);
+    let deadline = Instant::now() + SEND_LIMIT;
     for _ in 0..n {
-        let request = client.get(&url).send();
-        set.spawn(async move { request.await.ok()?.bytes().await.ok() });
+        if Instant::now() >= deadline {
+            bail!("could not open {n} watcher connections within {SEND_LIMIT:?}");
+        }
+        conns.push(RawConn::connect(base).await?);
     }
-    while set.join_next().await.is_some() {}
+    Ok(conns)
 }
 
 /// The service's current `X-Consul-Index`.
@@ -115,20 +116,20 @@ fn index_of(response: &reqwest::Response) -> Option<u64> {
 
 /// One round: watchers in flight, settle, one write, collect the answers.
 async fn one_round(
-    watch: &reqwest::Client,
+    conns: &mut Vec<RawConn>,
     write: &reqwest::Client,
     base: &str,
     plan: Plan,
     n: usize,
 ) -> Result<Round> {
     let index = current_index(write, base).await?;
-    let url = format!("{base}/v1/health/service/{SERVICE}?index={index}&wait={WAIT}");
+    let path = format!("/v1/health/service/{SERVICE}?index={index}&wait={WAIT}");
     let (sent, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut set = JoinSet::new();
-    for _ in 0..plan.watchers {
+    for conn in conns.drain(..) {
         set.spawn(watch_once(
-            watch.clone(),
-            url.clone(),
+            conn,
+            path.clone(),
             index,
             sent.clone(),
             done.clone(),
@@ -147,13 +148,22 @@ async fn one_round(
     };
     let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
     while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, set.join_next()).await {
-        match joined.map_err(|e| e.to_string()).and_then(|r| r) {
-            Ok(at) => record(&mut round, at, sent_at, acked_at),
-            Err(e) => fail(&mut round, e),
+        match joined.map_err(|e| e.to_string()) {
+            Ok((conn, Ok(at))) => {
+                conns.push(conn);
+                record(&mut round, at, sent_at, acked_at);
+            }
+            Ok((_, Err(e))) | Err(e) => fail(&mut round, e),
         }
     }
     for _ in 0..set.len() {
         fail(&mut round, format!("no answer within {ROUND_LIMIT:?}"));
+    }
+    if conns.len() < plan.watchers {
+        bail!(
+            "{} watcher connections were lost; stopping",
+            plan.watchers - conns.len()
+        );
     }
     Ok(round)
 }
@@ -186,37 +196,35 @@ async fn wait_until_sent(sent: &AtomicUsize, watchers: usize) -> Result<()> {
     Ok(())
 }
 
-/// One watcher: the blocking query; the instant its whole answer arrived.
+/// One watcher: the blocking query on its own connection; the instant its
+/// whole answer arrived. Gives the connection back for the next round.
 async fn watch_once(
-    client: reqwest::Client,
-    url: String,
+    mut conn: RawConn,
+    path: String,
     index: u64,
     sent: Arc<AtomicUsize>,
     done: Arc<AtomicUsize>,
-) -> Result<Instant, String> {
-    let request = client.get(url).send();
+) -> (RawConn, Result<Instant, String>) {
+    let sent_ok = conn.send(&path).await;
     sent.fetch_add(1, Ordering::SeqCst);
-    let response = match request.await {
-        Ok(response) => response,
-        Err(e) => {
-            done.fetch_add(1, Ordering::SeqCst);
-            return Err(format!("watcher request failed: {e}"));
-        }
-    };
-    let (status, new_index) = (response.status(), index_of(&response));
-    let body = response.bytes().await;
+    if let Err(e) = sent_ok {
+        done.fetch_add(1, Ordering::SeqCst);
+        return (conn, Err(format!("watcher request failed: {e}")));
+    }
+    let answer = conn.answer().await;
     let at = Instant::now();
     done.fetch_add(1, Ordering::SeqCst);
-    body.map_err(|e| format!("watcher answer failed: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("watcher answered HTTP {status}"));
-    }
-    match new_index {
-        Some(i) if i > index => Ok(at),
-        other => Err(format!(
-            "watcher returned without a change (index {other:?}, was {index})"
-        )),
-    }
+    let result = match answer {
+        Err(e) => Err(format!("watcher answer failed: {e}")),
+        Ok(a) if a.status != 200 => Err(format!("watcher answered HTTP {}", a.status)),
+        Ok(a) => match a.index {
+            Some(i) if i > index => Ok(at),
+            other => Err(format!(
+                "watcher returned without a change (index {other:?}, was {index})"
+            )),
+        },
+    };
+    (conn, result)
 }
 
 fn round_line(r: &Round) -> String {

@@ -3,7 +3,7 @@
 use crate::dto::{CatalogDeregisterIn, CatalogRegisterIn};
 use crate::error::{ApiError, ApiResult};
 use crate::request::{json_body, Ctx};
-use crate::response::{boolean, json};
+use crate::response::{boolean, json, render};
 use crate::{filter, ApiState};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -11,7 +11,9 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
 use serde::Serialize;
-use shoal_catalog::{Command, Node, Registration, Service, ServiceEntry, Topic, Weights};
+use shoal_catalog::{
+    Command, Node, Registration, Service, ServiceEntry, State as CatalogState, Topic, Weights,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -121,11 +123,13 @@ async fn nodes(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
 }
 
 async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
-    let out = api
+    let (snapshot, out) = api
         .registry
-        .block(&[Topic::Services], ctx.q, |s| s.services())
+        .block_at(&[Topic::Services], ctx.q, |s| s.services())
         .await;
-    Ok(json(Some(out.index), ctx.pretty, &out.value))
+    api.cached_json(&ctx, &snapshot, out.index, || {
+        Ok(render(ctx.pretty, &out.value))
+    })
 }
 
 /// One instance as `/v1/catalog/service/:name` lists it.
@@ -177,26 +181,35 @@ fn catalog_entry<'a>(node: &'a Node, s: &'a Service) -> CatalogServiceEntry<'a> 
     }
 }
 
-/// Instances of a service, tag- and node-meta-filtered, blocking on it.
-pub(crate) async fn service_entries(
+/// Blocks until service `name` changes past `ctx.q.index` (or the wait
+/// ends); returns the snapshot read and the service's index there.
+pub(crate) async fn wait_for_service(
     api: &ApiState,
     name: &str,
     ctx: &Ctx,
-) -> ApiResult<(u64, Vec<ServiceEntry>)> {
+) -> (Arc<CatalogState>, u64) {
+    let topic = Topic::Service(name.to_string());
+    let (snapshot, out) = api
+        .registry
+        .block_at(&[topic], ctx.q, |s| (s.service_index(name), ()))
+        .await;
+    (snapshot, out.index)
+}
+
+/// The instances of service `name` in `snapshot` that carry every
+/// `?tag=` and `?node-meta=` the request asks for.
+pub(crate) fn service_entries(
+    snapshot: &CatalogState,
+    name: &str,
+    ctx: &Ctx,
+) -> ApiResult<Vec<ServiceEntry>> {
     let tags = ctx.params.all("tag");
     let meta = node_meta_filter(ctx)?;
-    let out = api
-        .registry
-        .block(&[Topic::Service(name.to_string())], ctx.q, |s| {
-            s.service_entries(name)
-        })
-        .await;
-    let list = out
-        .value
+    let (_, entries) = snapshot.service_entries(name);
+    Ok(entries
         .into_iter()
         .filter(|e| tags.iter().all(|t| e.service.tags.contains(t)) && node_matches(&e.node, &meta))
-        .collect();
-    Ok((out.index, list))
+        .collect())
 }
 
 async fn service(
@@ -205,12 +218,16 @@ async fn service(
     ctx: Ctx,
 ) -> ApiResult<Response> {
     let expr = parse_filter(&ctx)?;
-    let (index, entries) = service_entries(&api, &name, &ctx).await?;
-    let list: Vec<CatalogServiceEntry> = entries
-        .iter()
-        .map(|e| catalog_entry(&e.node, &e.service))
-        .collect();
-    Ok(filtered(index, &ctx, expr.as_ref(), list))
+    node_meta_filter(&ctx)?;
+    let (snapshot, index) = wait_for_service(&api, &name, &ctx).await;
+    api.cached_json(&ctx, &snapshot, index, || {
+        let entries = service_entries(&snapshot, &name, &ctx)?;
+        let list: Vec<CatalogServiceEntry> = entries
+            .iter()
+            .map(|e| catalog_entry(&e.node, &e.service))
+            .collect();
+        Ok(render(ctx.pretty, &filter::apply(expr.as_ref(), list)))
+    })
 }
 
 #[derive(Serialize)]

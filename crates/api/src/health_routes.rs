@@ -1,9 +1,12 @@
 //! `/v1/health/*`: instances with their checks, and checks by state.
 
-use crate::catalog_routes::{filtered, parse_filter, service_entries};
+use crate::catalog_routes::{
+    filtered, node_meta_filter, parse_filter, service_entries, wait_for_service,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::request::Ctx;
-use crate::ApiState;
+use crate::response::render;
+use crate::{filter, ApiState};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -25,11 +28,15 @@ async fn service(
 ) -> ApiResult<Response> {
     let expr = parse_filter(&ctx)?;
     let passing = ctx.params.has("passing");
-    let (index, mut entries) = service_entries(&api, &name, &ctx).await?;
-    if passing {
-        entries.retain(|e| e.aggregate_status() == HealthStatus::Passing);
-    }
-    Ok(filtered(index, &ctx, expr.as_ref(), entries))
+    node_meta_filter(&ctx)?;
+    let (snapshot, index) = wait_for_service(&api, &name, &ctx).await;
+    api.cached_json(&ctx, &snapshot, index, || {
+        let mut entries = service_entries(&snapshot, &name, &ctx)?;
+        if passing {
+            entries.retain(|e| e.aggregate_status() == HealthStatus::Passing);
+        }
+        Ok(render(ctx.pretty, &filter::apply(expr.as_ref(), entries)))
+    })
 }
 
 async fn checks(

@@ -2,7 +2,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::{read_body, Ctx};
-use crate::response::{boolean, json};
+use crate::response::{boolean, json, json_body, render};
 use crate::ApiState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -88,9 +88,9 @@ async fn kv_get(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiResult
     let keys = ctx.params.has("keys");
     let topic = Topic::KvPrefix(key.clone());
     if keys || recurse {
-        let out = api
+        let (snapshot, out) = api
             .registry
-            .block(&[topic], ctx.q, |s| s.kv_list(&key))
+            .block_at(&[topic], ctx.q, |s| s.kv_list(&key))
             .await;
         if keys {
             let separator = ctx.params.get("separator").unwrap_or("");
@@ -104,11 +104,13 @@ async fn kv_get(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiResult
         if out.value.is_empty() {
             return Ok(not_found(out.index));
         }
-        return Ok(json(Some(out.index), ctx.pretty, &out.value));
+        return api.cached_json(&ctx, &snapshot, out.index, || {
+            Ok(render(ctx.pretty, &out.value))
+        });
     }
-    let out = api
+    let (snapshot, out) = api
         .registry
-        .block(&[topic], ctx.q, |s| s.kv_get(&key))
+        .block_at(&[topic], ctx.q, |s| s.kv_get(&key))
         .await;
     let Some(entry) = out.value else {
         return Ok(not_found(out.index));
@@ -119,13 +121,14 @@ async fn kv_get(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiResult
         } else {
             "application/octet-stream"
         };
-        let mut resp = json(Some(out.index), false, &());
-        *resp.body_mut() = Body::from(entry.value.clone());
+        let mut resp = json_body(Some(out.index), entry.value.clone());
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         return Ok(resp);
     }
-    Ok(json(Some(out.index), ctx.pretty, &[entry]))
+    api.cached_json(&ctx, &snapshot, out.index, || {
+        Ok(render(ctx.pretty, &[entry]))
+    })
 }
 
 fn refuse_sessions(ctx: &Ctx) -> ApiResult<()> {

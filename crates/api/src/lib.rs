@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_routes;
+mod cache;
 mod catalog_routes;
 mod dto;
 mod error;
@@ -60,6 +61,32 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Identity.
     pub config: Arc<ApiConfig>,
+    /// Rendered answers shared by identical reads of one snapshot.
+    cache: Arc<cache::ResponseCache>,
+}
+
+impl ApiState {
+    /// The state of an API over `registry`.
+    pub fn new(registry: Arc<Registry>, config: Arc<ApiConfig>) -> Self {
+        ApiState {
+            registry,
+            config,
+            cache: Arc::default(),
+        }
+    }
+
+    /// A JSON answer for `ctx`'s request read from `snapshot`: `render`
+    /// runs once per snapshot and request key however many readers ask.
+    pub(crate) fn cached_json(
+        &self,
+        ctx: &request::Ctx,
+        snapshot: &shoal_catalog::State,
+        index: u64,
+        render: impl FnOnce() -> ApiResult<Vec<u8>>,
+    ) -> ApiResult<axum::response::Response> {
+        let body = self.cache.body(&ctx.cache_key, snapshot.index(), render)?;
+        Ok(response::json_body(Some(index), body))
+    }
 }
 
 /// The Consul version whose API shoal follows; reported by `/v1/agent/self`
@@ -175,10 +202,7 @@ mod tests {
         let registry = Registry::in_memory();
         let config = ApiConfig::default();
         register_local_node(&registry, &config).await.unwrap();
-        router(ApiState {
-            registry,
-            config: Arc::new(config),
-        })
+        router(ApiState::new(registry, Arc::new(config)))
     }
 
     #[tokio::test]

@@ -105,6 +105,28 @@ pub struct Ctx {
     pub q: QueryOptions,
     /// `?pretty`: indent the JSON.
     pub pretty: bool,
+    /// Path and query without the blocking parameters: requests with the
+    /// same key read at the same snapshot get the same answer.
+    pub cache_key: String,
+}
+
+/// The request's path and query, less `index`, `wait` and `hash`.
+fn cache_key(uri: &axum::http::Uri) -> String {
+    let mut key = uri.path().to_string();
+    for (i, pair) in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| {
+            let name = p.split('=').next().unwrap_or("");
+            !p.is_empty() && !matches!(name, "index" | "wait" | "hash")
+        })
+        .enumerate()
+    {
+        key.push(if i == 0 { '?' } else { '&' });
+        key.push_str(pair);
+    }
+    key
 }
 
 impl FromRequestParts<ApiState> for Ctx {
@@ -126,7 +148,13 @@ impl FromRequestParts<ApiState> for Ctx {
         }
         let q = params.query_options()?;
         let pretty = params.has("pretty");
-        Ok(Ctx { params, q, pretty })
+        let cache_key = cache_key(&parts.uri);
+        Ok(Ctx {
+            params,
+            q,
+            pretty,
+            cache_key,
+        })
     }
 }
 
@@ -243,6 +271,25 @@ mod tests {
             (q.index, q.wait),
             (3, Some(std::time::Duration::from_secs(10)))
         );
+    }
+
+    #[test]
+    fn cache_keys_ignore_blocking_parameters() {
+        let cases = [
+            (
+                "/v1/health/service/web?index=5&wait=10s&passing",
+                "/v1/health/service/web?passing",
+            ),
+            (
+                "/v1/health/service/web?passing&index=7",
+                "/v1/health/service/web?passing",
+            ),
+            ("/v1/kv/a?recurse&pretty", "/v1/kv/a?recurse&pretty"),
+            ("/v1/kv/a?index=1", "/v1/kv/a"),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(cache_key(&uri.parse().unwrap()), want);
+        }
     }
 
     #[test]

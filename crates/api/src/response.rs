@@ -8,25 +8,27 @@ use serde::Serialize;
 /// `X-Consul-KnownLeader` and `X-Consul-LastContact` (this server is always
 /// its own leader, so contact is immediate).
 pub fn json<T: Serialize>(index: Option<u64>, pretty: bool, value: &T) -> Response {
+    json_body(index, render(pretty, value))
+}
+
+/// A value as JSON bytes (`?pretty`: indented, with a final newline).
+pub fn render<T: Serialize>(pretty: bool, value: &T) -> Vec<u8> {
     let body = if pretty {
         serde_json::to_vec_pretty(value)
     } else {
         serde_json::to_vec(value)
     };
-    let mut body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot encode response: {e}\n"),
-            )
-                .into_response()
-        }
-    };
+    // Our answer types are plain data: encoding them cannot fail.
+    let mut body = body.unwrap_or_else(|_| b"null".to_vec());
     if pretty {
         body.push(b'\n');
     }
-    let mut resp = (StatusCode::OK, body).into_response();
+    body
+}
+
+/// A JSON answer from already rendered bytes, with the index headers.
+pub fn json_body(index: Option<u64>, body: impl Into<axum::body::Body>) -> Response {
+    let mut resp = (StatusCode::OK, body.into()).into_response();
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -114,25 +114,42 @@ impl Registry {
         q: QueryOptions,
         read: impl Fn(&State) -> (u64, T),
     ) -> Indexed<T> {
+        self.block_at(topics, q, read).await.1
+    }
+
+    /// Like [`Registry::block`], also returning the snapshot the answer was
+    /// read from, so a caller can derive more from that same snapshot (or
+    /// cache what it renders from it).
+    pub async fn block_at<T>(
+        &self,
+        topics: &[Topic],
+        q: QueryOptions,
+        read: impl Fn(&State) -> (u64, T),
+    ) -> (Arc<State>, Indexed<T>) {
         let deadline = (q.index > 0).then(|| Instant::now() + blocking_wait(q.wait));
+        // Subscribed once, on the first miss; the snapshot is read again
+        // right after subscribing so no commit can slip in between.
+        let mut receivers: Option<Vec<_>> = None;
         loop {
-            let mut receivers: Vec<_> = match deadline {
-                Some(_) => topics
-                    .iter()
-                    .map(|t| self.shared.hub.subscribe(t))
-                    .collect(),
-                None => Vec::new(),
-            };
             let snapshot = self.snapshot();
             let (index, value) = read(&snapshot);
             let Some(deadline) = deadline else {
-                return Indexed { index, value };
+                return (snapshot, Indexed { index, value });
             };
-            if index > q.index || Instant::now() >= deadline || receivers.is_empty() {
-                return Indexed { index, value };
+            if index > q.index || Instant::now() >= deadline || topics.is_empty() {
+                return (snapshot, Indexed { index, value });
             }
             drop(value);
             drop(snapshot);
+            let Some(receivers) = receivers.as_mut() else {
+                receivers = Some(
+                    topics
+                        .iter()
+                        .map(|t| self.shared.hub.subscribe(t))
+                        .collect(),
+                );
+                continue;
+            };
             let any_change =
                 futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
             tokio::select! {

@@ -73,10 +73,7 @@ pub async fn run(args: ServerArgs, role: &str) -> anyhow::Result<()> {
     );
     // A stable, parseable line for people and for test harnesses.
     println!("shoal {role}: HTTP API listening on http://{local}");
-    let state = ApiState {
-        registry: registry.clone(),
-        config: Arc::new(config),
-    };
+    let state = ApiState::new(registry.clone(), Arc::new(config));
     let served = shoal_api::serve(listener, state, cancel).await;
     registry.shutdown().await;
     tracing::info!("shoal stopped");

@@ -57,10 +57,7 @@ impl TestServer {
             .await
             .expect("register local node");
         let cancel = CancellationToken::new();
-        let state = ApiState {
-            registry: registry.clone(),
-            config: config.clone(),
-        };
+        let state = ApiState::new(registry.clone(), config.clone());
         tokio::spawn(shoal_api::serve(listener, state, cancel.clone()));
         TestServer {
             addr,
