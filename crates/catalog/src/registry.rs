@@ -27,6 +27,8 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// Most commands applied in one durable transaction.
 const MAX_BATCH: usize = 4096;
+/// A durable commit slower than this is logged as a warning.
+const SLOW_COMMIT: Duration = Duration::from_millis(500);
 /// Queued writes before callers wait for room.
 const QUEUE: usize = 16 * 1024;
 
@@ -220,7 +222,23 @@ fn commit_batch(shared: &Shared, store: &dyn Store, batch: Vec<Request>) {
     }
     let (mutations, changes) = txn.into_mutations();
     if !mutations.is_empty() {
-        if let Err(e) = store.commit(&mutations) {
+        let started = std::time::Instant::now();
+        let committed = store.commit(&mutations);
+        let took = started.elapsed();
+        tracing::debug!(
+            writes = replies.len(),
+            records = mutations.len(),
+            took_us = took.as_micros() as u64,
+            "durable commit"
+        );
+        if took > SLOW_COMMIT {
+            tracing::warn!(
+                writes = replies.len(),
+                took_ms = took.as_millis() as u64,
+                "slow durable commit"
+            );
+        }
+        if let Err(e) = committed {
             tracing::error!(error = %e, writes = replies.len(), "durable commit failed; batch rejected");
             for (reply, _) in replies {
                 let _ = reply.send(Err(Error::Storage(e.to_string())));
