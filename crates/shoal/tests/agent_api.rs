@@ -233,3 +233,43 @@ async fn agent_services_filter() {
     let ids: Vec<&String> = got.as_object().unwrap().keys().collect();
     assert_eq!(ids, vec!["b"]);
 }
+
+#[tokio::test]
+async fn agent_service_blocks_on_its_content_hash() {
+    let s = TestServer::start().await;
+    let def = json!({"ID": "h-1", "Name": "hashed", "Port": 80});
+    ok(put_json(s.at("/v1/agent/service/register"), &def).await);
+    let first = ok(get(s.at("/v1/agent/service/h-1")).await);
+    let hash = first.json()["ContentHash"].as_str().unwrap().to_string();
+    let url = s.at(&format!("/v1/agent/service/h-1?hash={hash}&wait=30s"));
+    let waiter = tokio::spawn(async move { get(url).await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    ok(put_json(
+        s.at("/v1/agent/service/register"),
+        &json!({"Name": "other", "Port": 1}),
+    )
+    .await);
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert!(
+        !waiter.is_finished(),
+        "another service changing must not end the wait"
+    );
+    ok(put_json(
+        s.at("/v1/agent/service/register"),
+        &json!({"ID": "h-1", "Name": "hashed", "Port": 81}),
+    )
+    .await);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.json()["Port"], 81);
+    assert_ne!(r.json()["ContentHash"], hash);
+    let quick = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        get(s.at(&format!("/v1/agent/service/h-1?hash={hash}&wait=30s"))),
+    )
+    .await
+    .expect("a stale hash answers at once");
+    assert_eq!(quick.json()["Port"], 81);
+}

@@ -163,3 +163,30 @@ fn bad_flags_are_reported() {
     assert_ne!(code, 0);
     assert!(err.contains("invalid --log-level"), "{err}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin())
+        .args([
+            "--log-format",
+            "json",
+            "server",
+            "--in-memory",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let first = BufReader::new(stderr).lines().next().unwrap().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["fields"]["message"], "shoal started");
+    assert_eq!(line["fields"]["store"], "memory");
+}
