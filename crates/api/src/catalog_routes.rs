@@ -88,6 +88,19 @@ pub(crate) fn filtered<T: Serialize>(
     json(Some(index), ctx.pretty, &filter::apply(expr, list))
 }
 
+/// A filtered list read under a blocking query on `topic`: the shape of
+/// most read endpoints.
+pub(crate) async fn blocking_list<T: Serialize>(
+    api: &ApiState,
+    ctx: &Ctx,
+    topic: Topic,
+    read: impl Fn(&CatalogState) -> (u64, Vec<T>),
+) -> ApiResult<Response> {
+    let expr = parse_filter(ctx)?;
+    let out = api.registry.block(&[topic], ctx.q, read).await;
+    Ok(filtered(out.index, ctx, expr.as_ref(), out.value))
+}
+
 /// `?node-meta=key:value` pairs, all of which a node must carry.
 pub(crate) fn node_meta_filter(ctx: &Ctx) -> ApiResult<Vec<(String, String)>> {
     ctx.params
@@ -108,18 +121,18 @@ pub(crate) fn node_matches(node: &Node, meta: &[(String, String)]) -> bool {
 }
 
 async fn nodes(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
-    let expr = parse_filter(&ctx)?;
     let meta = node_meta_filter(&ctx)?;
-    let out = api
-        .registry
-        .block(&[Topic::Nodes], ctx.q, |s| s.nodes())
-        .await;
-    let list: Vec<Arc<Node>> = out
-        .value
-        .into_iter()
-        .filter(|n| node_matches(n, &meta))
-        .collect();
-    Ok(filtered(out.index, &ctx, expr.as_ref(), list))
+    blocking_list(&api, &ctx, Topic::Nodes, |s| {
+        let (index, nodes) = s.nodes();
+        (
+            index,
+            nodes
+                .into_iter()
+                .filter(|n| node_matches(n, &meta))
+                .collect(),
+        )
+    })
+    .await
 }
 
 async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {

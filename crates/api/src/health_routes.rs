@@ -1,7 +1,7 @@
 //! `/v1/health/*`: instances with their checks, and checks by state.
 
 use crate::catalog_routes::{
-    filtered, node_meta_filter, parse_filter, service_entries, wait_for_service,
+    blocking_list, node_meta_filter, parse_filter, service_entries, wait_for_service,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::request::Ctx;
@@ -44,14 +44,10 @@ async fn checks(
     Path(name): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
-    let expr = parse_filter(&ctx)?;
-    let out = api
-        .registry
-        .block(&[Topic::Service(name.clone())], ctx.q, |s| {
-            s.service_checks(&name)
-        })
-        .await;
-    Ok(filtered(out.index, &ctx, expr.as_ref(), out.value))
+    blocking_list(&api, &ctx, Topic::Service(name.clone()), |s| {
+        s.service_checks(&name)
+    })
+    .await
 }
 
 async fn state(
@@ -59,7 +55,6 @@ async fn state(
     Path(state): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
-    let expr = parse_filter(&ctx)?;
     let wanted = match state.as_str() {
         "any" => None,
         s => Some(HealthStatus::parse(s).ok_or_else(|| {
@@ -68,11 +63,7 @@ async fn state(
             ))
         })?),
     };
-    let out = api
-        .registry
-        .block(&[Topic::Checks], ctx.q, |s| s.checks_in_state(wanted))
-        .await;
-    Ok(filtered(out.index, &ctx, expr.as_ref(), out.value))
+    blocking_list(&api, &ctx, Topic::Checks, |s| s.checks_in_state(wanted)).await
 }
 
 async fn node(
@@ -80,15 +71,9 @@ async fn node(
     Path(name): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
-    let expr = parse_filter(&ctx)?;
-    let out = api
-        .registry
-        .block(&[Topic::Node(name.clone())], ctx.q, |s| {
-            (
-                s.node_index(&name),
-                s.checks_on_node(&name).cloned().collect::<Vec<_>>(),
-            )
-        })
-        .await;
-    Ok(filtered(out.index, &ctx, expr.as_ref(), out.value))
+    blocking_list(&api, &ctx, Topic::Node(name.clone()), |s| {
+        let checks = s.checks_on_node(&name).cloned().collect();
+        (s.node_index(&name), checks)
+    })
+    .await
 }

@@ -147,20 +147,31 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints `value` as JSON with `--json`, else a table of `rows(value)`.
+fn output<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    header: &[&str],
+    rows: impl FnOnce(&T) -> Vec<Vec<String>>,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(value);
+    }
+    print!("{}", table::render(header, &rows(value)));
+    Ok(())
+}
+
 /// Runs a `catalog` subcommand.
 pub async fn catalog(cmd: CatalogCommand) -> anyhow::Result<()> {
     match cmd {
         CatalogCommand::Services { registry } => {
             let out = registry.client()?.services(QueryOptions::default()).await?;
-            if registry.json {
-                return print_json(&out.value);
-            }
-            let rows: Vec<Vec<String>> = out
-                .value
-                .iter()
-                .map(|(name, tags)| vec![name.clone(), tags.join(",")])
-                .collect();
-            print!("{}", table::render(&["NAME", "TAGS"], &rows));
+            output(registry.json, &out.value, &["NAME", "TAGS"], |services| {
+                services
+                    .iter()
+                    .map(|(name, tags)| vec![name.clone(), tags.join(",")])
+                    .collect()
+            })
         }
         CatalogCommand::Instances {
             name,
@@ -176,30 +187,24 @@ pub async fn catalog(cmd: CatalogCommand) -> anyhow::Result<()> {
                 .client()?
                 .instances(&name, &filter, QueryOptions::default())
                 .await?;
-            if registry.json {
-                return print_json(&out.value);
-            }
-            let rows: Vec<Vec<String>> = out
-                .value
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.service.id.clone(),
-                        e.node.name.clone(),
-                        e.address().to_string(),
-                        e.service.port.to_string(),
-                        e.aggregate_status().as_str().to_string(),
-                        e.service.tags.join(","),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(&["ID", "NODE", "ADDRESS", "PORT", "STATUS", "TAGS"], &rows)
-            );
+            let header = ["ID", "NODE", "ADDRESS", "PORT", "STATUS", "TAGS"];
+            output(registry.json, &out.value, &header, |entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.service.id.clone(),
+                            e.node.name.clone(),
+                            e.address().to_string(),
+                            e.service.port.to_string(),
+                            e.aggregate_status().as_str().to_string(),
+                            e.service.tags.join(","),
+                        ]
+                    })
+                    .collect()
+            })
         }
     }
-    Ok(())
 }
 
 /// Runs `register`.
@@ -297,25 +302,20 @@ pub async fn kv(cmd: KvCommand) -> anyhow::Result<()> {
                 .client()?
                 .kv_list(&prefix, QueryOptions::default())
                 .await?;
-            if registry.json {
-                return print_json(&out.value);
-            }
-            let rows: Vec<Vec<String>> = out
-                .value
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.key.clone(),
-                        e.flags.to_string(),
-                        e.modify_index.to_string(),
-                        e.value.len().to_string(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(&["KEY", "FLAGS", "MODIFY_INDEX", "BYTES"], &rows)
-            );
+            let header = ["KEY", "FLAGS", "MODIFY_INDEX", "BYTES"];
+            output(registry.json, &out.value, &header, |entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.key.clone(),
+                            e.flags.to_string(),
+                            e.modify_index.to_string(),
+                            e.value.len().to_string(),
+                        ]
+                    })
+                    .collect()
+            })?;
         }
     }
     Ok(())
