@@ -23,8 +23,10 @@ pub struct Node {
     /// Datacenter the node belongs to.
     pub datacenter: String,
     /// Extra addresses (`lan`, `wan`, ...).
+    #[serde(deserialize_with = "null_default")]
     pub tagged_addresses: BTreeMap<String, String>,
     /// Free-form node metadata.
+    #[serde(deserialize_with = "null_default")]
     pub meta: BTreeMap<String, String>,
     /// Index of the commit that created the node.
     pub create_index: u64,
@@ -62,10 +64,12 @@ pub struct Service {
     #[serde(rename = "Service")]
     pub name: String,
     /// Tags, used for filtering and routing.
+    #[serde(deserialize_with = "null_default")]
     pub tags: Vec<String>,
     /// Instance address; empty means "use the node's address".
     pub address: String,
     /// Free-form instance metadata.
+    #[serde(deserialize_with = "null_default")]
     pub meta: BTreeMap<String, String>,
     /// Port the instance listens on.
     pub port: u16,
@@ -127,7 +131,10 @@ pub struct CheckDefinition {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub method: String,
     /// Extra request headers of an HTTP check.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_default"
+    )]
     pub header: BTreeMap<String, Vec<String>>,
     /// Request body of an HTTP check.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -207,6 +214,7 @@ pub struct Check {
     /// Name of that instance's service (filled in by the catalog).
     pub service_name: String,
     /// Tags of that instance (filled in by the catalog).
+    #[serde(deserialize_with = "null_default")]
     pub service_tags: Vec<String>,
     /// `http`, `tcp`, `ttl` or empty.
     #[serde(rename = "Type")]
@@ -272,7 +280,7 @@ pub struct ServiceEntry {
     /// The instance.
     pub service: Arc<Service>,
     /// Node checks and the instance's own checks.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "null_default")]
     pub checks: Vec<Arc<Check>>,
 }
 
@@ -296,6 +304,42 @@ impl ServiceEntry {
     }
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Arc<Check>>, D::Error> {
-    Ok(Option::<Vec<Arc<Check>>>::deserialize(d)?.unwrap_or_default())
+/// Go writes empty slices and maps as `null`; read that as empty.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_consul_json_with_nulls_and_unknown_fields() {
+        let raw = r#"{
+            "Node": {"ID": "x", "Node": "n1", "Address": "10.0.0.1", "Datacenter": "dc1",
+                     "TaggedAddresses": null, "Meta": null, "PeerName": "", "CreateIndex": 5, "ModifyIndex": 6},
+            "Service": {"ID": "web-1", "Service": "web", "Tags": null, "Address": "", "Meta": null,
+                        "Port": 80, "Weights": {"Passing": 1, "Warning": 1}, "EnableTagOverride": false,
+                        "Proxy": {"Mode": ""}, "Connect": {}, "Kind": "", "CreateIndex": 7, "ModifyIndex": 7},
+            "Checks": [{"Node": "n1", "CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing",
+                        "Notes": "", "Output": "Agent alive and reachable", "ServiceID": "", "ServiceName": "",
+                        "ServiceTags": null, "Type": "", "Interval": "", "Timeout": "", "ExposedPort": 0,
+                        "Definition": {"Interval": "0s", "Timeout": "0s", "DeregisterCriticalServiceAfter": "0s",
+                                       "HTTP": "", "Header": null, "Method": "", "Body": "", "TLSServerName": "",
+                                       "TLSSkipVerify": false, "TCP": "", "TCPUseTLS": false, "UDP": "",
+                                       "GRPC": "", "OSService": "", "GRPCUseTLS": false},
+                        "CreateIndex": 5, "ModifyIndex": 5}]
+        }"#;
+        let e: ServiceEntry = serde_json::from_str(raw).unwrap();
+        assert_eq!(e.service.id, "web-1");
+        assert!(e.service.tags.is_empty() && e.node.meta.is_empty());
+        assert_eq!(e.checks[0].status, HealthStatus::Passing);
+        assert_eq!(e.checks[0].definition.interval, None);
+        assert_eq!(e.aggregate_status(), HealthStatus::Passing);
+        assert_eq!(e.address(), "10.0.0.1");
+    }
 }
