@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod hello;
 mod identity;
 mod logging;
 mod server;
@@ -41,6 +42,8 @@ enum Command {
     /// Read and write the KV store.
     #[command(subcommand)]
     Kv(client::KvCommand),
+    /// Run a tiny demo backend that says which instance answered.
+    Hello(hello::HelloArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Register(args) => client::register(args).await,
             Command::Deregister(args) => client::deregister(args).await,
             Command::Kv(cmd) => client::kv(cmd).await,
+            Command::Hello(args) => hello::run(args).await,
         }
     });
     match result {
