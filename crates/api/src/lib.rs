@@ -127,7 +127,18 @@ pub async fn serve(
     state: ApiState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state);
+    serve_with(listener, state, Router::new(), cancel).await
+}
+
+/// Like [`serve`], with more routes beside the API (the binary adds the
+/// proxy's `/v1/proxy/stats` and `/metrics` this way).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    extra: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state).merge(extra);
     let graceful =
         axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     tokio::select! {

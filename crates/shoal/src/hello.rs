@@ -105,6 +105,33 @@ impl Health {
     }
 }
 
+/// Serves one hello instance named `name` on `listener` until `cancel`
+/// (the `shoal dev --demo` instances); returns its instance ID at once.
+pub fn serve_embedded(
+    listener: tokio::net::TcpListener,
+    name: &str,
+    cancel: CancellationToken,
+) -> anyhow::Result<String> {
+    let addr = listener.local_addr().context("listener has no address")?;
+    let instance = Arc::new(Instance {
+        id: format!("{name}-{}", addr.port()),
+        name: name.to_string(),
+        hostname: crate::identity::hostname(),
+        addr,
+        requests: AtomicU64::new(0),
+        health: Health {
+            failed: AtomicBool::new(false),
+            probes: AtomicU64::new(0),
+            fail_after: None,
+        },
+    });
+    let id = instance.id.clone();
+    let serving =
+        axum::serve(listener, router(instance)).with_graceful_shutdown(cancel.cancelled_owned());
+    tokio::spawn(serving.into_future());
+    Ok(id)
+}
+
 /// Runs `shoal hello` until SIGINT or SIGTERM.
 pub async fn run(args: HelloArgs) -> anyhow::Result<()> {
     // Installed before the address is announced, so a signal sent as soon

@@ -7,6 +7,7 @@ mod client;
 mod hello;
 mod identity;
 mod logging;
+mod proxy;
 mod server;
 mod table;
 
@@ -30,8 +31,10 @@ struct Cli {
 enum Command {
     /// Run a catalog server: Consul-compatible HTTP API over a durable store.
     Server(server::ServerArgs),
-    /// Run everything on one machine (for now: the server with its defaults).
-    Dev(server::ServerArgs),
+    /// Run everything on one machine: the server and the load balancer.
+    Dev(server::DevArgs),
+    /// Run the load balancer, following a registry's catalog.
+    Proxy(proxy::ProxyArgs),
     /// Read the catalog.
     #[command(subcommand)]
     Catalog(client::CatalogCommand),
@@ -52,10 +55,16 @@ fn main() -> std::process::ExitCode {
         eprintln!("shoal: {e:#}");
         return std::process::ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let workers = match &cli.command {
+        Command::Dev(args) => args.proxy.worker_threads,
+        Command::Proxy(args) => args.options.worker_threads,
+        _ => None,
+    };
+    if let Some(n) = workers.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shoal: cannot start the async runtime: {e}");
@@ -65,7 +74,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args, "server").await,
-            Command::Dev(args) => server::run(args, "dev").await,
+            Command::Dev(args) => server::run_dev(args).await,
+            Command::Proxy(args) => proxy::run(args).await,
             Command::Catalog(cmd) => client::catalog(cmd).await,
             Command::Register(args) => client::register(args).await,
             Command::Deregister(args) => client::deregister(args).await,

@@ -2,12 +2,18 @@
 //! the HTTP API, and shut down cleanly on SIGINT/SIGTERM.
 
 use crate::identity;
+use crate::proxy::ProxyOptions;
 use anyhow::Context;
+use axum::Router;
 use shoal_api::{ApiConfig, ApiState};
-use shoal_catalog::{MemoryStore, RedbStore, Registry, Store};
+use shoal_catalog::{
+    Catalog, MemoryStore, Node, RedbStore, Registration, Registry, Service, Store,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Flags of `shoal server` and `shoal dev`.
@@ -39,8 +45,39 @@ fn open_store(args: &ServerArgs) -> anyhow::Result<Box<dyn Store>> {
     Ok(Box::new(store))
 }
 
-/// Runs the server until a signal arrives.
+/// Flags of `shoal dev`: the server's, the proxy's, and demo instances.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub proxy: ProxyOptions,
+    /// Start this many `shoal hello` instances of service `hello`, so
+    /// http://hello.localhost:8080/ shows round robin at once.
+    #[arg(long, default_value_t = 0)]
+    pub demo: usize,
+}
+
+/// Runs `shoal server` until a signal arrives.
 pub async fn run(args: ServerArgs, role: &str) -> anyhow::Result<()> {
+    run_with(args, role, None).await
+}
+
+/// Runs `shoal dev` until a signal arrives.
+pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    let DevArgs {
+        server,
+        proxy,
+        demo,
+    } = args;
+    run_with(server, "dev", Some((proxy, demo))).await
+}
+
+async fn run_with(
+    args: ServerArgs,
+    role: &str,
+    dev: Option<(ProxyOptions, usize)>,
+) -> anyhow::Result<()> {
     let store = open_store(&args)?;
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
     let registry = Registry::open(store).context("cannot load the catalog")?;
@@ -62,6 +99,15 @@ pub async fn run(args: ServerArgs, role: &str) -> anyhow::Result<()> {
         .context("cannot register this node in the catalog")?;
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
+    let mut tasks = JoinSet::new();
+    let mut extra = Router::new();
+    if let Some((proxy_options, demo)) = dev {
+        let catalog: Arc<dyn Catalog> = registry.clone();
+        let proxy =
+            crate::proxy::start(&proxy_options, catalog, cancel.clone(), &mut tasks).await?;
+        extra = crate::proxy::stats_routes(proxy);
+        start_demo(&registry, &config, demo, &cancel).await?;
+    }
     tracing::info!(
         role,
         http = %local,
@@ -74,13 +120,61 @@ pub async fn run(args: ServerArgs, role: &str) -> anyhow::Result<()> {
     // A stable, parseable line for people and for test harnesses.
     println!("shoal {role}: HTTP API listening on http://{local}");
     let state = ApiState::new(registry.clone(), Arc::new(config));
-    let served = shoal_api::serve(listener, state, cancel).await;
+    let served = shoal_api::serve_with(listener, state, extra, cancel.clone()).await;
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     registry.shutdown().await;
     tracing::info!("shoal stopped");
     served.context("HTTP API server failed")
 }
 
-async fn stop_on_signal(cancel: CancellationToken) {
+/// Starts `count` hello instances on 127.0.0.1 and registers them as
+/// service `hello` on this node.
+async fn start_demo(
+    registry: &Registry,
+    config: &ApiConfig,
+    count: usize,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    for _ in 0..count {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen for a demo instance")?;
+        let port = listener
+            .local_addr()
+            .context("listener has no address")?
+            .port();
+        let id = crate::hello::serve_embedded(listener, "hello", cancel.clone())?;
+        let node = Node {
+            name: config.node_name.clone(),
+            ..Default::default()
+        };
+        let service = Service {
+            id: id.clone(),
+            name: "hello".into(),
+            address: "127.0.0.1".into(),
+            port,
+            tags: vec!["demo".into()],
+            ..Default::default()
+        };
+        registry
+            .register(Registration {
+                node,
+                skip_node_update: true,
+                service: Some(service),
+                checks: vec![],
+            })
+            .await
+            .context("cannot register a demo instance")?;
+        println!("shoal dev: demo instance {id} on http://127.0.0.1:{port}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn stop_on_signal(cancel: CancellationToken) {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

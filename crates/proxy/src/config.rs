@@ -1,0 +1,277 @@
+//! The proxy's configuration: what the binary composes from flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How a service's requests are spread over its instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// Weighted round robin (the default).
+    RoundRobin,
+    /// Fewest requests in flight, between two random instances (P2C).
+    LeastOutstanding,
+    /// Consistent hash of a request property: sticky sessions.
+    Hash(HashKey),
+}
+
+/// What a consistent-hash balancer hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address.
+    ClientIp,
+    /// A request header's value.
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+}
+
+impl FromStr for Balance {
+    type Err = String;
+
+    /// `round_robin`, `least_outstanding`, `hash_ip`, `hash_header:NAME`,
+    /// `hash_cookie:NAME` (also the `shoal.balance=` tag's values).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        match (kind, arg) {
+            ("round_robin" | "rr", "") => Ok(Balance::RoundRobin),
+            ("least_outstanding" | "least_conn" | "p2c", "") => Ok(Balance::LeastOutstanding),
+            ("hash_ip" | "ip_hash", "") => Ok(Balance::Hash(HashKey::ClientIp)),
+            ("hash_header", name) if !name.is_empty() => Ok(Balance::Hash(HashKey::Header(name.to_ascii_lowercase()))),
+            ("hash_cookie", name) if !name.is_empty() => Ok(Balance::Hash(HashKey::Cookie(name.to_string()))),
+            _ => Err(format!(
+                "unknown balance {s:?}: use round_robin, least_outstanding, hash_ip, hash_header:NAME or hash_cookie:NAME"
+            )),
+        }
+    }
+}
+
+/// A listener that sends everything to one service (`ADDR=SERVICE[/tcp]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRoute {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The service that gets everything.
+    pub service: String,
+    /// Plain TCP instead of HTTP.
+    pub tcp: bool,
+}
+
+impl FromStr for PortRoute {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, service) = s
+            .split_once('=')
+            .ok_or_else(|| format!("invalid route {s:?}: want ADDR=SERVICE or ADDR=SERVICE/tcp"))?;
+        let listen = addr
+            .parse()
+            .map_err(|e| format!("invalid route {s:?}: address {addr:?}: {e}"))?;
+        let (service, tcp) = match service.strip_suffix("/tcp") {
+            Some(name) => (name, true),
+            None => (service, false),
+        };
+        if service.is_empty() {
+            return Err(format!("invalid route {s:?}: missing service name"));
+        }
+        Ok(PortRoute {
+            listen,
+            service: service.to_string(),
+            tcp,
+        })
+    }
+}
+
+/// A trusted proxy address or network (`10.0.0.0/8`, `127.0.0.1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|e| format!("invalid address {s:?}: {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("invalid prefix in {s:?}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Passive health: when an instance is taken out of rotation.
+#[derive(Clone, Debug)]
+pub struct EjectConfig {
+    /// Consecutive connect failures or 5xx answers that eject an instance.
+    pub consecutive_failures: u32,
+    /// First ejection time; doubles with each ejection, up to `max_time`.
+    pub base_time: Duration,
+    /// Longest ejection.
+    pub max_time: Duration,
+    /// At most this share of a service's instances is ejected at once.
+    pub max_percent: u8,
+}
+
+impl Default for EjectConfig {
+    /// Envoy's outlier-detection defaults.
+    fn default() -> Self {
+        EjectConfig {
+            consecutive_failures: 5,
+            base_time: Duration::from_secs(30),
+            max_time: Duration::from_secs(300),
+            max_percent: 50,
+        }
+    }
+}
+
+/// Everything the proxy needs to know.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// `Host: <service>.<domain>` routes to `<service>`.
+    pub domain: String,
+    /// Balancing when a service has no `shoal.balance=` tag.
+    pub balance: Balance,
+    /// How long a request waits for a service with no instance yet.
+    pub queue_timeout: Duration,
+    /// Requests waiting at once, at most; more get 503 at once.
+    pub max_queued: usize,
+    /// Extra attempts on another instance.
+    pub retries: usize,
+    /// Time to connect to an instance.
+    pub connect_timeout: Duration,
+    /// Deadline from the request to the upstream's response head.
+    pub request_timeout: Duration,
+    /// Time a client has to send a request head (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// Client connections at once, at most.
+    pub max_connections: usize,
+    /// Idle keep-alive connections to each instance, at most.
+    pub max_idle_per_instance: usize,
+    /// Passive health.
+    pub eject: EjectConfig,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Log one line per request.
+    pub access_log: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            domain: "localhost".into(),
+            balance: Balance::RoundRobin,
+            queue_timeout: Duration::from_secs(10),
+            max_queued: 10_000,
+            retries: 2,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            max_idle_per_instance: 256,
+            eject: EjectConfig::default(),
+            trusted_proxies: Vec::new(),
+            access_log: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_balance_names() {
+        let cases = [
+            ("round_robin", Some(Balance::RoundRobin)),
+            ("least_outstanding", Some(Balance::LeastOutstanding)),
+            ("hash_ip", Some(Balance::Hash(HashKey::ClientIp))),
+            (
+                "hash_header:X-User",
+                Some(Balance::Hash(HashKey::Header("x-user".into()))),
+            ),
+            (
+                "hash_cookie:sid",
+                Some(Balance::Hash(HashKey::Cookie("sid".into()))),
+            ),
+            ("hash_header:", None),
+            ("random", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(s.parse::<Balance>().ok(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn parses_port_routes() {
+        let r: PortRoute = "127.0.0.1:81=graphite".parse().unwrap();
+        assert_eq!((r.service.as_str(), r.tcp), ("graphite", false));
+        let r: PortRoute = "127.0.0.1:6379=redis/tcp".parse().unwrap();
+        assert_eq!((r.service.as_str(), r.tcp), ("redis", true));
+        for bad in [
+            "80=web",
+            "127.0.0.1:80",
+            "127.0.0.1:80=",
+            "127.0.0.1:80=/tcp",
+        ] {
+            assert!(bad.parse::<PortRoute>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidr_membership() {
+        let cases = [
+            ("10.0.0.0/8", "10.1.2.3", true),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("::1", "::1", true),
+            ("0.0.0.0/0", "8.8.8.8", true),
+            ("127.0.0.0/8", "::ffff:127.0.0.5", true),
+            ("fd00::/8", "10.0.0.1", false),
+        ];
+        for (net, ip, want) in cases {
+            let c: Cidr = net.parse().unwrap();
+            assert_eq!(c.contains(ip.parse().unwrap()), want, "{net} {ip}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Keeps the routing table in step with the catalog: one blocking query on
+//! the service list, one per service on its passing instances (the same
+//! code against the in-process registry or a remote one), and a single
+//! builder that applies every update, rebuilds the table beside the hot
+//! path and swaps it in.
+
+use crate::config::ProxyConfig;
+use crate::table::{RoutingTable, StateRegistry};
+use arc_swap::ArcSwap;
+use shoal_catalog::blocking::{next_index, watch_instances, RateLimit};
+use shoal_catalog::{Catalog, InstanceFilter, QueryOptions, ServiceEntry};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long each blocking query waits at most.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The current table and a signal for every new one.
+pub struct Discovery {
+    table: ArcSwap<RoutingTable>,
+    generation: watch::Sender<u64>,
+}
+
+impl Discovery {
+    /// The current routing table.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.table.load_full()
+    }
+
+    /// A receiver that changes with every new table.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+}
+
+enum Update {
+    Services(Vec<String>),
+    Instances(String, Vec<ServiceEntry>),
+}
+
+/// Starts watching `catalog`; stops when `cancel` fires.
+pub fn spawn(
+    catalog: Arc<dyn Catalog>,
+    cfg: Arc<ProxyConfig>,
+    cancel: CancellationToken,
+) -> Arc<Discovery> {
+    let discovery = Arc::new(Discovery {
+        table: ArcSwap::from_pointee(RoutingTable::default()),
+        generation: watch::Sender::new(0),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(watch_service_list(
+        catalog.clone(),
+        tx.clone(),
+        cancel.clone(),
+    ));
+    tokio::spawn(build_tables(
+        discovery.clone(),
+        catalog,
+        cfg,
+        tx,
+        rx,
+        cancel,
+    ));
+    discovery
+}
+
+async fn watch_service_list(
+    catalog: Arc<dyn Catalog>,
+    tx: mpsc::UnboundedSender<Update>,
+    cancel: CancellationToken,
+) {
+    let mut index = 0;
+    let mut pace = RateLimit::new(Duration::from_millis(20));
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let query = catalog.services(QueryOptions::blocking(index, WAIT));
+        let result = tokio::select! {
+            r = query => r,
+            _ = cancel.cancelled() => return,
+        };
+        match result {
+            Ok(got) => {
+                backoff = Duration::from_millis(100);
+                let changed = got.index != index;
+                index = next_index(index, got.index);
+                if tx
+                    .send(Update::Services(got.value.into_keys().collect()))
+                    .is_err()
+                {
+                    return;
+                }
+                pace.pace(changed).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "proxy: service list query failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Forwards one service's instance updates until aborted.
+fn watch_service(
+    catalog: Arc<dyn Catalog>,
+    name: String,
+    tx: mpsc::UnboundedSender<Update>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let passing = InstanceFilter {
+            passing_only: true,
+            ..Default::default()
+        };
+        let mut rx = watch_instances(catalog, name.clone(), passing, WAIT);
+        while rx.changed().await.is_ok() {
+            let entries = rx.borrow_and_update().as_ref().map(|i| i.value.clone());
+            if let Some(entries) = entries {
+                if tx.send(Update::Instances(name.clone(), entries)).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+async fn build_tables(
+    discovery: Arc<Discovery>,
+    catalog: Arc<dyn Catalog>,
+    cfg: Arc<ProxyConfig>,
+    tx: mpsc::UnboundedSender<Update>,
+    mut rx: mpsc::UnboundedReceiver<Update>,
+    cancel: CancellationToken,
+) {
+    let mut services: BTreeMap<String, Vec<ServiceEntry>> = BTreeMap::new();
+    let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut states = StateRegistry::new();
+    let mut generation = 0;
+    loop {
+        let first = tokio::select! {
+            u = rx.recv() => u,
+            _ = cancel.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let mut changed = false;
+        // Apply everything already queued, then rebuild once.
+        let mut next = Some(first);
+        while let Some(update) = next {
+            match update {
+                Update::Services(names) => {
+                    watchers.retain(|name, handle| {
+                        let keep = names.contains(name);
+                        if !keep {
+                            handle.abort();
+                        }
+                        keep
+                    });
+                    let before = services.len();
+                    services.retain(|name, _| names.contains(name));
+                    changed |= services.len() != before;
+                    for name in names {
+                        watchers
+                            .entry(name.clone())
+                            .or_insert_with(|| watch_service(catalog.clone(), name, tx.clone()));
+                    }
+                }
+                Update::Instances(name, entries) => {
+                    if watchers.contains_key(&name) {
+                        services.insert(name, entries);
+                        changed = true;
+                    }
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        if changed {
+            generation += 1;
+            let table = RoutingTable::build(&services, &mut states, &cfg, generation);
+            discovery.table.store(Arc::new(table));
+            discovery.generation.send_replace(generation);
+        }
+    }
+    for (_, handle) in watchers {
+        handle.abort();
+    }
+}

@@ -1,0 +1,212 @@
+//! Request and response header rules: hop-by-hop headers (and names listed
+//! in `Connection`) are dropped, `X-Forwarded-*` are set, and a client's
+//! own `X-Forwarded-*` are believed only from trusted proxies.
+
+use hyper::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE,
+};
+use hyper::HeaderMap;
+use std::net::IpAddr;
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
+
+/// Removes hop-by-hop headers; with `upgrade`, keeps the upgrade itself
+/// (`Connection: upgrade` + `Upgrade`), which must reach the other side.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let upgrade_value = headers.get(UPGRADE).cloned();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let (true, Some(value)) = (upgrade, upgrade_value) {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, value);
+    }
+}
+
+/// Whether a request asks to switch protocols (WebSocket and the like).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Refuses ambiguous framing (request smuggling): Content-Length together
+/// with Transfer-Encoding, or several differing Content-Length values.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), String> {
+    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+        return Err("both Content-Length and Transfer-Encoding are set".into());
+    }
+    let mut lengths = headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|v| v.trim_ascii());
+    if let Some(first) = lengths.next() {
+        if lengths.any(|v| v != first) {
+            return Err("differing Content-Length values".into());
+        }
+    }
+    Ok(())
+}
+
+/// Sets `X-Forwarded-For/Proto/Host` for a request from `client`; `trusted`
+/// says whether the client's own values are kept (and extended).
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host: &str) {
+    let client = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+        v4 => v4,
+    };
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {client}"),
+        _ => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !(trusted && headers.contains_key("x-forwarded-proto")) {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if !(trusted && headers.contains_key("x-forwarded-host")) {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            headers.insert("x-forwarded-host", v);
+        }
+    }
+}
+
+/// The request's host, lowercase and without port, from the absolute URI
+/// or the Host header.
+pub fn request_host(uri: &hyper::Uri, headers: &HeaderMap) -> String {
+    let raw = uri
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            headers
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let host = if raw.starts_with('[') {
+        raw.split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
+    } else {
+        raw.split(':').next().unwrap_or("").to_string()
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_names_go() {
+        let mut h = map(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+            ("te", "trailers"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+        let mut up = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&up));
+        strip_hop_by_hop(&mut up, true);
+        assert_eq!(up.get("upgrade").unwrap(), "websocket");
+        assert_eq!(up.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn framing_rules() {
+        let cases = [
+            (vec![("content-length", "5")], true),
+            (vec![("transfer-encoding", "chunked")], true),
+            (
+                vec![("content-length", "5"), ("transfer-encoding", "chunked")],
+                false,
+            ),
+            (
+                vec![("content-length", "5"), ("content-length", "6")],
+                false,
+            ),
+            (vec![("content-length", "5"), ("content-length", "5")], true),
+            (vec![("content-length", "5, 6")], false),
+        ];
+        for (pairs, ok) in cases {
+            assert_eq!(check_framing(&map(&pairs)).is_ok(), ok, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_trusted_peers() {
+        let client: IpAddr = "10.1.1.1".parse().unwrap();
+        let mut forged = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(&mut forged, client, false, "web.localhost");
+        assert_eq!(forged.get("x-forwarded-for").unwrap(), "10.1.1.1");
+        assert_eq!(forged.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(forged.get("x-forwarded-host").unwrap(), "web.localhost");
+        let mut chained = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(&mut chained, client, true, "web.localhost");
+        assert_eq!(chained.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.1.1.1");
+        assert_eq!(chained.get("x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
+    fn host_without_port() {
+        let cases = [
+            ("/", "Web.Localhost:8080", "web.localhost"),
+            ("/", "[::1]:8080", "[::1]"),
+            ("http://api.localhost:9/x", "ignored", "api.localhost"),
+            ("/", "example.com.", "example.com"),
+        ];
+        for (uri, host, want) in cases {
+            let h = map(&[("host", host)]);
+            assert_eq!(request_host(&uri.parse().unwrap(), &h), want);
+        }
+    }
+}

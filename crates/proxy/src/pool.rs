@@ -1,0 +1,47 @@
+//! Keep-alive connections to one instance. A connection goes back to the
+//! pool as soon as its response head arrived; it is handed out again only
+//! once hyper says it is ready (the previous response fully read).
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::client::conn::http1::SendRequest;
+use std::sync::Mutex;
+
+/// The body type sent upstream.
+pub type UpstreamBody = BoxBody<Bytes, hyper::Error>;
+
+/// Idle (or soon idle) connections.
+#[derive(Default)]
+pub struct Pool {
+    conns: Mutex<Vec<SendRequest<UpstreamBody>>>,
+}
+
+impl Pool {
+    /// A ready connection, dropping closed ones on the way.
+    pub fn take(&self) -> Option<SendRequest<UpstreamBody>> {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|c| !c.is_closed());
+        let pos = conns.iter().rposition(|c| c.is_ready())?;
+        Some(conns.swap_remove(pos))
+    }
+
+    /// Keeps a connection for reuse, up to `max` per instance.
+    pub fn put(&self, conn: SendRequest<UpstreamBody>, max: usize) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns.len() >= max {
+            conns.retain(|c| !c.is_closed());
+        }
+        if conns.len() < max {
+            conns.push(conn);
+        }
+    }
+
+    /// Connections kept now.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}

@@ -1,0 +1,87 @@
+//! HTTP listeners: accept (bounded by `max_connections`), serve HTTP/1.1
+//! with a header-read deadline and a request-head size limit, tunnel
+//! upgrades, and drain in-flight requests on shutdown.
+
+use crate::forward::handle;
+use crate::Shared;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests get to finish at shutdown.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves until `cancel`; `fixed` sends everything to one service.
+pub async fn serve_http(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    fixed: Option<Arc<str>>,
+    cancel: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(shared.cfg.max_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "proxy: accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    drop(stream);
+                    continue;
+                };
+                let (shared, fixed, cancel) = (shared.clone(), fixed.clone(), cancel.clone());
+                conns.spawn(async move {
+                    serve_conn(shared, stream, peer, fixed, cancel).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+}
+
+async fn serve_conn(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    fixed: Option<Arc<str>>,
+    cancel: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let cfg = shared.cfg.clone();
+    let service = service_fn(move |req| {
+        let (shared, fixed) = (shared.clone(), fixed.clone());
+        async move { Ok::<_, Infallible>(handle(shared, req, peer, fixed).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN, conn).await;
+        }
+    }
+}

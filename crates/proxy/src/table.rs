@@ -1,0 +1,381 @@
+//! The routing table: an immutable snapshot built from the catalog's
+//! passing instances beside the hot path and swapped in whole. It maps a
+//! request's host and path to an upstream (a service, or one tag of it).
+
+use crate::balance::{self, Balancer, PickInput};
+use crate::config::{Balance, ProxyConfig};
+use crate::instance::{now_ms, Instance, InstanceState};
+use shoal_catalog::ServiceEntry;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// A service, or the subset of it carrying one tag.
+pub type UpstreamKey = (String, Option<String>);
+
+/// The instances a request may go to, and how to choose.
+pub struct Upstream {
+    /// Service name.
+    pub service: String,
+    /// Passing instances.
+    pub instances: Vec<Instance>,
+    balancer: Box<dyn Balancer>,
+}
+
+impl Upstream {
+    fn new(service: &str, instances: Vec<Instance>, balance: &Balance) -> Self {
+        let balancer = balance::build(balance, &instances);
+        Upstream {
+            service: service.to_string(),
+            instances,
+            balancer,
+        }
+    }
+
+    /// An instance not in `tried`, preferring ones passive health has not
+    /// ejected; when all are ejected, any untried one (never eject all).
+    pub fn pick(&self, input: &PickInput, tried: &[usize]) -> Option<usize> {
+        let now = now_ms();
+        let healthy = |i: usize| !tried.contains(&i) && !self.instances[i].state.is_ejected(now);
+        self.balancer
+            .pick(&self.instances, input, &healthy)
+            .or_else(|| {
+                self.balancer
+                    .pick(&self.instances, input, &|i| !tried.contains(&i))
+            })
+    }
+
+    /// Whether one more instance may be ejected under `max_percent`.
+    pub fn may_eject(&self, max_percent: u8) -> bool {
+        let now = now_ms();
+        let ejected = self
+            .instances
+            .iter()
+            .filter(|i| i.state.is_ejected(now))
+            .count();
+        (ejected + 1) * 100 <= self.instances.len() * usize::from(max_percent)
+    }
+}
+
+/// A fabio-style `urlprefix-` route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PrefixRoute {
+    host: Option<String>,
+    path: String,
+    service: String,
+    strip: Option<String>,
+}
+
+/// Where a request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The upstream.
+    pub key: UpstreamKey,
+    /// A path prefix to remove before forwarding.
+    pub strip: Option<String>,
+}
+
+/// The routing snapshot.
+#[derive(Default)]
+pub struct RoutingTable {
+    /// Increases with every rebuild.
+    pub generation: u64,
+    upstreams: HashMap<UpstreamKey, Arc<Upstream>>,
+    prefixes: Vec<PrefixRoute>,
+    aliases: HashMap<String, String>,
+    domain: String,
+}
+
+/// Instance states by (service, instance ID, address): kept across
+/// rebuilds so balancer load, ejections, pools and counters carry over.
+pub type StateRegistry = HashMap<(String, String, SocketAddr), Arc<InstanceState>>;
+
+fn parse_prefix_tag(tag: &str, service: &str) -> Option<PrefixRoute> {
+    let rest = tag.strip_prefix("urlprefix-")?;
+    let mut parts = rest.split_whitespace();
+    let route = parts.next()?;
+    let (host, path) = match route.find('/') {
+        Some(0) => (None, route),
+        Some(i) => (Some(route[..i].to_ascii_lowercase()), &route[i..]),
+        None => (Some(route.to_ascii_lowercase()), "/"),
+    };
+    let strip = parts
+        .find_map(|opt| opt.strip_prefix("strip="))
+        .map(str::to_string);
+    Some(PrefixRoute {
+        host,
+        path: path.to_string(),
+        service: service.to_string(),
+        strip,
+    })
+}
+
+fn instance_addr(e: &ServiceEntry) -> Option<SocketAddr> {
+    let ip: IpAddr = e.address().parse().ok()?;
+    Some(SocketAddr::new(ip, e.service.port))
+}
+
+impl RoutingTable {
+    /// Builds a table from each service's passing instances.
+    pub fn build(
+        services: &BTreeMap<String, Vec<ServiceEntry>>,
+        states: &mut StateRegistry,
+        cfg: &ProxyConfig,
+        generation: u64,
+    ) -> RoutingTable {
+        let mut table = RoutingTable {
+            generation,
+            domain: cfg.domain.to_ascii_lowercase(),
+            ..Default::default()
+        };
+        let mut live = std::collections::HashSet::new();
+        for (name, entries) in services {
+            let mut instances = Vec::new();
+            let mut balance = cfg.balance.clone();
+            for e in entries {
+                let Some(addr) = instance_addr(e) else {
+                    tracing::warn!(service = %name, instance = %e.service.id, address = %e.address(), "instance address is not an IP; skipped");
+                    continue;
+                };
+                for tag in &e.service.tags {
+                    if let Some(route) = parse_prefix_tag(tag, name) {
+                        if !table.prefixes.contains(&route) {
+                            table.prefixes.push(route);
+                        }
+                    } else if let Some(hosts) = tag.strip_prefix("server_aliases=") {
+                        for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                            table
+                                .aliases
+                                .insert(host.to_ascii_lowercase(), name.clone());
+                        }
+                    } else if let Some(b) = tag.strip_prefix("shoal.balance=") {
+                        match b.parse() {
+                            Ok(parsed) => balance = parsed,
+                            Err(e) => {
+                                tracing::warn!(service = %name, error = %e, "bad shoal.balance tag ignored")
+                            }
+                        }
+                    }
+                }
+                let key = (name.clone(), e.service.id.clone(), addr);
+                let state = states.entry(key.clone()).or_default().clone();
+                live.insert(key);
+                instances.push(Instance {
+                    id: e.service.id.clone(),
+                    addr,
+                    weight: e.service.weights.passing.max(1) as u32,
+                    tags: e.service.tags.clone(),
+                    state,
+                });
+            }
+            let mut tags: Vec<&String> = instances.iter().flat_map(|i| i.tags.iter()).collect();
+            tags.sort();
+            tags.dedup();
+            for tag in tags {
+                let subset: Vec<Instance> = instances
+                    .iter()
+                    .filter(|i| i.tags.contains(tag))
+                    .cloned()
+                    .collect();
+                let up = Upstream::new(name, subset, &balance);
+                table
+                    .upstreams
+                    .insert((name.clone(), Some(tag.clone())), Arc::new(up));
+            }
+            table.upstreams.insert(
+                (name.clone(), None),
+                Arc::new(Upstream::new(name, instances, &balance)),
+            );
+        }
+        states.retain(|k, _| live.contains(k));
+        // Most specific first: a named host before any host, longer paths first.
+        table.prefixes.sort_by(|a, b| {
+            b.host
+                .is_some()
+                .cmp(&a.host.is_some())
+                .then(b.path.len().cmp(&a.path.len()))
+        });
+        table
+    }
+
+    /// Every whole service's upstream (not tag subsets), by name.
+    pub fn services(&self) -> Vec<Arc<Upstream>> {
+        let mut list: Vec<Arc<Upstream>> = self
+            .upstreams
+            .iter()
+            .filter(|(k, _)| k.1.is_none())
+            .map(|(_, u)| u.clone())
+            .collect();
+        list.sort_by(|a, b| a.service.cmp(&b.service));
+        list
+    }
+
+    /// The upstream for `key`, if it has any instance.
+    pub fn upstream(&self, key: &UpstreamKey) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(key).filter(|u| !u.instances.is_empty())
+    }
+
+    /// Where a request for `host` (lowercase, no port) and `path` goes:
+    /// `urlprefix-` routes, then `server_aliases`, then
+    /// `[<tag>.]<service>.<domain>`. `None` means no route at all.
+    pub fn resolve(&self, host: &str, path: &str) -> Option<Target> {
+        let prefix = self.prefixes.iter().find(|r| {
+            r.host.as_deref().is_none_or(|h| h == host) && path.starts_with(r.path.as_str())
+        });
+        if let Some(r) = prefix {
+            return Some(Target {
+                key: (r.service.clone(), None),
+                strip: r.strip.clone(),
+            });
+        }
+        if let Some(service) = self.aliases.get(host) {
+            return Some(Target {
+                key: (service.clone(), None),
+                strip: None,
+            });
+        }
+        let sub = host.strip_suffix(self.domain.as_str())?.strip_suffix('.')?;
+        let key = match sub.split('.').collect::<Vec<_>>()[..] {
+            [service] if !service.is_empty() => (service.to_string(), None),
+            [tag, service] if !tag.is_empty() && !service.is_empty() => {
+                (service.to_string(), Some(tag.to_string()))
+            }
+            _ => return None,
+        };
+        Some(Target { key, strip: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_catalog::{Node, Service};
+
+    fn entry(id: &str, name: &str, port: u16, tags: &[&str]) -> ServiceEntry {
+        ServiceEntry {
+            node: Arc::new(Node {
+                name: "n".into(),
+                address: "127.0.0.1".into(),
+                ..Default::default()
+            }),
+            service: Arc::new(Service {
+                id: id.into(),
+                name: name.into(),
+                port,
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                ..Default::default()
+            }),
+            checks: vec![],
+        }
+    }
+
+    fn table(entries: Vec<ServiceEntry>) -> RoutingTable {
+        let mut by_name: BTreeMap<String, Vec<ServiceEntry>> = BTreeMap::new();
+        for e in entries {
+            by_name.entry(e.service.name.clone()).or_default().push(e);
+        }
+        RoutingTable::build(
+            &by_name,
+            &mut StateRegistry::new(),
+            &ProxyConfig::default(),
+            1,
+        )
+    }
+
+    #[test]
+    fn resolves_most_specific_first() {
+        let t = table(vec![
+            entry(
+                "w1",
+                "web",
+                1,
+                &["v2", "server_aliases=www.example.com,example.com"],
+            ),
+            entry("a1", "api", 2, &["urlprefix-/api strip=/api"]),
+            entry("s1", "shop", 3, &["urlprefix-shop.example.com/"]),
+            entry("s2", "shopapi", 4, &["urlprefix-shop.example.com/api"]),
+        ]);
+        let key = |s: &str, t: Option<&str>| (s.to_string(), t.map(str::to_string));
+        let cases = [
+            ("web.localhost", "/", Some((key("web", None), None))),
+            (
+                "v2.web.localhost",
+                "/x",
+                Some((key("web", Some("v2")), None)),
+            ),
+            ("www.example.com", "/", Some((key("web", None), None))),
+            (
+                "anything.test",
+                "/api/users",
+                Some((key("api", None), Some("/api".to_string()))),
+            ),
+            ("shop.example.com", "/cart", Some((key("shop", None), None))),
+            (
+                "shop.example.com",
+                "/api/v1",
+                Some((key("shopapi", None), None)),
+            ),
+            ("nothing.test", "/", None),
+            ("a.b.c.localhost", "/", None),
+            ("localhost", "/", None),
+            ("ghost.localhost", "/", Some((key("ghost", None), None))),
+        ];
+        for (host, path, want) in cases {
+            let got = t.resolve(host, path).map(|t| (t.key, t.strip));
+            assert_eq!(got, want, "{host}{path}");
+        }
+    }
+
+    #[test]
+    fn tag_subsets_and_state_reuse() {
+        let mut states = StateRegistry::new();
+        let mut by_name = BTreeMap::new();
+        by_name.insert(
+            "web".to_string(),
+            vec![
+                entry("w1", "web", 1, &["v1"]),
+                entry("w2", "web", 2, &["v2"]),
+            ],
+        );
+        let t1 = RoutingTable::build(&by_name, &mut states, &ProxyConfig::default(), 1);
+        assert_eq!(
+            t1.upstream(&("web".into(), None)).unwrap().instances.len(),
+            2
+        );
+        let v1 = t1.upstream(&("web".into(), Some("v1".into()))).unwrap();
+        assert_eq!(v1.instances[0].id, "w1");
+        assert!(t1.upstream(&("web".into(), Some("v3".into()))).is_none());
+        let w1_state = v1.instances[0].state.clone();
+        by_name.insert("web".to_string(), vec![entry("w1", "web", 1, &["v1"])]);
+        let t2 = RoutingTable::build(&by_name, &mut states, &ProxyConfig::default(), 2);
+        assert!(Arc::ptr_eq(
+            &t2.upstream(&("web".into(), None)).unwrap().instances[0].state,
+            &w1_state
+        ));
+        assert_eq!(states.len(), 1, "states of gone instances are dropped");
+    }
+
+    #[test]
+    fn never_ejects_everything() {
+        let t = table(vec![entry("w1", "web", 1, &[]), entry("w2", "web", 2, &[])]);
+        let up = t.upstream(&("web".into(), None)).unwrap();
+        assert!(up.may_eject(50));
+        up.instances[0]
+            .state
+            .eject(&crate::config::EjectConfig::default());
+        assert!(!up.may_eject(50));
+        let headers = hyper::HeaderMap::new();
+        let input = PickInput {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            headers: &headers,
+        };
+        for _ in 0..5 {
+            assert_eq!(up.pick(&input, &[]), Some(1), "the ejected one is avoided");
+        }
+        assert_eq!(
+            up.pick(&input, &[1]),
+            Some(0),
+            "but used when nothing else is left"
+        );
+    }
+}

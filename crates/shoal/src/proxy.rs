@@ -1,0 +1,194 @@
+//! The `proxy` role (a standalone load balancer following a registry over
+//! its HTTP API) and the proxy part of `shoal dev`.
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use shoal_catalog::Catalog;
+use shoal_proxy::{Balance, Cidr, PortRoute, Proxy, ProxyConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    shoal_catalog::duration::parse(s)
+}
+
+/// Proxy flags shared by `shoal proxy` and `shoal dev`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyOptions {
+    /// Host-routed HTTP listener.
+    #[arg(
+        long = "listen",
+        env = "SHOAL_PROXY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// `Host: <service>.<domain>` routes to the service.
+    #[arg(long, env = "SHOAL_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// Default balancing: round_robin, least_outstanding, hash_ip,
+    /// hash_header:NAME, hash_cookie:NAME (a `shoal.balance=` tag overrides).
+    #[arg(long, env = "SHOAL_BALANCE", default_value = "round_robin")]
+    pub balance: Balance,
+    /// Extra listener for one service: ADDR=SERVICE (HTTP) or ADDR=SERVICE/tcp (repeatable).
+    #[arg(long = "route")]
+    pub routes: Vec<PortRoute>,
+    /// How long a request waits for a service with no instance yet.
+    #[arg(long, env = "SHOAL_QUEUE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+    /// Attempts on other instances after a failed one.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub retries: u8,
+    /// Peers whose X-Forwarded-* headers are believed (address or CIDR, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Log one line per request (target shoal::access).
+    #[arg(long)]
+    pub access_log: bool,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long, env = "SHOAL_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+}
+
+impl ProxyOptions {
+    fn config(&self) -> ProxyConfig {
+        ProxyConfig {
+            domain: self.domain.clone(),
+            balance: self.balance.clone(),
+            queue_timeout: self.queue_timeout,
+            retries: usize::from(self.retries),
+            trusted_proxies: self.trusted_proxies.clone(),
+            access_log: self.access_log,
+            ..ProxyConfig::default()
+        }
+    }
+}
+
+/// Flags of `shoal proxy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub options: ProxyOptions,
+    /// Registry HTTP API to follow (a shoal server or a Consul agent).
+    #[arg(
+        long,
+        env = "CONSUL_HTTP_ADDR",
+        default_value = "http://127.0.0.1:8500"
+    )]
+    pub registry: String,
+    /// Where to serve /v1/proxy/stats and /metrics.
+    #[arg(long, env = "SHOAL_STATS_ADDR", default_value = "127.0.0.1:9180")]
+    pub stats_addr: SocketAddr,
+}
+
+/// `/v1/proxy/stats` (JSON) and `/metrics` (Prometheus text) for `proxy`.
+pub fn stats_routes(proxy: Proxy) -> Router {
+    let json_proxy = proxy.clone();
+    Router::new()
+        .route(
+            "/v1/proxy/stats",
+            get(move || {
+                let p = json_proxy.clone();
+                async move {
+                    let body = serde_json::to_string_pretty(&p.stats_json()).unwrap_or_default();
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let p = proxy.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        p.prometheus(),
+                    )
+                }
+            }),
+        )
+}
+
+/// Binds every listener first (so a taken port fails start-up clearly),
+/// then serves them all until `cancel`.
+pub async fn start(
+    options: &ProxyOptions,
+    catalog: Arc<dyn Catalog>,
+    cancel: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Proxy> {
+    let proxy = Proxy::start(catalog, options.config(), cancel.clone());
+    let main = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the proxy", options.listen))?;
+    let local = main.local_addr().context("listener has no address")?;
+    let mut routes = Vec::new();
+    for route in &options.routes {
+        let l = tokio::net::TcpListener::bind(route.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for route to {}",
+                    route.listen, route.service
+                )
+            })?;
+        routes.push((l, route.clone()));
+    }
+    println!(
+        "shoal proxy: listening on http://{local} (http://<service>.{}:{})",
+        options.domain,
+        local.port()
+    );
+    let (p, c) = (proxy.clone(), cancel.clone());
+    tasks.spawn(async move { p.serve_http(main, c).await });
+    for (listener, route) in routes {
+        let kind = if route.tcp { "tcp" } else { "http" };
+        println!(
+            "shoal proxy: route {kind}://{} -> {}",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            route.service
+        );
+        let (p, c) = (proxy.clone(), cancel.clone());
+        tasks.spawn(async move { p.serve_route(listener, &route, c).await });
+    }
+    Ok(proxy)
+}
+
+/// Runs `shoal proxy` until a signal arrives.
+pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let mut config = shoal_api::RemoteConfig::new(args.registry.clone());
+    config.token = std::env::var("CONSUL_HTTP_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let catalog = shoal_api::RemoteCatalog::new(config).context("bad --registry")?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(crate::server::stop_on_signal(cancel.clone()));
+    let mut tasks = JoinSet::new();
+    let proxy = start(&args.options, Arc::new(catalog), cancel.clone(), &mut tasks).await?;
+    let stats = tokio::net::TcpListener::bind(args.stats_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for proxy stats", args.stats_addr))?;
+    let app = stats_routes(proxy);
+    let c = cancel.clone();
+    tasks.spawn(async move {
+        let _ = axum::serve(stats, app)
+            .with_graceful_shutdown(c.cancelled_owned())
+            .await;
+    });
+    tracing::info!(registry = %args.registry, "shoal proxy started");
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("shoal proxy stopped");
+    Ok(())
+}
