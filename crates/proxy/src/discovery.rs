@@ -48,8 +48,9 @@ pub fn spawn(
     cfg: Arc<ProxyConfig>,
     cancel: CancellationToken,
 ) -> Arc<Discovery> {
+    let empty = RoutingTable::build(&BTreeMap::new(), &mut StateRegistry::new(), &cfg, 0);
     let discovery = Arc::new(Discovery {
-        table: ArcSwap::from_pointee(RoutingTable::default()),
+        table: ArcSwap::from_pointee(empty),
         generation: watch::Sender::new(0),
     });
     let (tx, rx) = mpsc::unbounded_channel();

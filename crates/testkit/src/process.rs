@@ -4,59 +4,98 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// A `shoal server` child process.
+/// A `shoal` child process (any role).
 pub struct ServerProcess {
     child: Child,
-    /// `http://127.0.0.1:PORT` it announced.
+    /// The URL announced by the line the process was waited for.
     pub url: String,
+    /// Every `<label>: listening on <url>` line seen before it was ready.
+    pub announced: Vec<(String, String)>,
     bin: PathBuf,
     args: Vec<String>,
+    ready: String,
 }
 
-/// What a child printed before it was ready (or died).
-fn wait_ready(child: &mut Child) -> Result<String, String> {
+/// Reads `label: ... listening on URL` lines until one whose label part
+/// contains `ready`; returns (url of that line, all lines seen).
+fn wait_ready(child: &mut Child, ready: &str) -> Result<(String, Vec<(String, String)>), String> {
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        // Keeps draining stdout for the child's whole life.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some((_, url)) = line.split_once("listening on ") {
-                let _ = tx.send(url.trim().to_string());
+            if let Some((label, url)) = line.split_once("listening on ") {
+                let url = url.split_whitespace().next().unwrap_or("").to_string();
+                let _ = tx.send((label.trim().trim_end_matches(':').to_string(), url));
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(20)).map_err(|_| {
-        let status = child.try_wait().ok().flatten();
-        format!("server did not announce its address (exit status: {status:?})")
-    })
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((label, url)) => {
+                let done = label.contains(ready);
+                seen.push((label, url.clone()));
+                if done {
+                    return Ok((url, seen));
+                }
+            }
+            Err(_) => {
+                let status = child.try_wait().ok().flatten();
+                return Err(format!(
+                    "no {ready:?} line within 20 s (exit status: {status:?}; seen {seen:?})"
+                ));
+            }
+        }
+    }
 }
 
 impl ServerProcess {
-    /// Starts `bin server --http-addr 127.0.0.1:0 ARGS...` and waits until it
-    /// announces its address. Panics with the reason if it cannot start.
+    /// Starts `bin server --http-addr 127.0.0.1:0 --log-level warn ARGS...`
+    /// and waits until it announces its API address. Panics with the reason
+    /// if it cannot start.
     pub fn start(bin: &Path, args: &[&str]) -> ServerProcess {
-        Self::try_start(bin, args).unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
+        let mut full = vec![
+            "server",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ];
+        full.extend_from_slice(args);
+        Self::start_role(bin, &full, "HTTP API")
     }
 
-    /// Like [`ServerProcess::start`], returning the failure instead.
-    pub fn try_start(bin: &Path, args: &[&str]) -> Result<ServerProcess, String> {
+    /// Starts `bin ARGS...` (role and all flags given) and waits for the
+    /// announcement line whose label contains `ready` (e.g. `"HTTP API"`,
+    /// `"shoal proxy"`, `"shoal hello"`).
+    pub fn start_role(bin: &Path, args: &[&str], ready: &str) -> ServerProcess {
+        Self::try_start_role(bin, args, ready)
+            .unwrap_or_else(|e| panic!("cannot start {} {args:?}: {e}", bin.display()))
+    }
+
+    /// Like [`ServerProcess::start_role`], returning the failure instead.
+    pub fn try_start_role(bin: &Path, args: &[&str], ready: &str) -> Result<ServerProcess, String> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut child = Command::new(bin)
-            .arg("server")
-            .args(["--http-addr", "127.0.0.1:0", "--log-level", "warn"])
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| e.to_string())?;
-        match wait_ready(&mut child) {
-            Ok(url) => Ok(ServerProcess {
+        match wait_ready(&mut child, ready) {
+            Ok((url, announced)) => Ok(ServerProcess {
                 child,
                 url,
+                announced,
                 bin: bin.to_path_buf(),
                 args,
+                ready: ready.to_string(),
             }),
             Err(e) => {
                 let _ = child.kill();
@@ -64,6 +103,14 @@ impl ServerProcess {
                 Err(e)
             }
         }
+    }
+
+    /// The URL announced on the line whose label contains `label`.
+    pub fn announced_url(&self, label: &str) -> Option<&str> {
+        self.announced
+            .iter()
+            .find(|(l, _)| l.contains(label))
+            .map(|(_, u)| u.as_str())
     }
 
     /// `url` + `path`.
@@ -94,7 +141,7 @@ impl ServerProcess {
     pub fn restart(&mut self) {
         self.kill();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        *self = ServerProcess::start(&self.bin.clone(), &args);
+        *self = ServerProcess::start_role(&self.bin.clone(), &args, &self.ready.clone());
     }
 }
 

@@ -1,6 +1,8 @@
 //! Small HTTP helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod stack;
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 

@@ -1,0 +1,293 @@
+//! The proxy over real sockets: routes of every kind, balancing, live
+//! changes, queueing, draining, retries and ejection.
+
+mod common;
+
+use common::stack::{fast_queue, hello, Stack};
+use reqwest::StatusCode;
+use shoal_proxy::ProxyConfig;
+use shoal_testkit::assert_eventually;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[tokio::test]
+async fn routes_of_every_kind() {
+    let (s, routes) = Stack::start_with_routes(fast_queue(), &[("graphite", false)]).await;
+    let web = hello("web");
+    let v2 = hello("web");
+    let site = hello("site");
+    let api = hello("api");
+    let shop = hello("shop");
+    let graphite = hello("graphite");
+    s.register("web", &web.id, web.port, &["v1"]).await;
+    s.register(
+        "site",
+        &site.id,
+        site.port,
+        &["server_aliases=www.example.com,example.com"],
+    )
+    .await;
+    s.register("web", &v2.id, v2.port, &["v2"]).await;
+    s.register("api", &api.id, api.port, &["urlprefix-/api strip=/api"])
+        .await;
+    s.register(
+        "shop",
+        &shop.id,
+        shop.port,
+        &["urlprefix-shop.example.com/"],
+    )
+    .await;
+    s.register("graphite", &graphite.id, graphite.port, &[])
+        .await;
+    s.until_routed("v2.web.localhost").await;
+    s.until_routed("shop.example.com").await;
+
+    assert_eq!(
+        s.who("v1.web.localhost", "/json").await,
+        web.id,
+        "tag subset"
+    );
+    assert_eq!(
+        s.who("v2.web.localhost", "/json").await,
+        v2.id,
+        "tag subset"
+    );
+    assert_eq!(
+        s.who("www.example.com", "/json").await,
+        site.id,
+        "server_aliases"
+    );
+    assert_eq!(
+        s.who("example.com:8080", "/json").await,
+        site.id,
+        "server_aliases, port ignored"
+    );
+    assert_eq!(
+        s.who("shop.example.com", "/json").await,
+        shop.id,
+        "urlprefix with host"
+    );
+    // urlprefix with strip: /api/json reaches the backend as /json.
+    let (status, body) = s.get("anything.test", "/api/json").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["id"].as_str().unwrap(), v["path"].as_str().unwrap()),
+        (api.id.as_str(), "/json")
+    );
+    // Port route: everything to graphite, whatever the host.
+    let r = s
+        .client()
+        .get(format!("http://{}/json", routes[0]))
+        .header("Host", "whatever")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["id"], graphite.id.as_str());
+
+    let (status, body) = s.get("nothing.example.org", "/some/path").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("nothing.example.org") && body.contains("/some/path"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn round_robin_spreads_evenly_and_follows_changes_live() {
+    let s = Stack::start(fast_queue()).await;
+    let backends: Vec<_> = (0..3).map(|_| hello("web")).collect();
+    for b in &backends {
+        s.register("web", &b.id, b.port, &[]).await;
+    }
+    assert_eventually!(
+        s.proxy.stats_json()["services"]["web"]["instances"]
+            .as_object()
+            .is_some_and(|m| m.len() == 3),
+        "3 instances routed"
+    );
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..300 {
+        *counts
+            .entry(s.who("web.localhost", "/json").await)
+            .or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3);
+    assert!(
+        counts.values().all(|&c| c == 100),
+        "round robin: {counts:?}"
+    );
+
+    // Remove one: traffic stops reaching it without any restart.
+    s.deregister(&backends[0].id).await;
+    assert_eventually!(
+        s.proxy.stats_json()["services"]["web"]["instances"]
+            .as_object()
+            .is_some_and(|m| m.len() == 2),
+        "removed"
+    );
+    for _ in 0..30 {
+        assert_ne!(s.who("web.localhost", "/json").await, backends[0].id);
+    }
+    // Add one back: it gets traffic.
+    let fresh = hello("web");
+    s.register("web", &fresh.id, fresh.port, &[]).await;
+    assert_eventually!(
+        s.who("web.localhost", "/json").await == fresh.id,
+        "new instance receives traffic"
+    );
+}
+
+#[tokio::test]
+async fn a_queued_request_is_released_by_the_first_instance() {
+    let s = Stack::start(ProxyConfig {
+        queue_timeout: Duration::from_secs(20),
+        ..ProxyConfig::default()
+    })
+    .await;
+    let url = format!("http://{}/json", s.addr);
+    let client = s.client().clone();
+    let waiting = tokio::spawn(async move {
+        client
+            .get(url)
+            .header("Host", "late.localhost")
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    assert_eventually!(s.proxy.queued() == 1, "the request is waiting in the queue");
+    let late = hello("late");
+    s.register("late", &late.id, late.port, &[]).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        late.requests().await,
+        2,
+        "the queued request reached the instance"
+    );
+}
+
+#[tokio::test]
+async fn no_instance_is_503_after_the_queue_timeout_never_502() {
+    let s = Stack::start(fast_queue()).await;
+    let started = std::time::Instant::now();
+    let (status, body) = s.get("nobody.localhost", "/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains("nobody") && body.contains("no instance"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it waited the queue timeout first"
+    );
+    assert_eq!(s.proxy.stats_json()["proxy"]["queue_timeouts"], 1);
+}
+
+#[tokio::test]
+async fn draining_lets_in_flight_requests_finish() {
+    let s = Stack::start(fast_queue()).await;
+    let a = hello("web");
+    let b = hello("web");
+    s.register("web", &a.id, a.port, &[]).await;
+    s.until_routed("web.localhost").await;
+    let url = format!("http://{}/delay/600", s.addr);
+    let client = s.client().clone();
+    let slow = tokio::spawn(async move {
+        let r = client
+            .get(url)
+            .header("Host", "web.localhost")
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.register("web", &b.id, b.port, &[]).await;
+    s.deregister(&a.id).await;
+    assert_eventually!(
+        s.who("web.localhost", "/json").await == b.id,
+        "new requests go to the remaining instance"
+    );
+    for _ in 0..10 {
+        assert_eq!(s.who("web.localhost", "/json").await, b.id);
+    }
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), slow)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the in-flight request on the removed instance completed"
+    );
+    assert!(body.contains(&a.id));
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_on_another_instance_and_ejected() {
+    let s = Stack::start(fast_queue()).await;
+    let live = hello("web");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    s.register("web", "dead", dead_port, &[]).await;
+    s.register("web", &live.id, live.port, &[]).await;
+    assert_eventually!(
+        s.proxy.stats_json()["services"]["web"]["instances"]
+            .as_object()
+            .is_some_and(|m| m.len() == 2),
+        "both routed"
+    );
+    for _ in 0..40 {
+        assert_eq!(
+            s.who("web.localhost", "/json").await,
+            live.id,
+            "every request succeeds"
+        );
+    }
+    let stats = s.proxy.stats_json();
+    let dead = &stats["services"]["web"]["instances"]["dead"];
+    assert!(dead["errors"].as_u64().unwrap() >= 5, "{dead}");
+    assert_eq!(
+        dead["ejected"], true,
+        "5 consecutive connect failures eject it: {dead}"
+    );
+    assert_eq!(dead["ejections"], 1);
+    assert!(
+        stats["services"]["web"]["instances"][&live.id]["2xx"]
+            .as_u64()
+            .unwrap()
+            >= 40
+    );
+}
+
+#[tokio::test]
+async fn never_ejects_the_last_instance_and_answers_502_when_all_fail() {
+    let s = Stack::start(fast_queue()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    s.register("web", "only", port, &[]).await;
+    assert_eventually!(
+        s.proxy.stats_json()["services"]["web"]["instances"]
+            .get("only")
+            .is_some(),
+        "routed"
+    );
+    for _ in 0..8 {
+        let (status, body) = s.get("web.localhost", "/").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(body.contains("only") && body.contains("connect"), "{body}");
+    }
+    assert_eq!(
+        s.proxy.stats_json()["services"]["web"]["instances"]["only"]["ejected"],
+        false
+    );
+}
