@@ -53,7 +53,7 @@ pub async fn handle(
 
 /// The local answer for a failure: its status, a plain-text body saying
 /// what happened, and `Connection: close` when the client misbehaved.
-fn fail_to_proxy(shared: &Shared, e: ProxyError) -> Response<ProxyBody> {
+pub(crate) fn fail_to_proxy(shared: &Shared, e: ProxyError) -> Response<ProxyBody> {
     match &e {
         ProxyError::NoRoute { .. } => shared.stats.no_route.fetch_add(1, Ordering::Relaxed),
         ProxyError::Client(_) => shared.stats.rejected.fetch_add(1, Ordering::Relaxed),

@@ -11,6 +11,7 @@ pub mod config;
 mod discovery;
 mod error;
 mod forward;
+mod framing;
 mod headers;
 mod instance;
 mod pool;

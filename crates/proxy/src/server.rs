@@ -2,12 +2,15 @@
 //! with a header-read deadline and a request-head size limit, tunnel
 //! upgrades, and drain in-flight requests on shutdown.
 
-use crate::forward::handle;
+use crate::error::ProxyError;
+use crate::forward::{fail_to_proxy, handle, ProxyBody};
+use crate::framing::Watched;
 use crate::Shared;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,14 +69,21 @@ async fn serve_conn(
 ) {
     let _ = stream.set_nodelay(true);
     let cfg = shared.cfg.clone();
+    let ambiguous = Arc::new(AtomicBool::new(false));
+    let stream = Watched::new(stream, ambiguous.clone());
     let service = service_fn(move |req| {
-        let (shared, fixed) = (shared.clone(), fixed.clone());
-        async move { Ok::<_, Infallible>(handle(shared, req, peer, fixed).await) }
+        let (shared, fixed, ambiguous) = (shared.clone(), fixed.clone(), ambiguous.clone());
+        async move {
+            if ambiguous.load(Ordering::SeqCst) {
+                return Ok::<_, Infallible>(refuse_smuggling(&shared));
+            }
+            Ok(handle(shared, req, peer, fixed).await)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout)
-        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .max_header_size(cfg.max_header_bytes)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -84,4 +94,14 @@ async fn serve_conn(
             let _ = tokio::time::timeout(DRAIN, conn).await;
         }
     }
+}
+
+/// The answer to a request that carried both Content-Length and
+/// Transfer-Encoding: 400, and the connection is closed.
+fn refuse_smuggling(shared: &crate::Shared) -> hyper::Response<ProxyBody> {
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    fail_to_proxy(
+        shared,
+        ProxyError::Client("both Content-Length and Transfer-Encoding are set".into()),
+    )
 }
