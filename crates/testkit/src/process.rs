@@ -59,6 +59,12 @@ impl ServerProcess {
     /// and waits until it announces its API address. Panics with the reason
     /// if it cannot start.
     pub fn start(bin: &Path, args: &[&str]) -> ServerProcess {
+        Self::try_start(bin, args)
+            .unwrap_or_else(|e| panic!("cannot start {} server: {e}", bin.display()))
+    }
+
+    /// Like [`ServerProcess::start`], returning the failure instead.
+    pub fn try_start(bin: &Path, args: &[&str]) -> Result<ServerProcess, String> {
         let mut full = vec![
             "server",
             "--http-addr",
@@ -67,7 +73,7 @@ impl ServerProcess {
             "warn",
         ];
         full.extend_from_slice(args);
-        Self::start_role(bin, &full, "HTTP API")
+        Self::try_start_role(bin, &full, "HTTP API")
     }
 
     /// Starts `bin ARGS...` (role and all flags given) and waits for the
