@@ -73,6 +73,11 @@ async fn oversized_heads_get_431_and_slow_heads_are_cut() {
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the connection must be closed by the proxy");
+    // An idle connection that never sends a byte is closed too.
+    let mut idle = TcpStream::connect(s.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "an idle connection must be closed by the proxy");
 }
 
 #[tokio::test]
