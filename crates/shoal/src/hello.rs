@@ -235,7 +235,9 @@ fn service_definition(tags: &[String], instance: &Instance) -> Value {
         "Address": address,
         "Port": instance.addr.port(),
         "Tags": tags,
-        "Check": {"HTTP": format!("http://{checked}/health"), "Interval": "1s", "Timeout": "1s"},
+        // It registers only once it listens, so it starts out passing
+        // (Consul's initial `Status`) and is routable at once.
+        "Check": {"HTTP": format!("http://{checked}/health"), "Interval": "1s", "Timeout": "1s", "Status": "passing"},
     })
 }
 

@@ -141,3 +141,48 @@ async fn dev_with_demo_instances_round_robins_and_serves_stats() {
         .unwrap();
     assert!(services.get("hello").is_some());
 }
+
+#[tokio::test]
+async fn a_self_registered_hello_is_routable_at_once_and_leaves_on_sigterm() {
+    let dev = ServerProcess::start_role(
+        bin(),
+        &[
+            "dev",
+            "--in-memory",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--queue-timeout",
+            "200ms",
+            "--log-level",
+            "warn",
+        ],
+        "HTTP API",
+    );
+    let proxy = dev.announced_url("shoal proxy").unwrap().to_string();
+    let mut backend = ServerProcess::start_role(
+        bin(),
+        &[
+            "hello",
+            "--name",
+            "greeter",
+            "--id",
+            "greeter-1",
+            "--register",
+            &dev.url,
+            "--log-level",
+            "warn",
+        ],
+        "shoal hello",
+    );
+    assert_eventually!(
+        get_id(&proxy, "greeter.localhost").await.as_deref() == Some("greeter-1"),
+        "routable"
+    );
+    assert_eq!(backend.terminate(), Some(0));
+    assert_eventually!(
+        get_id(&proxy, "greeter.localhost").await.is_none(),
+        "gone after SIGTERM"
+    );
+}

@@ -77,7 +77,10 @@ async fn oversized_heads_get_431_and_slow_heads_are_cut() {
     let mut idle = TcpStream::connect(s.addr).await.unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "an idle connection must be closed by the proxy");
+    assert!(
+        read.is_ok(),
+        "an idle connection must be closed by the proxy"
+    );
 }
 
 #[tokio::test]
