@@ -291,3 +291,93 @@ async fn never_ejects_the_last_instance_and_answers_502_when_all_fail() {
         false
     );
 }
+
+/// A backend that reads each request head and then drops the connection
+/// without answering; counts the requests it swallowed.
+async fn resetting_backend() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return; // dropped: a reset before any answer byte
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn resets_are_retried_only_when_safe() {
+    let s = Stack::start(fast_queue()).await;
+    let live = hello("web");
+    let (reset_port, swallowed) = resetting_backend().await;
+    s.register("web", "resetter", reset_port, &[]).await;
+    s.register("web", &live.id, live.port, &[]).await;
+    assert_eventually!(
+        s.proxy.stats_json()["services"]["web"]["instances"]
+            .as_object()
+            .is_some_and(|m| m.len() == 2),
+        "both routed"
+    );
+    // A POST with a body that was sent is never sent twice.
+    let before = swallowed.load(std::sync::atomic::Ordering::SeqCst);
+    let mut bad_gateway = 0;
+    for _ in 0..10 {
+        let r = s
+            .client()
+            .post(format!("http://{}/echo", s.addr))
+            .header("Host", "web.localhost")
+            .body("payment")
+            .send()
+            .await
+            .unwrap();
+        match r.status() {
+            StatusCode::OK => {}
+            StatusCode::BAD_GATEWAY => bad_gateway += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let swallowed_posts = swallowed.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(
+        bad_gateway, swallowed_posts,
+        "each POST reached at most one instance"
+    );
+    assert!(bad_gateway >= 1, "some POSTs met the resetting instance");
+    // Idempotent and bodyless: a reset is retried on the other instance.
+    let s2 = Stack::start(fast_queue()).await;
+    let (reset_port, _) = resetting_backend().await;
+    s2.register("web", "resetter", reset_port, &[]).await;
+    s2.register("web", &live.id, live.port, &[]).await;
+    assert_eventually!(
+        s2.proxy.stats_json()["services"]["web"]["instances"]
+            .as_object()
+            .is_some_and(|m| m.len() == 2),
+        "both routed"
+    );
+    for _ in 0..10 {
+        assert_eq!(s2.who("web.localhost", "/json").await, live.id);
+    }
+    let retried = s2.proxy.stats_json()["services"]["web"]["instances"]["resetter"]["retries"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        retried >= 1,
+        "GETs met the resetting instance and were retried elsewhere"
+    );
+}
