@@ -192,6 +192,8 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<Cidr>,
     /// Log one line per request.
     pub access_log: bool,
+    /// Also send an RFC 7239 `Forwarded` header.
+    pub forwarded: bool,
 }
 
 impl Default for ProxyConfig {
@@ -211,6 +213,7 @@ impl Default for ProxyConfig {
             eject: EjectConfig::default(),
             trusted_proxies: Vec::new(),
             access_log: false,
+            forwarded: false,
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::balance::PickInput;
 use crate::error::ProxyError;
-use crate::headers::{check_framing, is_upgrade, request_host, set_forwarded, strip_hop_by_hop};
+use crate::headers::{
+    check_framing, is_upgrade, request_host, set_forwarded, set_rfc7239, strip_hop_by_hop,
+};
 use crate::instance::{Instance, InstanceState};
 use crate::pool::UpstreamBody;
 use crate::table::{Target, Upstream, UpstreamKey};
@@ -190,6 +192,9 @@ async fn proxy(
         .iter()
         .any(|c| c.contains(client.ip()));
     set_forwarded(&mut headers, client.ip(), trusted, &host);
+    if shared.cfg.forwarded {
+        set_rfc7239(&mut headers, client.ip(), trusted, &host);
+    }
     let uri = upstream_uri(&parts.uri, target.strip.as_deref());
     let replayable = idempotent(&parts.method) && body.is_end_stream();
     let send = Outgoing {

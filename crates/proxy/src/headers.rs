@@ -97,6 +97,31 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, hos
     }
 }
 
+/// Appends an RFC 7239 `Forwarded` element for this hop (after the
+/// client's own elements only when `trusted`).
+pub fn set_rfc7239(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host: &str) {
+    let client = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+        v4 => v4,
+    };
+    let node = match client {
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        v4 => v4.to_string(),
+    };
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(*c))
+        .collect();
+    let element = format!("for={node};host=\"{host}\";proto=http");
+    let value = match headers.get("forwarded").and_then(|v| v.to_str().ok()) {
+        Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {element}"),
+        _ => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("forwarded", v);
+    }
+}
+
 /// The request's host, lowercase and without port, from the absolute URI
 /// or the Host header.
 pub fn request_host(uri: &hyper::Uri, headers: &HeaderMap) -> String {
@@ -194,6 +219,22 @@ mod tests {
         set_forwarded(&mut chained, client, true, "web.localhost");
         assert_eq!(chained.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.1.1.1");
         assert_eq!(chained.get("x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
+    fn rfc7239_forwarded() {
+        let mut h = map(&[("forwarded", "for=6.6.6.6")]);
+        set_rfc7239(&mut h, "10.0.0.1".parse().unwrap(), false, "web.localhost");
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=10.0.0.1;host=\"web.localhost\";proto=http"
+        );
+        let mut h = map(&[("forwarded", "for=1.2.3.4")]);
+        set_rfc7239(&mut h, "::1".parse().unwrap(), true, "a");
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=1.2.3.4, for=\"[::1]\";host=\"a\";proto=http"
+        );
     }
 
     #[test]

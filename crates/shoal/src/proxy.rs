@@ -48,6 +48,9 @@ pub struct ProxyOptions {
     /// Log one line per request (target shoal::access).
     #[arg(long)]
     pub access_log: bool,
+    /// Also send an RFC 7239 `Forwarded` header to the instances.
+    #[arg(long)]
+    pub forwarded: bool,
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "SHOAL_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -62,6 +65,7 @@ impl ProxyOptions {
             retries: usize::from(self.retries),
             trusted_proxies: self.trusted_proxies.clone(),
             access_log: self.access_log,
+            forwarded: self.forwarded,
             ..ProxyConfig::default()
         }
     }
