@@ -66,19 +66,27 @@ struct Instance {
 }
 
 impl Instance {
-    fn new(args: &HelloArgs, addr: SocketAddr) -> Instance {
+    fn new(id: String, name: &str, addr: SocketAddr, fail_after: Option<u64>) -> Instance {
         Instance {
-            id: (args.id.clone()).unwrap_or_else(|| format!("{}-{}", args.name, addr.port())),
-            name: args.name.clone(),
+            id,
+            name: name.to_string(),
             hostname: crate::identity::hostname(),
             addr,
             requests: AtomicU64::new(0),
             health: Health {
                 failed: AtomicBool::new(false),
                 probes: AtomicU64::new(0),
-                fail_after: args.fail_after,
+                fail_after,
             },
         }
+    }
+
+    fn from_args(args: &HelloArgs, addr: SocketAddr) -> Instance {
+        let id = args
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", args.name, addr.port()));
+        Instance::new(id, &args.name, addr, args.fail_after)
     }
 }
 
@@ -113,18 +121,12 @@ pub fn serve_embedded(
     cancel: CancellationToken,
 ) -> anyhow::Result<String> {
     let addr = listener.local_addr().context("listener has no address")?;
-    let instance = Arc::new(Instance {
-        id: format!("{name}-{}", addr.port()),
-        name: name.to_string(),
-        hostname: crate::identity::hostname(),
+    let instance = Arc::new(Instance::new(
+        format!("{name}-{}", addr.port()),
+        name,
         addr,
-        requests: AtomicU64::new(0),
-        health: Health {
-            failed: AtomicBool::new(false),
-            probes: AtomicU64::new(0),
-            fail_after: None,
-        },
-    });
+        None,
+    ));
     let id = instance.id.clone();
     let serving =
         axum::serve(listener, router(instance)).with_graceful_shutdown(cancel.cancelled_owned());
@@ -141,7 +143,7 @@ pub async fn run(args: HelloArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.addr, args.port))?;
     let addr = listener.local_addr().context("listener has no address")?;
-    let instance = Arc::new(Instance::new(&args, addr));
+    let instance = Arc::new(Instance::from_args(&args, addr));
     let cancel = CancellationToken::new();
     let app = router(instance.clone());
     let serving =
