@@ -184,7 +184,7 @@ async fn proxy(
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let mut headers = parts.headers.clone();
+    let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers, upgrade);
     let trusted = shared
         .cfg
@@ -203,12 +203,14 @@ async fn proxy(
         headers,
         upgrade,
     };
+    // Balancers hash on the request's own headers (cookies, custom ones),
+    // which the forwarding rules above leave as they were.
     let input = PickInput {
         client_ip: client.ip(),
-        headers: &parts.headers,
+        headers: &send.headers,
     };
     let (resp, upstream_upgrade) =
-        send_with_retries(shared, &upstream, &input, send, body, replayable).await?;
+        send_with_retries(shared, &upstream, &input, &send, body, replayable).await?;
     Ok(finish_response(resp, client_upgrade.zip(upstream_upgrade)))
 }
 
@@ -254,7 +256,7 @@ async fn send_with_retries(
     shared: &Shared,
     upstream: &Upstream,
     input: &PickInput<'_>,
-    out: Outgoing,
+    out: &Outgoing,
     body: Incoming,
     replayable: bool,
 ) -> Result<(Response<Tracked>, Option<OnUpgrade>), ProxyError> {
