@@ -4,9 +4,11 @@
 //! It never fails because a figure misses its target.
 //!
 //! One subcommand per benchmark, one module per benchmark:
-//! `shoal-bench registry` ([`registry`]) for now.
+//! `shoal-bench registry` ([`registry`]) and `shoal-bench proxy
+//! throughput|time-to-route|churn` ([`proxy`]).
 #![forbid(unsafe_code)]
 
+mod proxy;
 mod registry;
 mod report;
 mod server;
@@ -34,6 +36,9 @@ enum Bench {
     /// Durable write throughput (registrations, KV puts) and blocking-query
     /// wake-up delay, against `shoal server` on the embedded store.
     Registry(registry::Args),
+    /// The load balancer: throughput against nginx and HAProxy, time from
+    /// registration to first routed request, failures under instance churn.
+    Proxy(proxy::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -55,5 +60,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     match cli.bench {
         Bench::Registry(args) => registry::run(&shoal, &args, &command).await,
+        Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
     }
 }

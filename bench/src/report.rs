@@ -47,6 +47,26 @@ impl Figure {
         }
     }
 
+    /// A ratio (e.g. shoal's rate over nginx's) that should be at least `target`.
+    pub fn ratio_at_least(name: impl Into<String>, ratio: f64, target: f64) -> Figure {
+        Figure {
+            name: name.into(),
+            value: format!("{ratio:.2}x"),
+            target: format!(">= {target:.2}x"),
+            verdict: verdict(ratio >= target),
+        }
+    }
+
+    /// A count (e.g. failed requests) that should be at most `target`.
+    pub fn count_at_most(name: impl Into<String>, count: u64, target: u64) -> Figure {
+        Figure {
+            name: name.into(),
+            value: count.to_string(),
+            target: format!("<= {target}"),
+            verdict: verdict(count <= target),
+        }
+    }
+
     /// A figure that could not be measured (e.g. every request failed).
     pub fn missing(name: impl Into<String>, target: impl Into<String>) -> Figure {
         Figure {
