@@ -17,10 +17,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A ready connection, dropping closed ones on the way.
+    /// A ready connection (the most recently used first); closed ones are
+    /// swept when the pool fills up (see [`Pool::put`]).
     pub fn take(&self) -> Option<SendRequest<UpstreamBody>> {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|c| !c.is_closed());
         let pos = conns.iter().rposition(|c| c.is_ready())?;
         Some(conns.swap_remove(pos))
     }
