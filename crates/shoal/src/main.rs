@@ -1,4 +1,4 @@
-//! The `shoal` binary: every role (`server`, `dev`) and the command-line
+//! The `shoal` binary: every role (`server`, `dev`, `proxy`, `hello`) and the command-line
 //! client (`catalog`, `register`, `deregister`, `kv`), wired from flags and
 //! `SHOAL_*` / `CONSUL_HTTP_*` environment variables.
 #![forbid(unsafe_code)]
