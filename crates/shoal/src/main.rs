@@ -55,13 +55,17 @@ fn main() -> std::process::ExitCode {
         eprintln!("shoal: {e:#}");
         return std::process::ExitCode::from(2);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
     let workers = match &cli.command {
         Command::Dev(args) => args.proxy.worker_threads,
         Command::Proxy(args) => args.options.worker_threads,
         _ => None,
     };
-    if let Some(n) = workers.filter(|n| *n > 0) {
+    // One worker: a single-threaded runtime, with no cross-thread wake-ups.
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = workers.filter(|n| *n > 1) {
         builder.worker_threads(n);
     }
     let runtime = match builder.enable_all().build() {

@@ -40,6 +40,8 @@ async fn standalone_proxy_follows_a_remote_registry() {
             "127.0.0.1:0",
             "--stats-addr",
             "127.0.0.1:0",
+            "--worker-threads",
+            "1",
             "--queue-timeout",
             "200ms",
             "--log-level",
