@@ -9,16 +9,21 @@ use hyper::HeaderMap;
 use std::net::IpAddr;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
+/// Names as constants: looking a header up by `&str` parses the name first.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    hyper::header::PROXY_AUTHENTICATE,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = hyper::header::FORWARDED;
 
 /// Removes hop-by-hop headers; with `upgrade`, keeps the upgrade itself
 /// (`Connection: upgrade` + `Upgrade`), which must reach the other side.
@@ -30,11 +35,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let upgrade_value = headers.get(UPGRADE).cloned();
+    let upgrade_value = if upgrade { headers.get(UPGRADE).cloned() } else { None };
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if let (true, Some(value)) = (upgrade, upgrade_value) {
@@ -80,19 +85,19 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, hos
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
         v4 => v4,
     };
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {client}"),
         _ => client.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !(trusted && headers.contains_key("x-forwarded-proto")) {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !(trusted && headers.contains_key("x-forwarded-host")) {
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert("x-forwarded-host", v);
+            headers.insert(X_FORWARDED_HOST, v);
         }
     }
 }
@@ -113,12 +118,12 @@ pub fn set_rfc7239(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host:
         .filter(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(*c))
         .collect();
     let element = format!("for={node};host=\"{host}\";proto=http");
-    let value = match headers.get("forwarded").and_then(|v| v.to_str().ok()) {
+    let value = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
         Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {element}"),
         _ => element,
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert("forwarded", v);
+        headers.insert(FORWARDED, v);
     }
 }
 
