@@ -13,6 +13,11 @@ mod table;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's allocator: the proxy allocates per request,
+/// and malloc/free were ~19% of its instructions per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Service discovery and load balancing for containers, in one binary.
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about)]
