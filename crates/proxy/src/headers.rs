@@ -35,7 +35,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let upgrade_value = if upgrade { headers.get(UPGRADE).cloned() } else { None };
+    let upgrade_value = if upgrade {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    };
     for name in listed {
         headers.remove(name);
     }
