@@ -238,18 +238,11 @@ fn empty_body() -> UpstreamBody {
         .boxed()
 }
 
-/// A failed attempt on `inst`: count it, and eject it when passive health says so.
-fn attempt_failed(shared: &Shared, upstream: &Upstream, inst: &Instance) {
+/// An attempt on `inst` that got no answer: count it as an error and let
+/// passive health see it.
+pub(crate) fn attempt_failed(shared: &Shared, upstream: &Upstream, inst: &Instance) {
     inst.state.stats.errors.fetch_add(1, Ordering::Relaxed);
-    note_failure(shared, upstream, inst);
-}
-
-fn note_failure(shared: &Shared, upstream: &Upstream, inst: &Instance) {
-    let cfg = &shared.cfg.eject;
-    if inst.state.record_failure(cfg) && upstream.may_eject(cfg.max_percent) {
-        let time = inst.state.eject(cfg);
-        tracing::warn!(service = %upstream.service, instance = %inst.id, ?time, "instance ejected after consecutive failures");
-    }
+    upstream.record_failure(inst, &shared.cfg.eject);
 }
 
 async fn send_with_retries(
@@ -307,7 +300,7 @@ async fn send_with_retries(
                 let status = resp.status();
                 inst.state.stats.record(status.as_u16(), started.elapsed());
                 if status.is_server_error() {
-                    note_failure(shared, upstream, inst);
+                    upstream.record_failure(inst, &shared.cfg.eject);
                 } else {
                     inst.state.record_success();
                 }

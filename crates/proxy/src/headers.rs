@@ -85,10 +85,7 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), String> {
 /// Sets `X-Forwarded-For/Proto/Host` for a request from `client`; `trusted`
 /// says whether the client's own values are kept (and extended).
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host: &str) {
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
-        v4 => v4,
-    };
+    let client = client.to_canonical();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {client}"),
         _ => client.to_string(),
@@ -109,10 +106,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, hos
 /// Appends an RFC 7239 `Forwarded` element for this hop (after the
 /// client's own elements only when `trusted`).
 pub fn set_rfc7239(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host: &str) {
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
-        v4 => v4,
-    };
+    let client = client.to_canonical();
     let node = match client {
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
         v4 => v4.to_string(),

@@ -82,11 +82,6 @@ impl Proxy {
         }
     }
 
-    /// How many routing tables have been built (grows with every change).
-    pub fn generation(&self) -> u64 {
-        self.shared.discovery.table().generation
-    }
-
     /// Requests waiting for a first instance right now.
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)

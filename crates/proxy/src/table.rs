@@ -3,7 +3,7 @@
 //! request's host and path to an upstream (a service, or one tag of it).
 
 use crate::balance::{self, Balancer, PickInput};
-use crate::config::{Balance, ProxyConfig};
+use crate::config::{Balance, EjectConfig, ProxyConfig};
 use crate::instance::{now_ms, Instance, InstanceState};
 use shoal_catalog::ServiceEntry;
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +43,16 @@ impl Upstream {
                 self.balancer
                     .pick(&self.instances, input, &|i| !tried.contains(&i))
             })
+    }
+
+    /// A failure of instance `inst` (connect error, reset, 5xx): passive
+    /// health ejects it once the streak is long enough and
+    /// `cfg.max_percent` allows.
+    pub fn record_failure(&self, inst: &Instance, cfg: &EjectConfig) {
+        if inst.state.record_failure(cfg) && self.may_eject(cfg.max_percent) {
+            let time = inst.state.eject(cfg);
+            tracing::warn!(service = %self.service, instance = %inst.id, ?time, "instance ejected after consecutive failures");
+        }
     }
 
     /// Whether one more instance may be ejected under `max_percent`.

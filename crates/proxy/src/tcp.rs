@@ -3,7 +3,7 @@
 //! another instance when the connection cannot be made.
 
 use crate::balance::PickInput;
-use crate::forward::wait_for_upstream;
+use crate::forward::{attempt_failed, wait_for_upstream};
 use crate::server::DRAIN;
 use crate::Shared;
 use hyper::HeaderMap;
@@ -71,14 +71,7 @@ async fn tunnel(
                 inst.state.outstanding.fetch_sub(1, Ordering::Relaxed);
                 return copied.map(|_| ()).map_err(|e| e.to_string());
             }
-            _ => {
-                inst.state.stats.errors.fetch_add(1, Ordering::Relaxed);
-                if inst.state.record_failure(&shared.cfg.eject)
-                    && upstream.may_eject(shared.cfg.eject.max_percent)
-                {
-                    inst.state.eject(&shared.cfg.eject);
-                }
-            }
+            _ => attempt_failed(shared, &upstream, inst),
         }
     }
     Err(format!("no instance of {service} accepted the connection"))

@@ -27,6 +27,28 @@ async fn get_id(proxy: &str, host: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `shoal dev` on port-0 API and proxy listeners, in memory, plus `extra`
+/// flags; returns the process and the proxy's URL.
+fn dev(extra: &[&str]) -> (ServerProcess, String) {
+    let mut args = vec![
+        "dev",
+        "--in-memory",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "warn",
+    ];
+    args.extend_from_slice(extra);
+    let dev = ServerProcess::start_role(bin(), &args, "HTTP API");
+    let proxy = dev
+        .announced_url("shoal proxy")
+        .expect("proxy address announced")
+        .to_string();
+    (dev, proxy)
+}
+
 #[tokio::test]
 async fn standalone_proxy_follows_a_remote_registry() {
     let registry = ServerProcess::start(bin(), &["--in-memory"]);
@@ -76,26 +98,7 @@ async fn standalone_proxy_follows_a_remote_registry() {
 
 #[tokio::test]
 async fn dev_with_demo_instances_round_robins_and_serves_stats() {
-    let dev = ServerProcess::start_role(
-        bin(),
-        &[
-            "dev",
-            "--in-memory",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.1:0",
-            "--demo",
-            "3",
-            "--log-level",
-            "warn",
-        ],
-        "HTTP API",
-    );
-    let proxy = dev
-        .announced_url("shoal proxy")
-        .expect("proxy address announced")
-        .to_string();
+    let (dev, proxy) = dev(&["--demo", "3"]);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..9 {
         seen.insert(
@@ -146,23 +149,7 @@ async fn dev_with_demo_instances_round_robins_and_serves_stats() {
 
 #[tokio::test]
 async fn a_self_registered_hello_is_routable_at_once_and_leaves_on_sigterm() {
-    let dev = ServerProcess::start_role(
-        bin(),
-        &[
-            "dev",
-            "--in-memory",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.1:0",
-            "--queue-timeout",
-            "200ms",
-            "--log-level",
-            "warn",
-        ],
-        "HTTP API",
-    );
-    let proxy = dev.announced_url("shoal proxy").unwrap().to_string();
+    let (dev, proxy) = dev(&["--queue-timeout", "200ms"]);
     let mut backend = ServerProcess::start_role(
         bin(),
         &[

@@ -7,7 +7,6 @@ use shoal_proxy::{PortRoute, Proxy, ProxyConfig};
 use shoal_testkit::{ServerProcess, TestServer};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub fn bin() -> &'static Path {
@@ -173,8 +172,4 @@ pub fn fast_queue() -> ProxyConfig {
         queue_timeout: std::time::Duration::from_millis(500),
         ..ProxyConfig::default()
     }
-}
-
-pub fn arc<T>(v: T) -> Arc<T> {
-    Arc::new(v)
 }
