@@ -21,6 +21,7 @@ use shoal_catalog::{
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
+/// The `/v1/agent/*` routes (an agent's own API serves these alone).
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/agent/service/register", put(service_register))
@@ -343,6 +344,9 @@ async fn set_ttl(
     } else {
         output
     };
+    // Beat first: the TTL timer must not expire the check between this
+    // write and the beat.
+    api.registry.heartbeats().beat(&node, &id);
     api.registry
         .write(Command::UpdateCheck {
             node,
@@ -422,7 +426,7 @@ async fn agent_self(State(api): State<ApiState>, ctx: Ctx) -> Response {
                 "Datacenter": cfg.datacenter,
                 "NodeName": cfg.node_name,
                 "NodeID": cfg.node_id,
-                "Server": true,
+                "Server": cfg.server,
                 "Revision": "",
                 "Version": CONSUL_COMPAT_VERSION,
                 "ShoalVersion": env!("CARGO_PKG_VERSION"),

@@ -12,7 +12,8 @@ use axum::routing::{get, put};
 use axum::Router;
 use serde::Serialize;
 use shoal_catalog::{
-    Command, Node, Registration, Service, ServiceEntry, State as CatalogState, Topic, Weights,
+    Command, HealthStatus, Node, Registration, Service, ServiceEntry, State as CatalogState, Topic,
+    Weights,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,17 @@ pub(crate) fn routes() -> Router<ApiState> {
 async fn register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult<Response> {
     let input: CatalogRegisterIn = json_body(body).await?;
     let reg = input.into_registration(&api.config.datacenter)?;
+    // A registration that carries a passing TTL check refreshes it: this
+    // is how a shoal agent's liveness check on its node stays alive.
+    let refreshed: Vec<String> = reg
+        .checks
+        .iter()
+        .filter(|c| c.definition.ttl.is_some() && c.status == HealthStatus::Passing)
+        .map(|c| c.check_id.clone())
+        .collect();
+    for check_id in &refreshed {
+        api.registry.heartbeats().beat(&reg.node.name, check_id);
+    }
     api.registry
         .write(Command::Register(Box::new(Registration {
             node: reg.node,

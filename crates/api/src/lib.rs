@@ -11,6 +11,7 @@ mod catalog_routes;
 mod dto;
 mod error;
 pub mod filter;
+mod forward;
 mod health_routes;
 mod kv_routes;
 mod remote;
@@ -20,6 +21,7 @@ pub mod response;
 mod status_routes;
 
 pub use error::{ApiError, ApiResult};
+pub use forward::agent_router;
 pub use remote::{RemoteCatalog, RemoteConfig};
 
 use axum::http::Method;
@@ -41,6 +43,9 @@ pub struct ApiConfig {
     pub datacenter: String,
     /// Address of this node in the catalog.
     pub node_address: String,
+    /// Whether this is a server (`false` for an agent), as
+    /// `/v1/agent/self` reports it.
+    pub server: bool,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +55,7 @@ impl Default for ApiConfig {
             node_id: String::new(),
             datacenter: "dc1".into(),
             node_address: "127.0.0.1".into(),
+            server: true,
         }
     }
 }
@@ -138,7 +144,16 @@ pub async fn serve_with(
     extra: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).merge(extra);
+    serve_router(listener, router(state).merge(extra), cancel).await
+}
+
+/// Serves any router (an agent's, say) on an already bound listener until
+/// `cancel` fires, with the same grace for in-flight requests.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
     let graceful =
         axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     tokio::select! {
@@ -147,8 +162,7 @@ pub async fn serve_with(
     }
 }
 
-/// Check ID of the node liveness check every Consul node carries.
-pub const NODE_HEALTH_CHECK: &str = "serfHealth";
+pub use shoal_catalog::NODE_HEALTH_CHECK;
 
 /// Registers this server's own node with its liveness check, as a Consul
 /// server does for itself. Idempotent: an unchanged node writes nothing.

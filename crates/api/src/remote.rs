@@ -9,16 +9,19 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use shoal_catalog::{
-    Catalog, Check, Error, HealthStatus, Indexed, InstanceFilter, KvEntry, QueryOptions,
-    Registration, Result, ServiceEntry, Topic,
+    Catalog, Check, Error, HealthStatus, Indexed, InstanceFilter, KvEntry, Node, NodeContents,
+    QueryOptions, Registration, Result, Service, ServiceEntry, Topic, MAX_WAIT,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the remote catalog is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct RemoteConfig {
-    /// Base URL, e.g. `http://127.0.0.1:8500` (a bare `host:port` works).
+    /// Base URL, e.g. `http://127.0.0.1:8500` (a bare `host:port` works);
+    /// several, comma-separated, to fail over between servers.
     pub address: String,
     /// Sent as `X-Consul-Token` when set.
     pub token: Option<String>,
@@ -41,7 +44,10 @@ impl RemoteConfig {
 #[derive(Clone, Debug)]
 pub struct RemoteCatalog {
     http: reqwest::Client,
-    base: String,
+    /// Every server's base URL; requests go to `bases[current]` and move
+    /// on to the next one when a connection cannot be made.
+    bases: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
     config: RemoteConfig,
 }
 
@@ -58,32 +64,64 @@ fn remote<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> Error {
 impl RemoteCatalog {
     /// A client of the API at `config.address`.
     pub fn new(config: RemoteConfig) -> Result<Self> {
-        let addr = config.address.trim_end_matches('/');
-        let base = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::invalid(format!(
-                "unsupported registry URL {:?}: use http://host:port",
-                config.address
-            )));
+        let bases = config
+            .address
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(normalize_base)
+            .collect::<Result<Vec<_>>>()?;
+        if bases.is_empty() {
+            return Err(Error::invalid("no registry URL given"));
         }
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(remote("cannot build HTTP client".into()))?;
-        Ok(RemoteCatalog { http, base, config })
+        Ok(RemoteCatalog {
+            http,
+            bases: Arc::new(bases),
+            current: Arc::default(),
+            config,
+        })
     }
 
-    /// The base URL requests go to.
+    /// The base URL requests go to now.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Every server this client may talk to.
+    pub fn base_urls(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// Sends a request as it came (method, path with query, headers,
+    /// body) to the current server, failing over like every other call:
+    /// how an agent passes on the API calls it does not answer itself.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: reqwest::header::HeaderMap,
+        body: Bytes,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.base_url(), path_and_query);
+        let rb = self
+            .http
+            .request(method, url)
+            .headers(headers)
+            .body(body)
+            .timeout(MAX_WAIT + MAX_WAIT / 16 + self.config.timeout);
+        let req = rb
+            .build()
+            .map_err(remote(format!("bad request {path_and_query}")))?;
+        self.execute(req, path_and_query).await
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let url = format!("{}{}", self.base, path);
+        let url = format!("{}{}", self.base_url(), path);
         let mut rb = self.http.request(method, url).timeout(self.config.timeout);
         if let Some(token) = &self.config.token {
             rb = rb.header("X-Consul-Token", token);
@@ -91,11 +129,45 @@ impl RemoteCatalog {
         rb
     }
 
+    /// Sends `req` to the current server; when no connection can be made,
+    /// to the next ones in turn (the first that answers becomes current).
+    async fn execute(&self, req: reqwest::Request, what: &str) -> Result<reqwest::Response> {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for attempt in 0..self.bases.len() {
+            let at = (first + attempt) % self.bases.len();
+            let Some(mut req) = req.try_clone() else {
+                break;
+            };
+            let path = match req.url().query() {
+                Some(q) => format!("{}?{q}", req.url().path()),
+                None => req.url().path().to_string(),
+            };
+            *req.url_mut() = format!("{}{}", self.bases[at], path)
+                .parse()
+                .map_err(remote(format!("{what}: bad URL")))?;
+            match self.http.execute(req).await {
+                Ok(resp) => {
+                    if attempt > 0 {
+                        self.current.store(at, Ordering::Relaxed);
+                        tracing::info!(server = %self.bases[at], "registry: failed over");
+                    }
+                    return Ok(resp);
+                }
+                Err(e) if e.is_connect() => {
+                    last_error = Some(format!("{what} ({}): {e}", self.bases[at]));
+                }
+                Err(e) => return Err(Error::Remote(format!("{what} ({}): {e}", self.bases[at]))),
+            }
+        }
+        Err(Error::Remote(last_error.unwrap_or_else(|| {
+            format!("{what}: request body cannot be resent")
+        })))
+    }
+
     async fn send(&self, rb: RequestBuilder, what: &str) -> Result<reqwest::Response> {
-        let resp = rb
-            .send()
-            .await
-            .map_err(remote(format!("{what} ({})", self.base)))?;
+        let req = rb.build().map_err(remote(format!("{what}: bad request")))?;
+        let resp = self.execute(req, what).await?;
         let status = resp.status();
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok(resp);
@@ -177,6 +249,25 @@ impl RemoteCatalog {
         );
         self.put_json(&path, &Value::Null).await.map(|_| ())
     }
+}
+
+/// How long to try to connect to one server before trying the next.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `host:port` or a URL, as a base URL without a trailing slash.
+fn normalize_base(addr: &str) -> Result<String> {
+    let addr = addr.trim_end_matches('/');
+    let base = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(Error::invalid(format!(
+            "unsupported registry URL {addr:?}: use http://host:port"
+        )));
+    }
+    Ok(base)
 }
 
 /// Percent-encodes one path segment.
@@ -261,6 +352,52 @@ impl Catalog for RemoteCatalog {
 
     /// Consul has no "set check status" catalog call: read the node's
     /// checks, change the one, and register it back without touching the node.
+    async fn deregister_check(&self, node: &str, check_id: &str) -> Result<u64> {
+        self.put_json(
+            "/v1/catalog/deregister",
+            &json!({"Node": node, "CheckID": check_id}),
+        )
+        .await?;
+        Ok(0)
+    }
+
+    /// Two reads: the node with its instances (blocking), then its checks.
+    async fn node_contents(
+        &self,
+        node: &str,
+        q: QueryOptions,
+    ) -> Result<Indexed<Option<NodeContents>>> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct NodeServices {
+            node: Node,
+            #[serde(default)]
+            services: Option<BTreeMap<String, Service>>,
+        }
+        let path = format!("/v1/catalog/node/{}", encode_segment(node));
+        let a = self.get::<Option<NodeServices>>(&path, &[], q).await?;
+        let Some(Some(found)) = a.body else {
+            return Ok(Indexed {
+                index: a.index,
+                value: None,
+            });
+        };
+        let path = format!("/v1/health/node/{}", encode_segment(node));
+        let checks: Vec<Check> = self
+            .get(&path, &[], QueryOptions::default())
+            .await?
+            .body
+            .unwrap_or_default();
+        Ok(Indexed {
+            index: a.index,
+            value: Some(NodeContents {
+                node: found.node,
+                services: found.services.unwrap_or_default().into_values().collect(),
+                checks,
+            }),
+        })
+    }
+
     async fn update_check(
         &self,
         node: &str,
@@ -423,5 +560,9 @@ mod tests {
             );
         }
         assert!(RemoteCatalog::new(RemoteConfig::new("ftp://x")).is_err());
+        assert!(RemoteCatalog::new(RemoteConfig::new(" , ")).is_err());
+        let several = RemoteCatalog::new(RemoteConfig::new("a:1, http://b:2/")).unwrap();
+        assert_eq!(several.base_urls(), ["http://a:1", "http://b:2"]);
+        assert_eq!(several.base_url(), "http://a:1");
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::command::Registration;
 use crate::error::Result;
-use crate::model::{HealthStatus, KvEntry, ServiceEntry};
+use crate::model::{Check, HealthStatus, KvEntry, Node, Service, ServiceEntry};
 use crate::watch::Topic;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -58,6 +58,18 @@ impl InstanceFilter {
     }
 }
 
+/// Everything the catalog holds about one node: what an agent compares
+/// with its own state to bring the catalog back in line (anti-entropy).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeContents {
+    /// The node.
+    pub node: Node,
+    /// Its instances.
+    pub services: Vec<Service>,
+    /// Its checks, node-level and per instance.
+    pub checks: Vec<Check>,
+}
+
 /// Reads and writes of the catalog, local or remote.
 #[async_trait]
 pub trait Catalog: Send + Sync {
@@ -67,6 +79,15 @@ pub trait Catalog: Send + Sync {
     async fn deregister_service(&self, node: &str, service_id: &str) -> Result<u64>;
     /// Removes a node with everything on it.
     async fn deregister_node(&self, node: &str) -> Result<u64>;
+    /// Removes one check from a node.
+    async fn deregister_check(&self, node: &str, check_id: &str) -> Result<u64>;
+    /// A node with its instances and checks (`None` when it is unknown);
+    /// blocks on the node's index like any other read.
+    async fn node_contents(
+        &self,
+        node: &str,
+        q: QueryOptions,
+    ) -> Result<Indexed<Option<NodeContents>>>;
     /// Sets a check's status and (optionally) output.
     async fn update_check(
         &self,

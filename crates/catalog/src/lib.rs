@@ -14,6 +14,7 @@ mod catalog;
 mod command;
 pub mod duration;
 mod error;
+mod heartbeat;
 mod model;
 mod records;
 mod registry;
@@ -22,11 +23,13 @@ pub mod store;
 mod watch;
 
 pub use apply::MAX_KV_KEY_LEN;
-pub use catalog::{Catalog, Indexed, InstanceFilter, QueryOptions};
+pub use catalog::{Catalog, Indexed, InstanceFilter, NodeContents, QueryOptions};
 pub use command::{Command, Outcome, Registration};
 pub use error::{Error, Result};
+pub use heartbeat::Heartbeats;
 pub use model::{
     Check, CheckDefinition, HealthStatus, KvEntry, Node, Service, ServiceEntry, Weights,
+    NODE_HEALTH_CHECK,
 };
 pub use records::Mutation;
 pub use registry::{blocking_wait, topic_index, Registry, DEFAULT_WAIT, MAX_WAIT};

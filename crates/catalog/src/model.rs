@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Check ID of the liveness check every node carries (Consul's serf
+/// health check). On a node kept by a shoal agent it has a TTL: the
+/// agent's heartbeat.
+pub const NODE_HEALTH_CHECK: &str = "serfHealth";
+
 /// A machine (or agent) that hosts service instances.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

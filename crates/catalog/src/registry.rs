@@ -4,9 +4,10 @@
 //! and blocking reads that wait on the topics they read.
 
 use crate::apply::Txn;
-use crate::catalog::{Catalog, Indexed, InstanceFilter, QueryOptions};
+use crate::catalog::{Catalog, Indexed, InstanceFilter, NodeContents, QueryOptions};
 use crate::command::{Command, Outcome, Registration};
 use crate::error::{Error, Result};
+use crate::heartbeat::Heartbeats;
 use crate::model::{HealthStatus, KvEntry, ServiceEntry};
 use crate::state::State;
 use crate::store::Store;
@@ -51,6 +52,7 @@ struct Shared {
 pub struct Registry {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Msg>,
+    heartbeats: Heartbeats,
 }
 
 impl Registry {
@@ -74,7 +76,11 @@ impl Registry {
                 }
             })
             .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))?;
-        Ok(Arc::new(Registry { shared, tx }))
+        Ok(Arc::new(Registry {
+            shared,
+            tx,
+            heartbeats: Heartbeats::default(),
+        }))
     }
 
     /// A registry that keeps nothing on disk.
@@ -87,6 +93,11 @@ impl Registry {
     /// The current snapshot. Cheap; never blocks on writers.
     pub fn snapshot(&self) -> Arc<State> {
         self.shared.current.load_full()
+    }
+
+    /// When TTL checks were last refreshed (kept in memory only).
+    pub fn heartbeats(&self) -> &Heartbeats {
+        &self.heartbeats
     }
 
     /// Applies a command; returns once it is durable (or rejected).
@@ -273,6 +284,25 @@ impl Catalog for Registry {
             node: node.to_string(),
         };
         Ok(self.write(cmd).await?.index)
+    }
+
+    async fn deregister_check(&self, node: &str, check_id: &str) -> Result<u64> {
+        let cmd = Command::DeregisterCheck {
+            node: node.to_string(),
+            check_id: check_id.to_string(),
+        };
+        Ok(self.write(cmd).await?.index)
+    }
+
+    async fn node_contents(
+        &self,
+        node: &str,
+        q: QueryOptions,
+    ) -> Result<Indexed<Option<NodeContents>>> {
+        let topic = Topic::Node(node.to_string());
+        Ok(self
+            .block(&[topic], q, |s| (s.node_index(node), s.node_contents(node)))
+            .await)
     }
 
     async fn update_check(

@@ -163,6 +163,20 @@ impl State {
             .map(|(_, c)| c)
     }
 
+    /// A node with copies of its instances and checks.
+    pub fn node_contents(&self, name: &str) -> Option<crate::catalog::NodeContents> {
+        let node = self.nodes.get(name)?;
+        Some(crate::catalog::NodeContents {
+            node: (**node).clone(),
+            services: self
+                .node_services(name)
+                .iter()
+                .map(|s| (**s).clone())
+                .collect(),
+            checks: self.checks_on_node(name).map(|c| (**c).clone()).collect(),
+        })
+    }
+
     /// One check on a node.
     pub fn check(&self, node: &str, id: &str) -> Option<Arc<Check>> {
         self.checks

@@ -45,6 +45,34 @@ pub fn node_id(dir: Option<&Path>) -> anyhow::Result<String> {
     }
 }
 
+/// The local address this host uses to reach `url`'s host (no packet is
+/// sent: a UDP socket is only connected), so an agent's node address is
+/// one its servers and proxies can reach. Loopback when nothing better.
+pub fn route_ip(url: &str) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs, UdpSocket};
+    let host_port = url
+        .split("://")
+        .last()
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let local = || -> Option<IpAddr> {
+        let target = host_port.to_socket_addrs().ok()?.next()?;
+        let bind = if target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let socket = UdpSocket::bind(bind).ok()?;
+        socket.connect(target).ok()?;
+        Some(socket.local_addr().ok()?.ip())
+    };
+    local()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +85,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = node_id(Some(dir.path())).unwrap();
         assert_eq!(node_id(Some(dir.path())).unwrap(), a);
+    }
+
+    #[test]
+    fn route_ip_of_loopback_servers_is_loopback() {
+        let cases = [
+            ("http://127.0.0.1:8500", "127.0.0.1"),
+            ("127.0.0.1:8500", "127.0.0.1"),
+            ("http://[::1]:8500/", "::1"),
+            ("http://no-such-host.invalid:1", "127.0.0.1"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(route_ip(url).to_string(), want, "{url}");
+        }
     }
 }

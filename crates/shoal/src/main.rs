@@ -1,8 +1,9 @@
-//! The `shoal` binary: every role (`server`, `dev`, `proxy`, `hello`) and the command-line
+//! The `shoal` binary: every role (`server`, `dev`, `agent`, `proxy`, `hello`) and the command-line
 //! client (`catalog`, `register`, `deregister`, `kv`), wired from flags and
 //! `SHOAL_*` / `CONSUL_HTTP_*` environment variables.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod client;
 mod hello;
 mod identity;
@@ -38,6 +39,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run everything on one machine: the server and the load balancer.
     Dev(server::DevArgs),
+    /// Run a host's agent: local registrations, health checks, sync to servers.
+    Agent(agent::AgentArgs),
     /// Run the load balancer, following a registry's catalog.
     Proxy(proxy::ProxyArgs),
     /// Read the catalog.
@@ -84,6 +87,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args, "server").await,
             Command::Dev(args) => server::run_dev(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Proxy(args) => proxy::run(args).await,
             Command::Catalog(cmd) => client::catalog(cmd).await,
             Command::Register(args) => client::register(args).await,

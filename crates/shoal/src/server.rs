@@ -93,6 +93,7 @@ async fn run_with(
             ip if ip.is_unspecified() => "127.0.0.1".to_string(),
             ip => ip.to_string(),
         },
+        server: true,
     };
     shoal_api::register_local_node(&registry, &config)
         .await
@@ -100,6 +101,19 @@ async fn run_with(
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
     let mut tasks = JoinSet::new();
+    // This node's checks (services registered through /v1/agent/*) run
+    // here, as on a Consul server; agents' nodes expire without heartbeats.
+    let runner = shoal_agent::CheckRunner::new(
+        registry.clone(),
+        shoal_agent::RunnerConfig {
+            node: config.node_name.clone(),
+        },
+    )?;
+    tasks.spawn(runner.run(cancel.clone()));
+    tasks.spawn(shoal_agent::reap_dead_agents(
+        registry.clone(),
+        cancel.clone(),
+    ));
     let mut extra = Router::new();
     if let Some((proxy_options, demo)) = dev {
         let catalog: Arc<dyn Catalog> = registry.clone();

@@ -52,6 +52,7 @@ impl TestServer {
             node_id: "00000000-0000-4000-8000-000000000001".into(),
             datacenter: "dc1".into(),
             node_address: "127.0.0.1".into(),
+            server: true,
         });
         shoal_api::register_local_node(&registry, &config)
             .await

@@ -1,0 +1,193 @@
+//! The check runner: follows the checks registered on one node of an
+//! in-process registry, runs each in its own task (so a slow check never
+//! delays another), and removes instances whose check stayed critical
+//! longer than their `DeregisterCriticalServiceAfter`.
+
+mod http;
+mod probe;
+mod report;
+mod status;
+mod task;
+mod tcp;
+
+use crate::error::Result;
+use http::{HttpClients, HttpProbe};
+use probe::Probe;
+use report::Reporter;
+use shoal_catalog::{Catalog, Check, HealthStatus, Registry, State, Topic};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tcp::TcpProbe;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Longest the runner sleeps without looking at deregister deadlines.
+const REAP_TICK: Duration = Duration::from_millis(500);
+
+/// Which node's checks to run.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// The node whose checks this runner owns (this host's node).
+    pub node: String,
+}
+
+/// Runs the checks of one node; see the module doc.
+pub struct CheckRunner {
+    registry: Arc<Registry>,
+    node: String,
+    clients: HttpClients,
+}
+
+/// A check being run, with the definition it was started from.
+struct Running {
+    check: Arc<Check>,
+    task: AbortHandle,
+}
+
+/// Whether a running check must restart to follow a new registration.
+fn same_job(a: &Check, b: &Check) -> bool {
+    a.definition == b.definition && a.service_id == b.service_id
+}
+
+impl CheckRunner {
+    /// A runner for `config.node`'s checks in `registry`.
+    pub fn new(registry: Arc<Registry>, config: RunnerConfig) -> Result<Self> {
+        Ok(CheckRunner {
+            registry,
+            node: config.node,
+            clients: HttpClients::new()?,
+        })
+    }
+
+    /// Runs until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut tasks = JoinSet::new();
+        let mut critical_since: HashMap<String, Instant> = HashMap::new();
+        let topic = Topic::Node(self.node.clone());
+        loop {
+            let snapshot = self.registry.snapshot();
+            let index = snapshot.node_index(&self.node);
+            self.reconcile(&snapshot, &mut running, &mut tasks);
+            self.reap(&snapshot, &mut critical_since).await;
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.registry.wait_for_change(&topic, index, REAP_TICK) => {}
+            }
+        }
+        tasks.shutdown().await;
+    }
+
+    /// Starts new checks, restarts changed ones, stops removed ones.
+    fn reconcile(
+        &self,
+        snapshot: &State,
+        running: &mut HashMap<String, Running>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let mut seen = 0;
+        for check in snapshot.checks_on_node(&self.node) {
+            if check.definition.kind().is_empty() {
+                continue;
+            }
+            seen += 1;
+            if let Some(r) = running.get(&check.check_id) {
+                if same_job(&r.check, check) {
+                    continue;
+                }
+                r.task.abort();
+            }
+            let task = self.start(check, tasks);
+            running.insert(
+                check.check_id.clone(),
+                Running {
+                    check: check.clone(),
+                    task,
+                },
+            );
+        }
+        if running.len() > seen {
+            running.retain(|id, r| {
+                let keep = snapshot.check(&self.node, id).is_some();
+                if !keep {
+                    r.task.abort();
+                    self.registry.heartbeats().forget(&self.node, id);
+                }
+                keep
+            });
+        }
+    }
+
+    fn start(&self, check: &Check, tasks: &mut JoinSet<()>) -> AbortHandle {
+        let reporter = Reporter::new(self.registry.clone(), &self.node, &check.check_id);
+        let def = check.definition.clone();
+        let probe: std::result::Result<Box<dyn Probe>, String> = match def.kind() {
+            "http" => HttpProbe::new(&self.clients, &def).map(|p| Box::new(p) as Box<dyn Probe>),
+            "tcp" => Ok(Box::new(TcpProbe {
+                target: def.tcp.clone(),
+            })),
+            _ => {
+                let ttl = def.ttl.unwrap_or_default().max(Duration::from_millis(1));
+                return tasks.spawn(task::run_ttl(ttl, reporter));
+            }
+        };
+        match probe {
+            Ok(probe) => tasks.spawn(task::run_probe(probe, def, reporter)),
+            Err(why) => {
+                let mut reporter = reporter;
+                tasks.spawn(async move { reporter.report(HealthStatus::Critical, why).await })
+            }
+        }
+    }
+
+    /// Deregisters instances whose check stayed critical too long.
+    async fn reap(&self, snapshot: &State, critical_since: &mut HashMap<String, Instant>) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut watched = 0;
+        for check in snapshot.checks_on_node(&self.node) {
+            let Some(after) = check.definition.deregister_critical_service_after else {
+                continue;
+            };
+            if check.service_id.is_empty() {
+                continue;
+            }
+            if check.status != HealthStatus::Critical {
+                critical_since.remove(&check.check_id);
+                continue;
+            }
+            watched += 1;
+            let since = *critical_since.entry(check.check_id.clone()).or_insert(now);
+            if now.duration_since(since) >= after {
+                due.push((check.service_id.clone(), check.check_id.clone(), after));
+            }
+        }
+        if critical_since.len() > watched {
+            critical_since.retain(|id, _| {
+                snapshot
+                    .check(&self.node, id)
+                    .is_some_and(|c| c.status == HealthStatus::Critical)
+            });
+        }
+        for (service_id, check_id, after) in due {
+            tracing::warn!(
+                node = %self.node,
+                service = %service_id,
+                check = %check_id,
+                after = ?after,
+                "check critical for longer than DeregisterCriticalServiceAfter: deregistering the instance"
+            );
+            critical_since.remove(&check_id);
+            if let Err(e) = self
+                .registry
+                .deregister_service(&self.node, &service_id)
+                .await
+            {
+                tracing::warn!(service = %service_id, error = %e, "cannot deregister critical instance");
+            }
+        }
+    }
+}

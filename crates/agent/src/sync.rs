@@ -1,0 +1,419 @@
+//! Anti-entropy: the agent's local state (this host's node, its instances
+//! and their checks, in an in-process registry) is the truth; the server's
+//! catalog is brought back in line with it whenever either side changes,
+//! and at least once per heartbeat. Pushing the node is the heartbeat: its
+//! liveness check carries a TTL the server enforces.
+
+use shoal_catalog::{
+    blocking::next_index, Catalog, Check, CheckDefinition, HealthStatus, NodeContents,
+    QueryOptions, Registration, Registry, Service, Topic, NODE_HEALTH_CHECK,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What to sync and how often.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// This host's node, in the local registry and in the catalog.
+    pub node: String,
+    /// How long the server waits for a heartbeat before it removes this
+    /// node; the agent beats three times per TTL.
+    pub heartbeat_ttl: Duration,
+    /// Remove this node from the catalog when the agent stops cleanly.
+    pub leave_on_stop: bool,
+}
+
+/// Keeps a remote catalog in line with a local registry; see the module doc.
+pub struct AntiEntropy {
+    local: Arc<Registry>,
+    remote: Arc<dyn Catalog>,
+    config: SyncConfig,
+}
+
+/// One write that brings the catalog in line.
+#[derive(Debug, Clone)]
+enum Action {
+    /// The node with its node-level checks (the liveness check included).
+    Node(Registration),
+    /// One instance with its checks.
+    Service(Registration),
+    DeregisterService(String),
+    DeregisterCheck(String),
+}
+
+/// A service as compared: without the indexes the catalog assigns.
+fn comparable_service(s: &Service) -> Service {
+    Service {
+        create_index: 0,
+        modify_index: 0,
+        ..s.clone()
+    }
+}
+
+/// A check as compared: what the agent decides, not what the catalog fills in.
+fn comparable_check(c: &Check) -> Check {
+    Check {
+        check_id: c.check_id.clone(),
+        name: c.name.clone(),
+        status: c.status,
+        notes: c.notes.clone(),
+        output: c.output.clone(),
+        service_id: c.service_id.clone(),
+        definition: c.definition.clone(),
+        ..Default::default()
+    }
+}
+
+fn checks_of<'a>(contents: &'a NodeContents, service_id: &'a str) -> Vec<Check> {
+    let mut list: Vec<Check> = contents
+        .checks
+        .iter()
+        .filter(|c| c.service_id == service_id)
+        .map(comparable_check)
+        .collect();
+    list.sort_by(|a, b| a.check_id.cmp(&b.check_id));
+    list
+}
+
+/// The liveness check the agent keeps alive on its node.
+fn alive_check(ttl: Duration) -> Check {
+    Check {
+        check_id: NODE_HEALTH_CHECK.into(),
+        name: "Serf Health Status".into(),
+        status: HealthStatus::Passing,
+        output: "Agent alive and reachable".into(),
+        definition: CheckDefinition {
+            ttl: Some(ttl),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The writes that make `remote` equal `local` (plus the liveness check).
+/// With `beat`, the node is pushed even when unchanged.
+fn plan(
+    local: &NodeContents,
+    remote: Option<&NodeContents>,
+    alive: &Check,
+    beat: bool,
+) -> Vec<Action> {
+    let empty = NodeContents::default();
+    let remote_or_empty = remote.unwrap_or(&empty);
+    let mut actions = Vec::new();
+    let mut node_checks = checks_of(local, "");
+    node_checks.push(comparable_check(alive));
+    node_checks.sort_by(|a, b| a.check_id.cmp(&b.check_id));
+    let node_differs = remote.is_none_or(|r| {
+        let (a, b) = (&r.node, &local.node);
+        a.address != b.address || a.meta != b.meta || a.tagged_addresses != b.tagged_addresses
+    }) || checks_of(remote_or_empty, "") != node_checks;
+    if beat || node_differs {
+        actions.push(Action::Node(Registration {
+            node: local.node.clone(),
+            skip_node_update: false,
+            service: None,
+            checks: node_checks,
+        }));
+    }
+    for service in &local.services {
+        let mine = comparable_service(service);
+        let theirs = remote_or_empty.services.iter().find(|s| s.id == service.id);
+        let checks = checks_of(local, &service.id);
+        // Extra checks on the server are dropped below; registering the
+        // instance again would not remove them.
+        let mut their_checks = checks_of(remote_or_empty, &service.id);
+        their_checks.retain(|c| checks.iter().any(|m| m.check_id == c.check_id));
+        if theirs.map(comparable_service).as_ref() != Some(&mine) || their_checks != checks {
+            actions.push(Action::Service(Registration {
+                node: local.node.clone(),
+                skip_node_update: true,
+                service: Some(mine),
+                checks,
+            }));
+        }
+    }
+    let known = |id: &str| id.is_empty() || local.services.iter().any(|s| s.id == id);
+    for service in &remote_or_empty.services {
+        if !known(&service.id) {
+            actions.push(Action::DeregisterService(service.id.clone()));
+        }
+    }
+    for check in &remote_or_empty.checks {
+        let gone_with_service = !known(&check.service_id);
+        let kept = check.check_id == NODE_HEALTH_CHECK
+            || local.checks.iter().any(|c| c.check_id == check.check_id);
+        if !kept && !gone_with_service {
+            actions.push(Action::DeregisterCheck(check.check_id.clone()));
+        }
+    }
+    actions
+}
+
+impl AntiEntropy {
+    /// Syncs `local`'s node `config.node` to `remote`.
+    pub fn new(local: Arc<Registry>, remote: Arc<dyn Catalog>, config: SyncConfig) -> Self {
+        AntiEntropy {
+            local,
+            remote,
+            config,
+        }
+    }
+
+    fn beat_every(&self) -> Duration {
+        self.config.heartbeat_ttl / 3
+    }
+
+    /// Syncs until `cancel` fires; then, with `leave_on_stop`, removes the
+    /// node from the catalog.
+    pub async fn run(self, cancel: CancellationToken) {
+        let node = self.config.node.clone();
+        let topic = Topic::Node(node.clone());
+        let mut last_beat: Option<Instant> = None;
+        let mut remote_index = 0;
+        let mut backoff = Duration::from_millis(100);
+        let mut failing = false;
+        while !cancel.is_cancelled() {
+            let local_index = self.local.snapshot().node_index(&node);
+            match self.sync_once(&mut last_beat).await {
+                Ok(writes) => {
+                    if failing || writes > 0 {
+                        tracing::info!(node = %node, writes, server = "ok", "catalog in sync");
+                    }
+                    failing = false;
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(node = %node, error = %e, "cannot sync with the registry; retrying");
+                    }
+                    failing = true;
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+            let beat_in = last_beat.map_or(Duration::ZERO, |t| {
+                self.beat_every().saturating_sub(t.elapsed())
+            });
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.local.wait_for_change(&topic, local_index, beat_in) => {}
+                r = self.remote.wait_for_change(&topic, remote_index.max(1), beat_in) => {
+                    if let Ok(index) = r {
+                        remote_index = next_index(remote_index, index);
+                    }
+                }
+            }
+        }
+        if self.config.leave_on_stop {
+            match self.remote.deregister_node(&node).await {
+                Ok(_) => tracing::info!(node = %node, "left the catalog"),
+                Err(e) => tracing::warn!(node = %node, error = %e, "cannot leave the catalog"),
+            }
+        }
+    }
+
+    /// Compares and writes once; returns how many writes it made.
+    async fn sync_once(&self, last_beat: &mut Option<Instant>) -> shoal_catalog::Result<usize> {
+        let node = &self.config.node;
+        let Some(local) = self.local.snapshot().node_contents(node) else {
+            return Ok(0);
+        };
+        let remote = self
+            .remote
+            .node_contents(node, QueryOptions::default())
+            .await?
+            .value;
+        let beat = last_beat.is_none_or(|t| t.elapsed() >= self.beat_every());
+        let actions = plan(
+            &local,
+            remote.as_ref(),
+            &alive_check(self.config.heartbeat_ttl),
+            beat,
+        );
+        let mut writes = 0;
+        for action in actions {
+            match action {
+                Action::Node(reg) => {
+                    self.remote.register(reg).await?;
+                    *last_beat = Some(Instant::now());
+                    continue;
+                }
+                Action::Service(reg) => self.remote.register(reg).await?,
+                Action::DeregisterService(id) => self.remote.deregister_service(node, &id).await?,
+                Action::DeregisterCheck(id) => self.remote.deregister_check(node, &id).await?,
+            };
+            writes += 1;
+        }
+        Ok(writes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_catalog::Node;
+
+    fn node() -> Node {
+        Node {
+            name: "host1".into(),
+            address: "10.0.0.5".into(),
+            ..Default::default()
+        }
+    }
+
+    fn svc(id: &str, port: u16) -> Service {
+        Service {
+            id: id.into(),
+            name: "web".into(),
+            port,
+            ..Default::default()
+        }
+    }
+
+    fn check(id: &str, service: &str, status: HealthStatus) -> Check {
+        Check {
+            check_id: id.into(),
+            service_id: service.into(),
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn contents(services: Vec<Service>, checks: Vec<Check>) -> NodeContents {
+        NodeContents {
+            node: node(),
+            services,
+            checks,
+        }
+    }
+
+    /// Actions as short strings, for readable expectations.
+    fn summary(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Node(_) => "node".to_string(),
+                Action::Service(r) => format!("register {}", r.service.as_ref().unwrap().id),
+                Action::DeregisterService(id) => format!("deregister {id}"),
+                Action::DeregisterCheck(id) => format!("drop check {id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plans_only_the_writes_that_differ() {
+        use HealthStatus::{Critical, Passing};
+        let alive = alive_check(Duration::from_secs(10));
+        let synced_remote = |services: Vec<Service>, mut checks: Vec<Check>| {
+            checks.push(alive.clone());
+            let mut c = contents(services, checks);
+            // What the catalog fills in must not count as a difference.
+            for s in &mut c.services {
+                s.create_index = 7;
+                s.modify_index = 9;
+            }
+            for ch in &mut c.checks {
+                ch.node = "host1".into();
+                ch.service_name = "web".into();
+                ch.modify_index = 9;
+            }
+            c
+        };
+        let local = contents(vec![svc("a", 1)], vec![check("ca", "a", Passing)]);
+        let in_sync = synced_remote(vec![svc("a", 1)], vec![check("ca", "a", Passing)]);
+        // (case, local, remote, beat, expected)
+        type Case<'a> = (
+            &'a str,
+            NodeContents,
+            Option<NodeContents>,
+            bool,
+            Vec<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "empty server",
+                local.clone(),
+                None,
+                false,
+                vec!["node", "register a"],
+            ),
+            (
+                "in sync",
+                local.clone(),
+                Some(in_sync.clone()),
+                false,
+                vec![],
+            ),
+            (
+                "heartbeat due",
+                local.clone(),
+                Some(in_sync.clone()),
+                true,
+                vec!["node"],
+            ),
+            (
+                "status changed here",
+                contents(vec![svc("a", 1)], vec![check("ca", "a", Critical)]),
+                Some(in_sync.clone()),
+                false,
+                vec!["register a"],
+            ),
+            (
+                "port changed here",
+                contents(vec![svc("a", 2)], vec![check("ca", "a", Passing)]),
+                Some(in_sync.clone()),
+                false,
+                vec!["register a"],
+            ),
+            (
+                "stale instance and check on the server",
+                local.clone(),
+                Some(synced_remote(
+                    vec![svc("a", 1), svc("old", 3)],
+                    vec![
+                        check("ca", "a", Passing),
+                        check("cold", "old", Passing),
+                        check("stray", "a", Passing),
+                    ],
+                )),
+                false,
+                vec!["deregister old", "drop check stray"],
+            ),
+            (
+                "liveness check lost on the server",
+                local.clone(),
+                Some(contents(vec![svc("a", 1)], vec![check("ca", "a", Passing)])),
+                false,
+                vec!["node"],
+            ),
+        ];
+        for (name, local, remote, beat, want) in cases {
+            let got = summary(&plan(&local, remote.as_ref(), &alive, beat));
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn node_push_carries_the_liveness_check_with_its_ttl() {
+        let alive = alive_check(Duration::from_secs(9));
+        let actions = plan(&contents(vec![], vec![]), None, &alive, false);
+        let Action::Node(reg) = &actions[0] else {
+            panic!("expected a node push first: {actions:?}");
+        };
+        assert_eq!(reg.node.address, "10.0.0.5");
+        let live = reg
+            .checks
+            .iter()
+            .find(|c| c.check_id == NODE_HEALTH_CHECK)
+            .unwrap();
+        assert_eq!(live.definition.ttl, Some(Duration::from_secs(9)));
+        assert_eq!(live.status, HealthStatus::Passing);
+    }
+}

@@ -1,0 +1,52 @@
+//! Heartbeats: when a TTL check was last refreshed. A refresh that changes
+//! nothing in the catalog (the same status and output again) writes
+//! nothing and moves no index, yet it must still push the TTL's deadline
+//! back; this in-memory record is what the TTL timers read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Last refresh time per `(node, check ID)`.
+#[derive(Debug, Default)]
+pub struct Heartbeats {
+    last: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Heartbeats {
+    /// Records a refresh of `check_id` on `node` now.
+    pub fn beat(&self, node: &str, check_id: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.insert((node.to_string(), check_id.to_string()), Instant::now());
+    }
+
+    /// When `check_id` on `node` was last refreshed, if ever.
+    pub fn last(&self, node: &str, check_id: &str) -> Option<Instant> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.get(&(node.to_string(), check_id.to_string())).copied()
+    }
+
+    /// Forgets a check (it was deregistered).
+    pub fn forget(&self, node: &str, check_id: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.remove(&(node.to_string(), check_id.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_the_latest_beat_per_check() {
+        let h = Heartbeats::default();
+        assert!(h.last("n", "c").is_none());
+        h.beat("n", "c");
+        let first = h.last("n", "c").unwrap();
+        h.beat("n", "c");
+        assert!(h.last("n", "c").unwrap() >= first);
+        assert!(h.last("n", "other").is_none() && h.last("m", "c").is_none());
+        h.forget("n", "c");
+        assert!(h.last("n", "c").is_none());
+    }
+}

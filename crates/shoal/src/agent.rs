@@ -1,0 +1,137 @@
+//! The `agent` role: this host's local state (services and checks
+//! registered with it), its check runner, its `/v1/agent/*` API (other
+//! calls go on to a server) and the anti-entropy sync that keeps the
+//! servers' catalog in line, with a heartbeat the servers enforce.
+
+use crate::identity;
+use anyhow::Context;
+use shoal_agent::{AntiEntropy, CheckRunner, RunnerConfig, SyncConfig};
+use shoal_api::{ApiConfig, ApiState, RemoteCatalog, RemoteConfig};
+use shoal_catalog::{Catalog, Node, Registration, Registry};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = shoal_catalog::duration::parse(s)?;
+    if d < Duration::from_millis(300) {
+        return Err(format!("{s} is too short: at least 300ms"));
+    }
+    Ok(d)
+}
+
+/// Flags of `shoal agent`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Server(s) to sync with, failing over in order (repeatable or comma-separated).
+    #[arg(
+        long = "registry",
+        env = "SHOAL_REGISTRY",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub registry: Vec<String>,
+    /// Address of the agent's HTTP API (local apps register here).
+    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:8500")]
+    pub http_addr: SocketAddr,
+    /// This host's node name (default: the hostname).
+    #[arg(long, env = "SHOAL_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// This host's address in the catalog (default: the local address
+    /// that reaches the first server).
+    #[arg(long, env = "SHOAL_ADVERTISE")]
+    pub advertise: Option<IpAddr>,
+    /// Datacenter name.
+    #[arg(long, env = "SHOAL_DATACENTER", default_value = "dc1")]
+    pub datacenter: String,
+    /// How long servers wait for this agent's heartbeat before its node
+    /// and instances leave the catalog.
+    #[arg(long, env = "SHOAL_HEARTBEAT_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_ttl: Duration,
+    /// Keep this node in the catalog when the agent stops cleanly
+    /// (default: leave it, as a Consul client does).
+    #[arg(long)]
+    pub no_leave_on_stop: bool,
+}
+
+/// Runs `shoal agent` until a signal arrives.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let mut remote = RemoteConfig::new(args.registry.join(","));
+    remote.token = std::env::var("CONSUL_HTTP_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let servers = RemoteCatalog::new(remote).context("bad --registry")?;
+    let node_name = args.node_name.clone().unwrap_or_else(identity::hostname);
+    let address = args
+        .advertise
+        .unwrap_or_else(|| identity::route_ip(servers.base_url()));
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for the agent API", args.http_addr))?;
+    let local_addr = listener.local_addr().context("listener has no address")?;
+    let config = ApiConfig {
+        node_name: node_name.clone(),
+        node_id: identity::node_id(None)?,
+        datacenter: args.datacenter.clone(),
+        node_address: address.to_string(),
+        server: false,
+    };
+    let local = Registry::in_memory();
+    local
+        .register(Registration {
+            node: Node {
+                id: config.node_id.clone(),
+                name: node_name.clone(),
+                address: config.node_address.clone(),
+                datacenter: config.datacenter.clone(),
+                tagged_addresses: [("lan".to_string(), config.node_address.clone())].into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .context("cannot set up the agent's local state")?;
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(crate::server::stop_on_signal(cancel.clone()));
+    let mut tasks = JoinSet::new();
+    let runner = CheckRunner::new(
+        local.clone(),
+        RunnerConfig {
+            node: node_name.clone(),
+        },
+    )?;
+    tasks.spawn(runner.run(cancel.clone()));
+    let sync = AntiEntropy::new(
+        local.clone(),
+        Arc::new(servers.clone()),
+        SyncConfig {
+            node: node_name.clone(),
+            heartbeat_ttl: args.heartbeat_ttl,
+            leave_on_stop: !args.no_leave_on_stop,
+        },
+    );
+    tasks.spawn(sync.run(cancel.clone()));
+
+    tracing::info!(
+        node = %node_name,
+        address = %address,
+        http = %local_addr,
+        registry = %args.registry.join(","),
+        heartbeat_ttl = ?args.heartbeat_ttl,
+        "shoal agent started"
+    );
+    println!("shoal agent: HTTP API listening on http://{local_addr}");
+    let app = shoal_api::agent_router(ApiState::new(local.clone(), Arc::new(config)), servers);
+    let served = shoal_api::serve_router(listener, app, cancel.clone()).await;
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    local.shutdown().await;
+    tracing::info!("shoal agent stopped");
+    served.context("agent HTTP API failed")
+}
