@@ -32,6 +32,10 @@ pub struct AntiEntropy {
     config: SyncConfig,
 }
 
+/// How often the agent compares everything even when nothing seems to
+/// have changed (a write lost without a trace, say).
+const FULL_SYNC: Duration = Duration::from_secs(60);
+
 /// One write that brings the catalog in line.
 #[derive(Debug, Clone)]
 enum Action {
@@ -92,6 +96,19 @@ fn alive_check(ttl: Duration) -> Check {
     }
 }
 
+/// The node with its node-level checks and the liveness check.
+fn node_registration(local: &NodeContents, alive: &Check) -> Registration {
+    let mut checks = checks_of(local, "");
+    checks.push(comparable_check(alive));
+    checks.sort_by(|a, b| a.check_id.cmp(&b.check_id));
+    Registration {
+        node: local.node.clone(),
+        skip_node_update: false,
+        service: None,
+        checks,
+    }
+}
+
 /// The writes that make `remote` equal `local` (plus the liveness check).
 /// With `beat`, the node is pushed even when unchanged.
 fn plan(
@@ -103,20 +120,13 @@ fn plan(
     let empty = NodeContents::default();
     let remote_or_empty = remote.unwrap_or(&empty);
     let mut actions = Vec::new();
-    let mut node_checks = checks_of(local, "");
-    node_checks.push(comparable_check(alive));
-    node_checks.sort_by(|a, b| a.check_id.cmp(&b.check_id));
+    let node = node_registration(local, alive);
     let node_differs = remote.is_none_or(|r| {
         let (a, b) = (&r.node, &local.node);
         a.address != b.address || a.meta != b.meta || a.tagged_addresses != b.tagged_addresses
-    }) || checks_of(remote_or_empty, "") != node_checks;
+    }) || checks_of(remote_or_empty, "") != node.checks;
     if beat || node_differs {
-        actions.push(Action::Node(Registration {
-            node: local.node.clone(),
-            skip_node_update: false,
-            service: None,
-            checks: node_checks,
-        }));
+        actions.push(Action::Node(node));
     }
     for service in &local.services {
         let mine = comparable_service(service);
@@ -175,12 +185,25 @@ impl AntiEntropy {
         let mut remote_index = 0;
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
+        // A full comparison reads the node from the server; a heartbeat
+        // alone only pushes the node. Full: at start, on any change on
+        // either side, after an error, and every FULL_SYNC.
+        let mut full = true;
+        let mut last_full = Instant::now();
         while !cancel.is_cancelled() {
             let local_index = self.local.snapshot().node_index(&node);
-            match self.sync_once(&mut last_beat).await {
+            let result = if full {
+                self.sync_once(&mut last_beat).await
+            } else {
+                self.beat(&mut last_beat).await.map(|()| 0)
+            };
+            match result {
                 Ok(writes) => {
                     if failing || writes > 0 {
-                        tracing::info!(node = %node, writes, server = "ok", "catalog in sync");
+                        tracing::info!(node = %node, writes, "catalog in sync");
+                    }
+                    if full {
+                        last_full = Instant::now();
                     }
                     failing = false;
                     backoff = Duration::from_millis(100);
@@ -190,6 +213,7 @@ impl AntiEntropy {
                         tracing::warn!(node = %node, error = %e, "cannot sync with the registry; retrying");
                     }
                     failing = true;
+                    full = true;
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -203,13 +227,19 @@ impl AntiEntropy {
             });
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = self.local.wait_for_change(&topic, local_index, beat_in) => {}
+                i = self.local.wait_for_change(&topic, local_index, beat_in) => {
+                    full = i.is_ok_and(|i| i != local_index);
+                }
                 r = self.remote.wait_for_change(&topic, remote_index.max(1), beat_in) => {
+                    // An error (say, the server restarted under the
+                    // blocking query) may have lost anything: compare all.
+                    full = r.as_ref().map_or(true, |&index| index != remote_index);
                     if let Ok(index) = r {
                         remote_index = next_index(remote_index, index);
                     }
                 }
             }
+            full |= last_full.elapsed() >= FULL_SYNC;
         }
         if self.config.leave_on_stop {
             match self.remote.deregister_node(&node).await {
@@ -217,6 +247,29 @@ impl AntiEntropy {
                 Err(e) => tracing::warn!(node = %node, error = %e, "cannot leave the catalog"),
             }
         }
+    }
+
+    /// Pushes the node alone: the heartbeat between full comparisons.
+    async fn beat(&self, last_beat: &mut Option<Instant>) -> shoal_catalog::Result<()> {
+        let snapshot = self.local.snapshot();
+        let Some(node) = snapshot.node(&self.config.node) else {
+            return Ok(());
+        };
+        let local = NodeContents {
+            node: (*node).clone(),
+            services: Vec::new(),
+            checks: snapshot
+                .checks_on_node(&self.config.node)
+                .filter(|c| c.service_id.is_empty())
+                .map(|c| (**c).clone())
+                .collect(),
+        };
+        let alive = alive_check(self.config.heartbeat_ttl);
+        self.remote
+            .register(node_registration(&local, &alive))
+            .await?;
+        *last_beat = Some(Instant::now());
+        Ok(())
     }
 
     /// Compares and writes once; returns how many writes it made.

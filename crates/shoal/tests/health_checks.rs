@@ -373,3 +373,114 @@ async fn instances_critical_too_long_are_deregistered() {
     assert!(exists("kept").await);
     drop(proxy);
 }
+
+/// `openssl s_server` with a fresh self-signed certificate, killed on drop.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_server() -> TlsServer {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect(
+            "openssl is needed for this test: run scripts/test as root, or apt-get install openssl",
+        );
+    assert!(made.success(), "openssl req failed");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+        ])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = TlsServer {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+#[tokio::test]
+async fn https_checks_verify_certificates_unless_told_not_to() {
+    let (api, _proxy) = dev();
+    let tls = tls_server();
+    let url = format!("https://127.0.0.1:{}/", tls.port);
+    for (id, skip) in [("tls-skip", true), ("tls-verify", false)] {
+        let body = json!({
+            "ID": id, "Name": "secure", "Port": tls.port,
+            "Check": {"CheckID": id, "HTTP": url, "Interval": "1s", "TLSSkipVerify": skip},
+        });
+        assert_eq!(
+            put(api.at("/v1/agent/service/register"), body).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eventually!(
+        status(&api, "tls-skip").await == "passing",
+        "self-signed accepted when told"
+    );
+    let out = check(&api, "tls-skip").await.unwrap()["Output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(out.starts_with(&format!("HTTP GET {url}: 200 OK")), "{out}");
+    assert_eventually!(
+        check(&api, "tls-verify").await.is_some_and(|c| c["Output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("certificate")),
+        "self-signed refused otherwise: {:?}",
+        check(&api, "tls-verify").await
+    );
+    assert_eq!(status(&api, "tls-verify").await, "critical");
+}
