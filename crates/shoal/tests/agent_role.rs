@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::stack::{bin, hello};
+use common::stack::bin;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoal_testkit::{assert_eventually, ServerProcess};
