@@ -8,6 +8,7 @@
 //! throughput|time-to-route|churn` ([`proxy`]).
 #![forbid(unsafe_code)]
 
+mod agent;
 mod proxy;
 mod registry;
 mod report;
@@ -36,6 +37,8 @@ enum Bench {
     /// Durable write throughput (registrations, KV puts) and blocking-query
     /// wake-up delay, against `shoal server` on the embedded store.
     Registry(registry::Args),
+    /// The agent: CPU, memory and check-start spread with many HTTP checks.
+    Agent(agent::Args),
     /// The load balancer: throughput against nginx and HAProxy, time from
     /// registration to first routed request, failures under instance churn.
     Proxy(proxy::Args),
@@ -61,5 +64,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.bench {
         Bench::Registry(args) => registry::run(&shoal, &args, &command).await,
         Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
+        Bench::Agent(args) => agent::run(&shoal, &args, &command).await,
     }
 }

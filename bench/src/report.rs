@@ -67,6 +67,17 @@ impl Figure {
         }
     }
 
+    /// A quantity in `unit` (e.g. `%` of one core, `MiB`) that should be
+    /// at most `target`.
+    pub fn at_most(name: impl Into<String>, value: f64, target: f64, unit: &str) -> Figure {
+        Figure {
+            name: name.into(),
+            value: format!("{value:.2} {unit}"),
+            target: format!("<= {target} {unit}"),
+            verdict: verdict(value <= target),
+        }
+    }
+
     /// A figure that could not be measured (e.g. every request failed).
     pub fn missing(name: impl Into<String>, target: impl Into<String>) -> Figure {
         Figure {

@@ -11,7 +11,7 @@
 mod churn;
 mod configs;
 mod contenders;
-mod cpu;
+pub(crate) mod cpu;
 mod daemon;
 mod fleet;
 mod machine;

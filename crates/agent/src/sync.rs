@@ -8,6 +8,7 @@ use shoal_catalog::{
     blocking::next_index, Catalog, Check, CheckDefinition, HealthStatus, NodeContents,
     QueryOptions, Registration, Registry, Service, Topic, NODE_HEALTH_CHECK,
 };
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -70,15 +71,24 @@ fn comparable_check(c: &Check) -> Check {
     }
 }
 
-fn checks_of<'a>(contents: &'a NodeContents, service_id: &'a str) -> Vec<Check> {
-    let mut list: Vec<Check> = contents
-        .checks
-        .iter()
-        .filter(|c| c.service_id == service_id)
-        .map(comparable_check)
-        .collect();
-    list.sort_by(|a, b| a.check_id.cmp(&b.check_id));
-    list
+fn checks_of(contents: &NodeContents, service_id: &str) -> Vec<Check> {
+    by_service(contents).remove(service_id).unwrap_or_default()
+}
+
+/// A node's checks as compared, grouped by instance (`""`: node checks)
+/// and sorted by ID.
+fn by_service(contents: &NodeContents) -> HashMap<&str, Vec<Check>> {
+    let mut groups: HashMap<&str, Vec<Check>> = HashMap::new();
+    for c in &contents.checks {
+        groups
+            .entry(c.service_id.as_str())
+            .or_default()
+            .push(comparable_check(c));
+    }
+    for list in groups.values_mut() {
+        list.sort_by(|a, b| a.check_id.cmp(&b.check_id));
+    }
+    groups
 }
 
 /// The liveness check the agent keeps alive on its node.
@@ -128,15 +138,26 @@ fn plan(
     if beat || node_differs {
         actions.push(Action::Node(node));
     }
+    // Grouped once: a node may carry thousands of instances.
+    let mut local_checks = by_service(local);
+    let remote_checks = by_service(remote_or_empty);
+    let remote_services: HashMap<&str, &Service> = remote_or_empty
+        .services
+        .iter()
+        .map(|s| (s.id.as_str(), s))
+        .collect();
     for service in &local.services {
         let mine = comparable_service(service);
-        let theirs = remote_or_empty.services.iter().find(|s| s.id == service.id);
-        let checks = checks_of(local, &service.id);
+        let theirs = remote_services.get(service.id.as_str());
+        let checks = local_checks.remove(service.id.as_str()).unwrap_or_default();
         // Extra checks on the server are dropped below; registering the
         // instance again would not remove them.
-        let mut their_checks = checks_of(remote_or_empty, &service.id);
+        let mut their_checks = remote_checks
+            .get(service.id.as_str())
+            .cloned()
+            .unwrap_or_default();
         their_checks.retain(|c| checks.iter().any(|m| m.check_id == c.check_id));
-        if theirs.map(comparable_service).as_ref() != Some(&mine) || their_checks != checks {
+        if theirs.map(|s| comparable_service(s)).as_ref() != Some(&mine) || their_checks != checks {
             actions.push(Action::Service(Registration {
                 node: local.node.clone(),
                 skip_node_update: true,
@@ -145,7 +166,9 @@ fn plan(
             }));
         }
     }
-    let known = |id: &str| id.is_empty() || local.services.iter().any(|s| s.id == id);
+    let local_services: HashSet<&str> = local.services.iter().map(|s| s.id.as_str()).collect();
+    let local_check_ids: HashSet<&str> = local.checks.iter().map(|c| c.check_id.as_str()).collect();
+    let known = |id: &str| id.is_empty() || local_services.contains(id);
     for service in &remote_or_empty.services {
         if !known(&service.id) {
             actions.push(Action::DeregisterService(service.id.clone()));
@@ -154,7 +177,7 @@ fn plan(
     for check in &remote_or_empty.checks {
         let gone_with_service = !known(&check.service_id);
         let kept = check.check_id == NODE_HEALTH_CHECK
-            || local.checks.iter().any(|c| c.check_id == check.check_id);
+            || local_check_ids.contains(check.check_id.as_str());
         if !kept && !gone_with_service {
             actions.push(Action::DeregisterCheck(check.check_id.clone()));
         }

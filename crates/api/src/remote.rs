@@ -531,7 +531,11 @@ impl Catalog for RemoteCatalog {
                 ))
             }
         };
-        Ok(self.get::<Value>(&path, &query, q).await?.index)
+        // The body is skipped, not built: a node or service can be large.
+        Ok(self
+            .get::<serde::de::IgnoredAny>(&path, &query, q)
+            .await?
+            .index)
     }
 }
 

@@ -50,6 +50,10 @@ pub struct AgentArgs {
     /// and instances leave the catalog.
     #[arg(long, env = "SHOAL_HEARTBEAT_TTL", default_value = "10s", value_parser = parse_duration)]
     pub heartbeat_ttl: Duration,
+    /// Runtime worker threads: checks are I/O; one thread is enough for
+    /// thousands and wakes no other core.
+    #[arg(long, env = "SHOAL_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
     /// Keep this node in the catalog when the agent stops cleanly
     /// (default: leave it, as a Consul client does).
     #[arg(long)]

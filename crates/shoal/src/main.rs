@@ -66,6 +66,7 @@ fn main() -> std::process::ExitCode {
     let workers = match &cli.command {
         Command::Dev(args) => args.proxy.worker_threads,
         Command::Proxy(args) => args.options.worker_threads,
+        Command::Agent(args) => Some(args.worker_threads),
         _ => None,
     };
     // One worker: a single-threaded runtime, with no cross-thread wake-ups.

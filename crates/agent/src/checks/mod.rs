@@ -4,6 +4,7 @@
 //! longer than their `DeregisterCriticalServiceAfter`.
 
 mod http;
+mod http1;
 mod probe;
 mod report;
 mod status;
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest the runner sleeps without looking at deregister deadlines.
 const REAP_TICK: Duration = Duration::from_millis(500);
+/// How long the runner waits for a change when no deadline is watched.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
 
 /// Which node's checks to run.
 #[derive(Clone, Debug)]
@@ -37,7 +40,7 @@ pub struct RunnerConfig {
 pub struct CheckRunner {
     registry: Arc<Registry>,
     node: String,
-    clients: HttpClients,
+    clients: Arc<HttpClients>,
 }
 
 /// A check being run, with the definition it was started from.
@@ -66,16 +69,34 @@ impl CheckRunner {
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut critical_since: HashMap<String, Instant> = HashMap::new();
+        // Checks with a DeregisterCriticalServiceAfter, looked at every tick.
+        let mut with_deadline: Vec<Arc<Check>> = Vec::new();
+        let mut seen_index = None;
         let topic = Topic::Node(self.node.clone());
         loop {
             let snapshot = self.registry.snapshot();
             let index = snapshot.node_index(&self.node);
-            self.reconcile(&snapshot, &mut running, &mut tasks);
-            self.reap(&snapshot, &mut critical_since).await;
+            if seen_index != Some(index) {
+                self.reconcile(&snapshot, &mut running, &mut tasks);
+                with_deadline = snapshot
+                    .checks_on_node(&self.node)
+                    .filter(|c| c.definition.deregister_critical_service_after.is_some())
+                    .filter(|c| !c.service_id.is_empty())
+                    .cloned()
+                    .collect();
+                seen_index = Some(index);
+            }
+            self.reap(&snapshot, &with_deadline, &mut critical_since)
+                .await;
             while tasks.try_join_next().is_some() {}
+            let wait = if with_deadline.is_empty() {
+                IDLE_WAIT
+            } else {
+                REAP_TICK
+            };
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = self.registry.wait_for_change(&topic, index, REAP_TICK) => {}
+                _ = self.registry.wait_for_change(&topic, index, wait) => {}
             }
         }
         tasks.shutdown().await;
@@ -121,11 +142,13 @@ impl CheckRunner {
         }
     }
 
-    fn start(&self, check: &Check, tasks: &mut JoinSet<()>) -> AbortHandle {
+    fn start(&self, check: &Arc<Check>, tasks: &mut JoinSet<()>) -> AbortHandle {
         let reporter = Reporter::new(self.registry.clone(), &self.node, &check.check_id);
-        let def = check.definition.clone();
+        let def = &check.definition;
         let probe: std::result::Result<Box<dyn Probe>, String> = match def.kind() {
-            "http" => HttpProbe::new(&self.clients, &def).map(|p| Box::new(p) as Box<dyn Probe>),
+            "http" => {
+                HttpProbe::new(&self.clients, check.clone()).map(|p| Box::new(p) as Box<dyn Probe>)
+            }
             "tcp" => Ok(Box::new(TcpProbe {
                 target: def.tcp.clone(),
             })),
@@ -135,7 +158,11 @@ impl CheckRunner {
             }
         };
         match probe {
-            Ok(probe) => tasks.spawn(task::run_probe(probe, def, reporter)),
+            Ok(probe) => {
+                let check = check.clone();
+                tasks
+                    .spawn(async move { task::run_probe(probe, &check.definition, reporter).await })
+            }
             Err(why) => {
                 let mut reporter = reporter;
                 tasks.spawn(async move { reporter.report(HealthStatus::Critical, why).await })
@@ -144,33 +171,30 @@ impl CheckRunner {
     }
 
     /// Deregisters instances whose check stayed critical too long.
-    async fn reap(&self, snapshot: &State, critical_since: &mut HashMap<String, Instant>) {
+    async fn reap(
+        &self,
+        snapshot: &State,
+        with_deadline: &[Arc<Check>],
+        critical_since: &mut HashMap<String, Instant>,
+    ) {
         let now = Instant::now();
         let mut due = Vec::new();
-        let mut watched = 0;
-        for check in snapshot.checks_on_node(&self.node) {
-            let Some(after) = check.definition.deregister_critical_service_after else {
+        critical_since.retain(|id, _| with_deadline.iter().any(|c| &c.check_id == id));
+        for listed in with_deadline {
+            let Some(after) = listed.definition.deregister_critical_service_after else {
                 continue;
             };
-            if check.service_id.is_empty() {
+            let critical = snapshot
+                .check(&self.node, &listed.check_id)
+                .is_some_and(|c| c.status == HealthStatus::Critical);
+            if !critical {
+                critical_since.remove(&listed.check_id);
                 continue;
             }
-            if check.status != HealthStatus::Critical {
-                critical_since.remove(&check.check_id);
-                continue;
-            }
-            watched += 1;
-            let since = *critical_since.entry(check.check_id.clone()).or_insert(now);
+            let since = *critical_since.entry(listed.check_id.clone()).or_insert(now);
             if now.duration_since(since) >= after {
-                due.push((check.service_id.clone(), check.check_id.clone(), after));
+                due.push((listed.service_id.clone(), listed.check_id.clone(), after));
             }
-        }
-        if critical_since.len() > watched {
-            critical_since.retain(|id, _| {
-                snapshot
-                    .check(&self.node, id)
-                    .is_some_and(|c| c.status == HealthStatus::Critical)
-            });
         }
         for (service_id, check_id, after) in due {
             tracing::warn!(

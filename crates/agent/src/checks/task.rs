@@ -22,13 +22,17 @@ pub(crate) fn interval_of(def: &CheckDefinition) -> Duration {
 /// Runs a probe at once, then every interval. The second run comes after
 /// a random part of the interval, so checks registered together spread
 /// over the interval instead of firing together forever after.
-pub(crate) async fn run_probe(probe: Box<dyn Probe>, def: CheckDefinition, mut reporter: Reporter) {
-    let interval = interval_of(&def);
+pub(crate) async fn run_probe(
+    probe: Box<dyn Probe>,
+    def: &CheckDefinition,
+    mut reporter: Reporter,
+) {
+    let interval = interval_of(def);
     let timeout = def
         .timeout
         .filter(|t| !t.is_zero())
         .unwrap_or(DEFAULT_TIMEOUT);
-    let mut thresholds = Thresholds::new(&def);
+    let mut thresholds = Thresholds::new(def);
     let mut next = Instant::now();
     let mut first = true;
     loop {
@@ -39,7 +43,9 @@ pub(crate) async fn run_probe(probe: Box<dyn Probe>, def: CheckDefinition, mut r
             Err(_) => probe.timed_out(timeout),
         };
         if let Some(status) = thresholds.observe(outcome.status) {
-            reporter.report(status, outcome.output).await;
+            // Boxed: a write's future is large and rare; thousands of
+            // these loops should not each carry room for one.
+            Box::pin(reporter.report(status, outcome.output)).await;
         }
         next = if first {
             let phase = rand::thread_rng().gen_range(0.0..1.0);
