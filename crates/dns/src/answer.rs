@@ -40,7 +40,8 @@ pub enum Outcome {
 /// allocates nothing once it has warmed up.
 pub struct Scratch {
     order: Vec<u32>,
-    targets: Vec<(u16, IpAddr)>,
+    /// Offset of each SRV target written, its address, its instance.
+    targets: Vec<(u16, IpAddr, u32)>,
     seen: Vec<IpAddr>,
     rng: u64,
 }
@@ -249,8 +250,10 @@ impl Responder {
         match q.qtype {
             rtype::SRV => {
                 scratch.targets.clear();
+                let mut promised = 0;
                 for i in 0..scratch.order.len() {
-                    let inst = &instances[scratch.pick(i) as usize];
+                    let index = scratch.pick(i);
+                    let inst = &instances[index as usize];
                     let extra = inst.ip.map_or(0, address_len);
                     let srv = SrvData {
                         priority: 1,
@@ -258,15 +261,25 @@ impl Responder {
                         port: inst.port,
                         target: &inst.target,
                     };
-                    let Some(target) = a.srv(owner, ttl, srv, extra) else {
+                    // Room for this SRV, its address and those promised so far.
+                    let Some(target) = a.srv(owner, ttl, srv, promised + extra) else {
                         break;
                     };
+                    promised += extra;
                     if let Some(ip) = inst.ip {
-                        scratch.targets.push((target, ip));
+                        scratch.targets.push((target, ip, index));
                     }
                 }
-                for &(target, ip) in &scratch.targets {
-                    address_record(a, Section::Additional, target, ttl, ip);
+                // One address record per distinct target (instances on
+                // one node share theirs).
+                for (i, &(target, ip, inst)) in scratch.targets.iter().enumerate() {
+                    let name = &instances[inst as usize].target;
+                    let seen = scratch.targets[..i]
+                        .iter()
+                        .any(|&(_, _, j)| instances[j as usize].target == *name);
+                    if !seen {
+                        address_record(a, Section::Additional, target, ttl, ip);
+                    }
                 }
             }
             rtype::A | rtype::AAAA | rtype::ANY => {

@@ -64,7 +64,10 @@ pub struct DnsArgs {
 
 fn parse_recursor(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
         .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
 }
 
@@ -74,8 +77,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl DnsArgs {
     fn config(&self, datacenter: &str) -> anyhow::Result<shoal_dns::DnsConfig> {
-        let service_ttl =
-            shoal_dns::ServiceTtl::parse(&self.dns_service_ttl).context("invalid --dns-service-ttl")?;
+        let service_ttl = shoal_dns::ServiceTtl::parse(&self.dns_service_ttl)
+            .context("invalid --dns-service-ttl")?;
         shoal_dns::DnsConfig {
             domain: self.dns_domain.clone(),
             datacenter: datacenter.to_string(),
