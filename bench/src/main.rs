@@ -4,10 +4,12 @@
 //! It never fails because a figure misses its target.
 //!
 //! One subcommand per benchmark, one module per benchmark:
-//! `shoal-bench registry` ([`registry`]) and `shoal-bench proxy
-//! throughput|time-to-route|churn` ([`proxy`]).
+//! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
+//! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
+//! ([`dns`]).
 #![forbid(unsafe_code)]
 
+mod dns;
 mod proxy;
 mod registry;
 mod report;
@@ -39,6 +41,9 @@ enum Bench {
     /// The load balancer: throughput against nginx and HAProxy, time from
     /// registration to first routed request, failures under instance churn.
     Proxy(proxy::Args),
+    /// DNS SRV lookups per second of a 100-instance service, shoal vs
+    /// dnsmasq serving the same records, under dnsperf.
+    Dns(dns::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -61,5 +66,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.bench {
         Bench::Registry(args) => registry::run(&shoal, &args, &command).await,
         Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
+        Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
     }
 }

@@ -134,6 +134,8 @@ async fn run_with(
     role: &str,
     dev: Option<(ProxyOptions, usize)>,
 ) -> anyhow::Result<()> {
+    // Every flag is checked before anything is opened or bound.
+    let dns_config = args.dns.config(&args.datacenter)?;
     let store = open_store(&args)?;
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
     let registry = Registry::open(store).context("cannot load the catalog")?;
@@ -141,7 +143,6 @@ async fn run_with(
         .await
         .with_context(|| format!("cannot listen on {} for the HTTP API", args.http_addr))?;
     let local = listener.local_addr().context("listener has no address")?;
-    let dns_config = args.dns.config(&args.datacenter)?;
     let (dns_udp, dns_tcp) = shoal_dns::bind(args.dns.dns_addr)
         .await
         .with_context(|| format!("cannot listen on {} for DNS", args.dns.dns_addr))?;

@@ -458,3 +458,43 @@ async fn haproxy_discovers_backends_through_srv_records() {
     let _ = haproxy.kill();
     let _ = haproxy.wait();
 }
+
+#[test]
+fn dns_port_taken_is_a_clear_error() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--in-memory",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            &addr,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("cannot listen on {addr} for DNS")),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+    let out = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--in-memory",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+            "--dns-service-ttl",
+            "web",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("NAME=DURATION"), "{err}");
+}
