@@ -64,7 +64,7 @@ impl Scratch {
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        ((r >> 32) * below as u64 >> 32) as usize
+        (((r >> 32) * below as u64) >> 32) as usize
     }
 
     /// Moves a random one of `order[i..]` to `order[i]` (one step of a
@@ -198,7 +198,7 @@ impl Responder {
             Name::Apex => rcode::NOERROR,
             Name::Unknown | Name::Outside => rcode::NXDOMAIN,
         };
-        if a.len() == q.question.len() + wire::HEADER_LEN {
+        if a.written() == q.question.len() + wire::HEADER_LEN {
             // Nothing answered: the SOA says for how long that holds.
             a.soa(Section::Authority, zone, 0, 0);
         }

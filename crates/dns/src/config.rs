@@ -90,7 +90,7 @@ impl ServiceTtl {
                 None => ttl.exact.push((name, duration)),
             }
         }
-        ttl.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        ttl.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Ok(ttl)
     }
 

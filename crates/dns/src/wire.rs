@@ -270,7 +270,7 @@ impl<'b> Answer<'b> {
     }
 
     /// Bytes written so far (where the next record starts).
-    pub fn len(&self) -> usize {
+    pub fn written(&self) -> usize {
         self.buf.len()
     }
 
