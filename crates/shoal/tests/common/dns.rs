@@ -48,19 +48,10 @@ fn rand_id() -> u16 {
 
 /// Sends `packet` over UDP; the raw answer, or `None` after 2 s.
 pub async fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
-    udp_raw_within(addr, packet, Duration::from_secs(2)).await
-}
-
-/// Like [`udp_raw`], waiting only 200 ms (for packets that may be dropped).
-pub async fn udp_raw_quick(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
-    udp_raw_within(addr, packet, Duration::from_millis(200)).await
-}
-
-async fn udp_raw_within(addr: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(packet, addr).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    let n = tokio::time::timeout(wait, socket.recv(&mut buf))
+    let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))
         .await
         .ok()?
         .ok()?;
