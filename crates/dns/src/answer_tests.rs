@@ -285,3 +285,49 @@ fn shuffle_covers_every_order() {
     }
     assert_eq!(firsts.len(), 4);
 }
+
+#[tokio::test]
+async fn answers_are_cut_at_the_limit_with_every_promised_address() {
+    let r = Registry::in_memory();
+    for i in 0..50u16 {
+        let reg = Registration {
+            node: Node {
+                name: format!("node-{i}"),
+                address: format!("10.0.0.{i}"),
+                ..Default::default()
+            },
+            service: Some(Service {
+                id: format!("db-{i}"),
+                name: "db".into(),
+                port: 5000 + i,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        r.register(reg).await.unwrap();
+    }
+    let view = View::build(&r.snapshot(), &DnsConfig::default());
+    for (rtype, edns, limit, complete) in [
+        (RecordType::SRV, None, 512, false),
+        (RecordType::SRV, Some(1232), 1232, false),
+        (RecordType::SRV, None, 65535, true),
+        (RecordType::A, Some(1232), 1232, true),
+        (RecordType::A, None, 512, false),
+        (RecordType::A, Some(512), 300, false),
+    ] {
+        let m = ask(&view, "db.service.consul.", rtype, edns, limit);
+        assert_eq!(m.truncated(), !complete, "{rtype} {limit}");
+        assert_eq!(m.answers().len() == 50, complete, "{rtype} {limit}");
+        if rtype == RecordType::SRV {
+            let addresses = m
+                .additionals()
+                .iter()
+                .filter(|r| r.record_type() == RecordType::A);
+            assert_eq!(
+                addresses.count(),
+                m.answers().len(),
+                "{limit}: an address per target"
+            );
+        }
+    }
+}

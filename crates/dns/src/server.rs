@@ -40,16 +40,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The view of the current snapshot; rebuilt when the index moved.
+    /// The view of the current snapshot; rebuilt (by one query, the others
+    /// waiting for it) when what it depends on changed.
     fn view(&self) -> Guard<Arc<View>> {
         let view = self.view.load();
         let snapshot = self.registry.snapshot();
-        if view.index == snapshot.index() {
+        let key = View::key(&snapshot);
+        if !older(view.key, key) {
             return view;
         }
         drop(view);
         let _building = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
-        if self.view.load().index != snapshot.index() {
+        // Another query may have built a view as new (or newer) meanwhile.
+        if older(self.view.load().key, key) {
             self.view
                 .store(Arc::new(View::build(&snapshot, &self.config)));
         }
@@ -83,6 +86,12 @@ impl Shared {
         let view = self.view();
         Some(self.responder.respond(&q, &view, scratch, out, limit) == Outcome::Forward)
     }
+}
+
+/// Whether a view built at `view` misses changes seen at `now` (every
+/// table index only grows).
+fn older(view: [u64; 3], now: [u64; 3]) -> bool {
+    view.iter().zip(now).any(|(v, n)| *v < n)
 }
 
 /// Serves DNS on `udp` and `tcp` until `cancel` fires.
@@ -242,5 +251,22 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Resu
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         framed.extend_from_slice(reply);
         stream.write_all(&framed).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older;
+
+    #[test]
+    fn a_view_is_rebuilt_only_for_newer_changes() {
+        for (view, now, want) in [
+            ([1, 1, 1], [1, 1, 1], false),
+            ([1, 2, 3], [1, 2, 4], true),
+            ([5, 2, 3], [1, 2, 3], false),
+            ([0, 0, 0], [1, 1, 1], true),
+        ] {
+            assert_eq!(older(view, now), want, "{view:?} vs {now:?}");
+        }
     }
 }

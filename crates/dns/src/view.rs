@@ -2,11 +2,12 @@
 //! service, its instances that may receive traffic (not critical) with
 //! their address, port, SRV weight and encoded SRV target; per node, its
 //! address. Queries read a `View` without locks or allocation; a new one
-//! is built beside it when the catalog's index moves.
+//! is built beside it when the catalog's nodes, services or checks change
+//! (KV writes leave it alone).
 
 use crate::config::DnsConfig;
 use crate::wire::encode_name;
-use shoal_catalog::{HealthStatus, State};
+use shoal_catalog::{topic_index, HealthStatus, State, Topic};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,8 +15,9 @@ use std::time::Duration;
 /// The DNS view of one catalog snapshot.
 #[derive(Debug, Default)]
 pub struct View {
-    /// Index of the snapshot it was built from.
-    pub index: u64,
+    /// The nodes, services and checks table indexes of the snapshot it
+    /// was built from ([`View::key`]).
+    pub key: [u64; 3],
     services: HashMap<Box<[u8]>, ServiceRecords>,
     nodes: HashMap<Box<[u8]>, NodeRecord>,
 }
@@ -55,6 +57,12 @@ pub struct NodeRecord {
 }
 
 impl View {
+    /// What a view of `state` depends on: the last changes to nodes,
+    /// services and checks.
+    pub fn key(state: &State) -> [u64; 3] {
+        [Topic::Nodes, Topic::Services, Topic::Checks].map(|t| topic_index(state, &t))
+    }
+
     /// Builds the view of `state`.
     pub fn build(state: &State, config: &DnsConfig) -> View {
         let suffix = |kind: &str| format!(".{kind}.{}.{}", config.datacenter, config.domain);
@@ -119,7 +127,7 @@ impl View {
             })
             .collect();
         View {
-            index: state.index(),
+            key: View::key(state),
             services,
             nodes,
         }
