@@ -186,10 +186,20 @@ impl Responder {
         }
         let code = match name {
             Name::Service { name, tag } => self.service(q, &mut a, view, scratch, name, tag),
-            Name::Node(name) => {
-                let ip = lower(name, |l| view.node(l).map(|n| n.ip));
-                self.address(q, &mut a, ip, self.node_ttl)
-            }
+            Name::Node(name) => match lower(name, |l| view.node(l)) {
+                Some(node) => {
+                    if matches!(q.qtype, rtype::TXT | rtype::ANY) {
+                        for txt in &node.txt {
+                            let owner = wire::HEADER_LEN as u16;
+                            if !a.record(Section::Answer, owner, rtype::TXT, self.node_ttl, txt) {
+                                break;
+                            }
+                        }
+                    }
+                    self.address(q, &mut a, Some(node.ip), self.node_ttl)
+                }
+                None => rcode::NXDOMAIN,
+            },
             Name::Addr(hex) => self.address(q, &mut a, parse_hex_ip(hex).map(Some), 0),
             Name::Apex if matches!(q.qtype, rtype::SOA | rtype::ANY) => {
                 a.soa(Section::Answer, zone, 0, 0);

@@ -15,6 +15,12 @@ async fn catalog() -> View {
                 node: Node {
                     name: node.into(),
                     address: node_addr.into(),
+                    meta: [
+                        ("rack", format!("r-{node}")),
+                        ("rfc1035-note", "plain".into()),
+                    ]
+                    .map(|(k, v)| (k.to_string(), v))
+                    .into(),
                     ..Default::default()
                 },
                 service: Some(Service {
@@ -89,6 +95,11 @@ fn summary(m: &Message) -> BTreeSet<String> {
                 s.port(),
                 s.target()
             ),
+            RData::TXT(t) => t
+                .txt_data()
+                .iter()
+                .map(|d| String::from_utf8_lossy(d))
+                .collect(),
             other => format!("{other:?}"),
         })
         .collect()
@@ -178,6 +189,18 @@ async fn answers_every_name_form() {
             set(&["10.0.0.2"]),
         ),
         ("n4.node.consul.", A, ResponseCode::NoError, set(&[])),
+        (
+            "n2.node.consul.",
+            TXT,
+            ResponseCode::NoError,
+            set(&["rack=r-n2", "plain"]),
+        ),
+        (
+            "n2.node.consul.",
+            ANY,
+            ResponseCode::NoError,
+            set(&["rack=r-n2", "plain", "10.0.0.2"]),
+        ),
         ("n9.node.consul.", A, ResponseCode::NXDomain, set(&[])),
         (
             "0a000102.addr.dc1.consul.",

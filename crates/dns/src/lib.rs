@@ -9,7 +9,9 @@
 //!   section;
 //! - `<tag>.<service>.service…` and RFC 2782 `_<service>._<tag>.service…`
 //!   (`_tcp` meaning no tag);
-//! - `<node>.node[.<dc>].<domain>` and `<hex-ip>.addr[.<dc>].<domain>`.
+//! - `<node>.node[.<dc>].<domain>` (A/AAAA, and TXT for the node's meta:
+//!   `key=value`, or the bare value for `rfc1035-` keys, as Consul does) and
+//!   `<hex-ip>.addr[.<dc>].<domain>`.
 //!
 //! Unknown names are NXDOMAIN, known names without records of the asked
 //! type NOERROR with no answer, both with an SOA. UDP answers are cut to

@@ -54,6 +54,9 @@ pub struct Instance {
 pub struct NodeRecord {
     /// Its address, if it is an IP.
     pub ip: Option<IpAddr>,
+    /// TXT rdata, one per metadata entry, as Consul answers them: `key=value`,
+    /// or the bare value for keys starting with `rfc1035-`.
+    pub txt: Vec<Box<[u8]>>,
 }
 
 impl View {
@@ -118,12 +121,9 @@ impl View {
             .iter()
             .map(|n| {
                 let key = n.name.to_ascii_lowercase().into_bytes().into();
-                (
-                    key,
-                    NodeRecord {
-                        ip: n.address.parse().ok(),
-                    },
-                )
+                let txt = n.meta.iter().map(|(k, v)| txt_rdata(k, v)).collect();
+                let ip = n.address.parse().ok();
+                (key, NodeRecord { ip, txt })
             })
             .collect();
         View {
@@ -142,6 +142,19 @@ impl View {
     pub fn node(&self, name: &[u8]) -> Option<&NodeRecord> {
         self.nodes.get(name)
     }
+}
+
+/// One TXT character-string (at most 255 bytes) for a meta entry.
+fn txt_rdata(key: &str, value: &str) -> Box<[u8]> {
+    let text = match key.strip_prefix("rfc1035-") {
+        Some(_) => value.to_string(),
+        None => format!("{key}={value}"),
+    };
+    let bytes = &text.as_bytes()[..text.len().min(255)];
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
+    out.into()
 }
 
 /// Seconds, saturating, for a TTL field.

@@ -13,6 +13,7 @@ pub mod rtype {
     pub const A: u16 = 1;
     pub const NS: u16 = 2;
     pub const SOA: u16 = 6;
+    pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     pub const SRV: u16 = 33;
     pub const OPT: u16 = 41;
