@@ -73,44 +73,8 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
         .dns_addr()
         .context("shoal announced no DNS address")?;
     let conf = register(&server, args.instances).await?;
-    let conf_path = dir.path().join("dnsmasq.conf");
-    std::fs::write(&conf_path, conf)?;
-    let port = free_udp_port()?;
-    let dnsmasq_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut dnsmasq_args = vec![
-        "--keep-in-foreground".to_string(),
-        format!("--conf-file={}", conf_path.display()),
-        format!("--port={port}"),
-        "--listen-address=127.0.0.1".into(),
-        "--bind-interfaces".into(),
-        "--no-resolv".into(),
-        "--no-hosts".into(),
-        "--user=root".into(),
-        "--pid-file=".into(),
-        "--edns-packet-max=4096".into(),
-    ];
-    let (program, argv) = match &args.cpus {
-        Some(cpus) => {
-            let mut v = vec![
-                "-c".to_string(),
-                cpus.clone(),
-                dnsmasq.display().to_string(),
-            ];
-            v.append(&mut dnsmasq_args);
-            (PathBuf::from("taskset"), v)
-        }
-        None => (dnsmasq.clone(), dnsmasq_args),
-    };
-    let dnsmasq_command = format!("{} {}", program.display(), argv.join(" "));
-    let _dnsmasq = Guard(
-        Command::new(&program)
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start `{dnsmasq_command}`"))?,
-    );
+    let (_dnsmasq, dnsmasq_addr, dnsmasq_command) =
+        start_dnsmasq(&dnsmasq, dir.path(), &conf, args.cpus.as_deref())?;
     for (name, addr) in [("shoal", shoal_dns), ("dnsmasq", dnsmasq_addr)] {
         let answers = wait_answers(addr).await?;
         println!("{name} on {addr}: {answers} SRV records in a 512-byte answer");
@@ -172,6 +136,51 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
     ));
     print_summary("DNS SRV lookups", &figures, &notes);
     Ok(())
+}
+
+/// Starts dnsmasq on a free 127.0.0.1 port serving `conf` (written into
+/// `dir`); returns its guard, address and command line.
+fn start_dnsmasq(
+    dnsmasq: &Path,
+    dir: &Path,
+    conf: &str,
+    cpus: Option<&str>,
+) -> Result<(Guard, SocketAddr, String)> {
+    let conf_path = dir.join("dnsmasq.conf");
+    std::fs::write(&conf_path, conf)?;
+    let port = free_udp_port()?;
+    let mut argv = vec![
+        "--keep-in-foreground".to_string(),
+        format!("--conf-file={}", conf_path.display()),
+        format!("--port={port}"),
+        "--listen-address=127.0.0.1".into(),
+        "--bind-interfaces".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--user=root".into(),
+        "--pid-file=".into(),
+        // dnsmasq 2.90 defaults to 1232; shoal allows up to 4096.
+        "--edns-packet-max=4096".into(),
+    ];
+    let mut program = dnsmasq.to_path_buf();
+    if let Some(cpus) = cpus {
+        let mut pinned = vec![
+            "-c".to_string(),
+            cpus.to_string(),
+            dnsmasq.display().to_string(),
+        ];
+        pinned.append(&mut argv);
+        (program, argv) = (PathBuf::from("taskset"), pinned);
+    }
+    let command = format!("{} {}", program.display(), argv.join(" "));
+    let child = Command::new(&program)
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start `{command}`"))?;
+    Ok((Guard(child), ([127, 0, 0, 1], port).into(), command))
 }
 
 /// Registers `count` instances of `web` (one per node, node address) and
