@@ -25,7 +25,20 @@ async fn register(server: &ServerProcess, node: &str, node_addr: &str, body: ser
 
 #[tokio::test]
 async fn dig_answers_every_name_form() {
-    let server = ServerProcess::start(bin(), &["--in-memory", "--node-name", "node-a"]);
+    let server = ServerProcess::start(
+        bin(),
+        &[
+            "--in-memory",
+            "--node-name",
+            "node-a",
+            "--dns-node-ttl",
+            "7s",
+            "--dns-service-ttl",
+            "w*=3s",
+            "--dns-service-ttl",
+            "db=1m",
+        ],
+    );
     let addr = server.dns_addr().expect("DNS address announced");
     register(
         &server,
@@ -88,14 +101,31 @@ async fn dig_answers_every_name_form() {
     // SRV targets come with their addresses.
     let full = dig(addr, &["web.service.consul", "SRV"]);
     assert!(
-        full.contains("n1.node.dc1.consul.\t0\tIN\tA\t10.0.0.1"),
+        full.contains("n1.node.dc1.consul.\t3\tIN\tA\t10.0.0.1"),
         "{full}"
     );
     assert!(
-        full.contains("0a000102.addr.dc1.consul. 0\tIN\tA\t10.0.1.2"),
+        full.contains("0a000102.addr.dc1.consul. 3\tIN\tA\t10.0.1.2"),
         "{full}"
     );
     assert!(full.contains("flags: qr aa rd;"), "{full}");
+
+    // TTLs: per service (wildcard), per node.
+    let ttl_of = |args: &[&str]| {
+        let mut full = vec!["+noall", "+answer"];
+        full.extend_from_slice(args);
+        let out = dig(addr, &full);
+        out.lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(ttl_of(&["web.service.consul"]), "3");
+    assert_eq!(ttl_of(&["web.service.consul", "SRV"]), "3");
+    assert_eq!(ttl_of(&["n1.node.consul"]), "7");
 
     // NXDOMAIN for names that do not exist, NOERROR without answer for a
     // type they do not have; an SOA in both.
