@@ -221,6 +221,7 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Resu
     let mut scratch = Scratch::default();
     let mut buf = Vec::new();
     let mut out = Vec::new();
+    let mut framed = Vec::new();
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
@@ -247,7 +248,7 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Resu
                 &out[..]
             }
         };
-        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.clear();
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         framed.extend_from_slice(reply);
         stream.write_all(&framed).await?;
