@@ -4,11 +4,13 @@
 //! It never fails because a figure misses its target.
 //!
 //! One subcommand per benchmark, one module per benchmark:
-//! `shoal-bench registry` ([`registry`]) and `shoal-bench proxy
-//! throughput|time-to-route|churn` ([`proxy`]).
+//! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
+//! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
+//! ([`dns`]).
 #![forbid(unsafe_code)]
 
 mod agent;
+mod dns;
 mod proxy;
 mod registry;
 mod report;
@@ -42,6 +44,9 @@ enum Bench {
     /// The load balancer: throughput against nginx and HAProxy, time from
     /// registration to first routed request, failures under instance churn.
     Proxy(proxy::Args),
+    /// DNS SRV lookups per second of a 100-instance service, shoal vs
+    /// dnsmasq serving the same records, under dnsperf.
+    Dns(dns::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -65,5 +70,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Registry(args) => registry::run(&shoal, &args, &command).await,
         Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
         Bench::Agent(args) => agent::run(&shoal, &args, &command).await,
+        Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
     }
 }

@@ -68,7 +68,7 @@ impl DurableServer {
             .context("cannot create a temporary data directory")?;
         let dir = data_dir.path().to_string_lossy().into_owned();
         let command = format!(
-            "{} server --http-addr 127.0.0.1:0 --log-level warn --data-dir {dir}",
+            "{} server --http-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0 --log-level warn --data-dir {dir}",
             bin.display()
         );
         let bin = bin.to_path_buf();

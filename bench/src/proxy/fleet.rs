@@ -92,6 +92,8 @@ pub async fn start_registry(bin: &Path, cpus: Option<&str>) -> Result<Spawned> {
         "server",
         "--http-addr",
         "127.0.0.1:0",
+        "--dns-addr",
+        "127.0.0.1:0",
         "--in-memory",
         "--log-level",
         "warn",

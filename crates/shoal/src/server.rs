@@ -34,6 +34,62 @@ pub struct ServerArgs {
     /// Datacenter name.
     #[arg(long, env = "SHOAL_DATACENTER", default_value = "dc1")]
     pub datacenter: String,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+}
+
+/// Flags of the DNS interface (part of `shoal server` and `shoal dev`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DnsArgs {
+    /// Address of the DNS interface, UDP and TCP on the same port (port 0:
+    /// any free port, announced on stdout).
+    #[arg(long, env = "SHOAL_DNS_ADDR", default_value = "127.0.0.1:8600")]
+    pub dns_addr: SocketAddr,
+    /// Domain answered authoritatively (`web.service.consul`).
+    #[arg(long, env = "SHOAL_DNS_DOMAIN", default_value = "consul.")]
+    pub dns_domain: String,
+    /// Upstream DNS server (IP or IP:PORT, default port 53) for names
+    /// outside the domain; repeatable, tried in order. Without one, such
+    /// queries are refused.
+    #[arg(long = "recursor", value_name = "ADDR", value_parser = parse_recursor)]
+    pub recursors: Vec<SocketAddr>,
+    /// TTL of a service's records, NAME=DURATION (e.g. web=30s; `*` as a
+    /// suffix wildcard, `*=5s` for every service); repeatable. Default 0.
+    #[arg(long = "dns-service-ttl", value_name = "NAME=DURATION")]
+    pub dns_service_ttl: Vec<String>,
+    /// TTL of node records (Go duration, e.g. 10s).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub dns_node_ttl: Duration,
+}
+
+fn parse_recursor(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    shoal_catalog::duration::parse(s)
+}
+
+impl DnsArgs {
+    fn config(&self, datacenter: &str) -> anyhow::Result<shoal_dns::DnsConfig> {
+        let service_ttl = shoal_dns::ServiceTtl::parse(&self.dns_service_ttl)
+            .context("invalid --dns-service-ttl")?;
+        shoal_dns::DnsConfig {
+            domain: self.dns_domain.clone(),
+            datacenter: datacenter.to_string(),
+            node_ttl: self.dns_node_ttl,
+            service_ttl,
+            recursors: self.recursors.clone(),
+            ..Default::default()
+        }
+        .validated()
+        .context("invalid DNS settings")
+    }
 }
 
 fn open_store(args: &ServerArgs) -> anyhow::Result<Box<dyn Store>> {
@@ -78,6 +134,8 @@ async fn run_with(
     role: &str,
     dev: Option<(ProxyOptions, usize)>,
 ) -> anyhow::Result<()> {
+    // Every flag is checked before anything is opened or bound.
+    let dns_config = args.dns.config(&args.datacenter)?;
     let store = open_store(&args)?;
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
     let registry = Registry::open(store).context("cannot load the catalog")?;
@@ -85,6 +143,10 @@ async fn run_with(
         .await
         .with_context(|| format!("cannot listen on {} for the HTTP API", args.http_addr))?;
     let local = listener.local_addr().context("listener has no address")?;
+    let (dns_udp, dns_tcp) = shoal_dns::bind(args.dns.dns_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for DNS", args.dns.dns_addr))?;
+    let dns_local = dns_udp.local_addr().context("DNS socket has no address")?;
     let config = ApiConfig {
         node_name: args.node_name.clone().unwrap_or_else(identity::hostname),
         node_id,
@@ -114,6 +176,14 @@ async fn run_with(
         registry.clone(),
         cancel.clone(),
     ));
+    {
+        let (registry, cancel) = (registry.clone(), cancel.clone());
+        tasks.spawn(async move {
+            if let Err(e) = shoal_dns::serve(dns_udp, dns_tcp, registry, dns_config, cancel).await {
+                tracing::error!(error = %e, "DNS server failed");
+            }
+        });
+    }
     let mut extra = Router::new();
     if let Some((proxy_options, demo)) = dev {
         let catalog: Arc<dyn Catalog> = registry.clone();
@@ -125,13 +195,16 @@ async fn run_with(
     tracing::info!(
         role,
         http = %local,
+        dns = %dns_local,
         node = %config.node_name,
         datacenter = %config.datacenter,
         store = if args.in_memory { "memory" } else { "redb" },
         index = registry.snapshot().index(),
         "shoal started"
     );
-    // A stable, parseable line for people and for test harnesses.
+    // Stable, parseable lines for people and for test harnesses; the HTTP
+    // API's comes last: it says the process is ready.
+    println!("shoal {role}: DNS listening on dns://{dns_local} (UDP and TCP)");
     println!("shoal {role}: HTTP API listening on http://{local}");
     let state = ApiState::new(registry.clone(), Arc::new(config));
     let served = shoal_api::serve_with(listener, state, extra, cancel.clone()).await;

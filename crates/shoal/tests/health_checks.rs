@@ -24,6 +24,8 @@ fn dev() -> (ServerProcess, String) {
         "127.0.0.1:0",
         "--listen",
         "127.0.0.1:0",
+        "--dns-addr",
+        "127.0.0.1:0",
         "--queue-timeout",
         "100ms",
         "--log-level",

@@ -175,6 +175,8 @@ fn json_logs_are_one_object_per_line() {
             "--in-memory",
             "--http-addr",
             "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

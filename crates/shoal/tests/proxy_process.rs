@@ -35,6 +35,8 @@ fn dev(extra: &[&str]) -> (ServerProcess, String) {
         "--in-memory",
         "--http-addr",
         "127.0.0.1:0",
+        "--dns-addr",
+        "127.0.0.1:0",
         "--listen",
         "127.0.0.1:0",
         "--log-level",

@@ -55,7 +55,8 @@ fn wait_ready(child: &mut Child, ready: &str) -> Result<(String, Vec<(String, St
 }
 
 impl ServerProcess {
-    /// Starts `bin server --http-addr 127.0.0.1:0 --log-level warn ARGS...`
+    /// Starts `bin server --http-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0
+    /// --log-level warn ARGS...`
     /// and waits until it announces its API address. Panics with the reason
     /// if it cannot start.
     pub fn start(bin: &Path, args: &[&str]) -> ServerProcess {
@@ -68,6 +69,8 @@ impl ServerProcess {
         let mut full = vec![
             "server",
             "--http-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
             "127.0.0.1:0",
             "--log-level",
             "warn",
@@ -117,6 +120,15 @@ impl ServerProcess {
             .iter()
             .find(|(l, _)| l.contains(label))
             .map(|(_, u)| u.as_str())
+    }
+
+    /// The DNS address the process announced (`DNS listening on
+    /// dns://IP:PORT`), the same port for UDP and TCP.
+    pub fn dns_addr(&self) -> Option<std::net::SocketAddr> {
+        self.announced_url("DNS")?
+            .strip_prefix("dns://")?
+            .parse()
+            .ok()
     }
 
     /// `url` + `path`.

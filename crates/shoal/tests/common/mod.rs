@@ -1,6 +1,7 @@
 //! Small HTTP helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod stack;
 
 use reqwest::{Client, Method, StatusCode};
