@@ -71,19 +71,38 @@ fn comparable_check(c: &Check) -> Check {
     }
 }
 
-fn checks_of(contents: &NodeContents, service_id: &str) -> Vec<Check> {
+/// Whether two checks agree on what the agent decides.
+fn same_check(a: &Check, b: &Check) -> bool {
+    a.check_id == b.check_id
+        && a.name == b.name
+        && a.status == b.status
+        && a.notes == b.notes
+        && a.output == b.output
+        && a.service_id == b.service_id
+        && a.definition == b.definition
+}
+
+/// Whether two lists sorted by check ID agree check by check.
+fn same_checks(a: &[&Check], b: &[&Check]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_check(x, y))
+}
+
+/// Whether two instances agree, the catalog's indexes aside.
+fn same_service(a: &Service, b: &Service) -> bool {
+    comparable_service(a) == comparable_service(b)
+}
+
+fn checks_of<'a>(contents: &'a NodeContents, service_id: &str) -> Vec<&'a Check> {
     by_service(contents).remove(service_id).unwrap_or_default()
 }
 
-/// A node's checks as compared, grouped by instance (`""`: node checks)
-/// and sorted by ID.
-fn by_service(contents: &NodeContents) -> HashMap<&str, Vec<Check>> {
-    let mut groups: HashMap<&str, Vec<Check>> = HashMap::new();
+/// A node's checks grouped by instance (`""`: node checks) and sorted by
+/// ID, borrowed: a full comparison of thousands of instances should not
+/// copy them all.
+fn by_service(contents: &NodeContents) -> HashMap<&str, Vec<&Check>> {
+    let mut groups: HashMap<&str, Vec<&Check>> = HashMap::new();
     for c in &contents.checks {
-        groups
-            .entry(c.service_id.as_str())
-            .or_default()
-            .push(comparable_check(c));
+        groups.entry(c.service_id.as_str()).or_default().push(c);
     }
     for list in groups.values_mut() {
         list.sort_by(|a, b| a.check_id.cmp(&b.check_id));
@@ -108,7 +127,10 @@ fn alive_check(ttl: Duration) -> Check {
 
 /// The node with its node-level checks and the liveness check.
 fn node_registration(local: &NodeContents, alive: &Check) -> Registration {
-    let mut checks = checks_of(local, "");
+    let mut checks: Vec<Check> = checks_of(local, "")
+        .into_iter()
+        .map(comparable_check)
+        .collect();
     checks.push(comparable_check(alive));
     checks.sort_by(|a, b| a.check_id.cmp(&b.check_id));
     Registration {
@@ -134,7 +156,10 @@ fn plan(
     let node_differs = remote.is_none_or(|r| {
         let (a, b) = (&r.node, &local.node);
         a.address != b.address || a.meta != b.meta || a.tagged_addresses != b.tagged_addresses
-    }) || checks_of(remote_or_empty, "") != node.checks;
+    }) || !same_checks(
+        &checks_of(remote_or_empty, ""),
+        &node.checks.iter().collect::<Vec<_>>(),
+    );
     if beat || node_differs {
         actions.push(Action::Node(node));
     }
@@ -147,7 +172,6 @@ fn plan(
         .map(|s| (s.id.as_str(), s))
         .collect();
     for service in &local.services {
-        let mine = comparable_service(service);
         let theirs = remote_services.get(service.id.as_str());
         let checks = local_checks.remove(service.id.as_str()).unwrap_or_default();
         // Extra checks on the server are dropped below; registering the
@@ -157,12 +181,13 @@ fn plan(
             .cloned()
             .unwrap_or_default();
         their_checks.retain(|c| checks.iter().any(|m| m.check_id == c.check_id));
-        if theirs.map(|s| comparable_service(s)).as_ref() != Some(&mine) || their_checks != checks {
+        if !theirs.is_some_and(|t| same_service(t, service)) || !same_checks(&their_checks, &checks)
+        {
             actions.push(Action::Service(Registration {
                 node: local.node.clone(),
                 skip_node_update: true,
-                service: Some(mine),
-                checks,
+                service: Some(comparable_service(service)),
+                checks: checks.into_iter().map(comparable_check).collect(),
             }));
         }
     }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use async_trait::async_trait;
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, USER_AGENT};
 use reqwest::{Client, Method};
-use shoal_catalog::{Check, CheckDefinition, HealthStatus};
+use shoal_catalog::{CheckDefinition, HealthStatus};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -72,39 +72,41 @@ fn headers_of(def: &CheckDefinition) -> std::result::Result<reqwest::header::Hea
 }
 
 /// One HTTP check. It keeps little of its own (thousands run at once):
-/// the check it runs (shared with the catalog snapshot) and, for plain
+/// the definition it runs (shared with the runner's record of it) and, for plain
 /// HTTP, the request rendered once.
 #[derive(Debug)]
 pub(crate) struct HttpProbe {
     clients: Arc<HttpClients>,
     method: Method,
-    check: Arc<Check>,
+    def: Arc<CheckDefinition>,
     /// The request rendered once, for plain `http://` targets.
     plain: Option<PlainRequest>,
 }
 
 impl HttpProbe {
     /// A probe for `check`; fails on a method or header HTTP cannot carry.
-    pub fn new(clients: &Arc<HttpClients>, check: Arc<Check>) -> std::result::Result<Self, String> {
-        let def = &check.definition;
+    pub fn new(
+        clients: &Arc<HttpClients>,
+        def: Arc<CheckDefinition>,
+    ) -> std::result::Result<Self, String> {
         let method = if def.method.is_empty() {
             Method::GET
         } else {
             Method::from_bytes(def.method.as_bytes())
                 .map_err(|_| format!("invalid HTTP method {:?}", def.method))?
         };
-        let headers = headers_of(def)?;
+        let headers = headers_of(&def)?;
         let plain = PlainRequest::build(&method, &def.http, &headers, &def.body);
         Ok(HttpProbe {
             clients: clients.clone(),
             method,
             plain,
-            check,
+            def,
         })
     }
 
     fn url(&self) -> &str {
-        &self.check.definition.http
+        &self.def.http
     }
 
     fn failed(&self, e: impl std::fmt::Display) -> Outcome {
@@ -125,7 +127,7 @@ impl HttpProbe {
 
     /// Through the full client: HTTPS, and redirects to follow.
     async fn run_with_client(&self) -> Outcome {
-        let def = &self.check.definition;
+        let def = &self.def;
         // Validated when the probe was made.
         let headers = headers_of(def).unwrap_or_default();
         let client = match self.clients.client(def.tls_skip_verify) {
@@ -230,13 +232,7 @@ mod tests {
             method: "GE T".into(),
             ..Default::default()
         };
-        let probe = |def: &CheckDefinition| {
-            let check = Check {
-                definition: def.clone(),
-                ..Default::default()
-            };
-            HttpProbe::new(&clients, Arc::new(check))
-        };
+        let probe = |def: &CheckDefinition| HttpProbe::new(&clients, Arc::new(def.clone()));
         assert!(probe(&def).unwrap_err().contains("method"));
         def.method = "POST".into();
         def.header.insert("Bad Name".into(), vec!["x".into()]);
@@ -252,11 +248,7 @@ mod tests {
             http: url.clone(),
             ..Default::default()
         };
-        let check = Arc::new(Check {
-            definition: def,
-            ..Default::default()
-        });
-        let out = HttpProbe::new(&HttpClients::new().unwrap(), check)
+        let out = HttpProbe::new(&HttpClients::new().unwrap(), Arc::new(def))
             .unwrap()
             .run()
             .await;

@@ -15,7 +15,7 @@ use crate::error::Result;
 use http::{HttpClients, HttpProbe};
 use probe::Probe;
 use report::Reporter;
-use shoal_catalog::{Catalog, Check, HealthStatus, Registry, State, Topic};
+use shoal_catalog::{Catalog, Check, CheckDefinition, HealthStatus, Registry, State, Topic};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,15 +43,20 @@ pub struct CheckRunner {
     clients: Arc<HttpClients>,
 }
 
-/// A check being run, with the definition it was started from.
+/// A check being run, with what it was started from: its definition
+/// (shared with its task) and instance, not the whole check, whose
+/// output and status the catalog replaces as the check runs.
 struct Running {
-    check: Arc<Check>,
+    def: Arc<CheckDefinition>,
+    service_id: String,
     task: AbortHandle,
 }
 
-/// Whether a running check must restart to follow a new registration.
-fn same_job(a: &Check, b: &Check) -> bool {
-    a.definition == b.definition && a.service_id == b.service_id
+impl Running {
+    /// Whether it must restart to follow a new registration of `check`.
+    fn same_job(&self, check: &Check) -> bool {
+        *self.def == check.definition && self.service_id == check.service_id
+    }
 }
 
 impl CheckRunner {
@@ -116,16 +121,18 @@ impl CheckRunner {
             }
             seen += 1;
             if let Some(r) = running.get(&check.check_id) {
-                if same_job(&r.check, check) {
+                if r.same_job(check) {
                     continue;
                 }
                 r.task.abort();
             }
-            let task = self.start(check, tasks);
+            let def = Arc::new(check.definition.clone());
+            let task = self.start(&check.check_id, def.clone(), tasks);
             running.insert(
                 check.check_id.clone(),
                 Running {
-                    check: check.clone(),
+                    def,
+                    service_id: check.service_id.clone(),
                     task,
                 },
             );
@@ -142,12 +149,16 @@ impl CheckRunner {
         }
     }
 
-    fn start(&self, check: &Arc<Check>, tasks: &mut JoinSet<()>) -> AbortHandle {
-        let reporter = Reporter::new(self.registry.clone(), &self.node, &check.check_id);
-        let def = &check.definition;
+    fn start(
+        &self,
+        check_id: &str,
+        def: Arc<CheckDefinition>,
+        tasks: &mut JoinSet<()>,
+    ) -> AbortHandle {
+        let reporter = Reporter::new(self.registry.clone(), &self.node, check_id);
         let probe: std::result::Result<Box<dyn Probe>, String> = match def.kind() {
             "http" => {
-                HttpProbe::new(&self.clients, check.clone()).map(|p| Box::new(p) as Box<dyn Probe>)
+                HttpProbe::new(&self.clients, def.clone()).map(|p| Box::new(p) as Box<dyn Probe>)
             }
             "tcp" => Ok(Box::new(TcpProbe {
                 target: def.tcp.clone(),
@@ -158,11 +169,7 @@ impl CheckRunner {
             }
         };
         match probe {
-            Ok(probe) => {
-                let check = check.clone();
-                tasks
-                    .spawn(async move { task::run_probe(probe, &check.definition, reporter).await })
-            }
+            Ok(probe) => tasks.spawn(async move { task::run_probe(probe, &def, reporter).await }),
             Err(why) => {
                 let mut reporter = reporter;
                 tasks.spawn(async move { reporter.report(HealthStatus::Critical, why).await })

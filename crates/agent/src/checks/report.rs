@@ -3,7 +3,7 @@
 //! `check_update_interval`), and nothing at all for a run that changes
 //! nothing.
 
-use shoal_catalog::{Command, HealthStatus, Registry};
+use shoal_catalog::{Check, Command, HealthStatus, Registry};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -17,6 +17,10 @@ pub(crate) struct Reporter {
     pub node: String,
     pub check_id: String,
     last_write: Option<Instant>,
+    /// The check as last read, with the node's index then: while the
+    /// index stays, the catalog's copy is unchanged and need not be
+    /// looked up again (most runs of a steady check end here).
+    seen: Option<(u64, Arc<Check>)>,
 }
 
 impl Reporter {
@@ -26,18 +30,32 @@ impl Reporter {
             node: node.to_string(),
             check_id: check_id.to_string(),
             last_write: None,
+            seen: None,
         }
     }
 
+    /// The check as the catalog has it now, if it still exists.
+    fn current(&mut self) -> Option<Arc<Check>> {
+        let snapshot = self.registry.snapshot();
+        let index = snapshot.node_index(&self.node);
+        if let Some((seen_at, check)) = &self.seen {
+            if *seen_at == index {
+                return Some(check.clone());
+            }
+        }
+        let check = snapshot.check(&self.node, &self.check_id)?;
+        self.seen = Some((index, check.clone()));
+        Some(check)
+    }
+
     /// The check's current output, if it still exists.
-    pub fn current_output(&self) -> Option<String> {
-        let check = self.registry.snapshot().check(&self.node, &self.check_id)?;
-        Some(check.output.clone())
+    pub fn current_output(&mut self) -> Option<String> {
+        Some(self.current()?.output.clone())
     }
 
     /// Records a result; writes only what changed (see the module doc).
     pub async fn report(&mut self, status: HealthStatus, output: String) {
-        let Some(current) = self.registry.snapshot().check(&self.node, &self.check_id) else {
+        let Some(current) = self.current() else {
             return;
         };
         let status_changed = current.status != status;
