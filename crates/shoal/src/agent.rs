@@ -130,12 +130,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     println!("shoal agent: HTTP API listening on http://{local_addr}");
     let app = shoal_api::agent_router(ApiState::new(local.clone(), Arc::new(config)), servers);
     let served = shoal_api::serve_router(listener, app, cancel.clone()).await;
-    cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(6), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    local.shutdown().await;
+    crate::server::wind_down(&cancel, tasks, &local).await;
     tracing::info!("shoal agent stopped");
     served.context("agent HTTP API failed")
 }

@@ -208,14 +208,24 @@ async fn run_with(
     println!("shoal {role}: HTTP API listening on http://{local}");
     let state = ApiState::new(registry.clone(), Arc::new(config));
     let served = shoal_api::serve_with(listener, state, extra, cancel.clone()).await;
+    wind_down(&cancel, tasks, &registry).await;
+    tracing::info!("shoal stopped");
+    served.context("HTTP API server failed")
+}
+
+/// After the API stopped: stops every task (giving them a few seconds to
+/// finish, e.g. an agent leaving the catalog), then the registry's writer.
+pub(crate) async fn wind_down(
+    cancel: &CancellationToken,
+    mut tasks: JoinSet<()>,
+    registry: &Registry,
+) {
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(6), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     registry.shutdown().await;
-    tracing::info!("shoal stopped");
-    served.context("HTTP API server failed")
 }
 
 /// Starts `count` hello instances on 127.0.0.1 and registers them as

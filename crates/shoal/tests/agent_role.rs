@@ -100,6 +100,18 @@ fn register_hello(agent: &ServerProcess, name: &str) -> ServerProcess {
     )
 }
 
+/// Registers a service definition with the agent; asserts a 200.
+async fn register(agent: &ServerProcess, body: Value) {
+    let r = client()
+        .put(agent.at("/v1/agent/service/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(status, StatusCode::OK, "{}", r.text().await.unwrap());
+}
+
 #[tokio::test]
 async fn agent_syncs_registrations_and_check_results_to_the_server() {
     let server = ServerProcess::start(bin(), &["--in-memory"]);
@@ -180,13 +192,7 @@ async fn catalog_changed_behind_the_agents_back_converges_back() {
     let server = ServerProcess::start(bin(), &["--in-memory"]);
     let agent = agent(&server.url, "host-b", "10s");
     let body = json!({"ID": "api-1", "Name": "api", "Port": 9001, "Check": {"TTL": "1h", "Status": "passing"}});
-    let r = client()
-        .put(agent.at("/v1/agent/service/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    register(&agent, body).await;
     assert_eventually!(instances(&server, "api").await.len() == 1, "synced");
     // A lost write: the instance disappears from the server.
     let r = client()
@@ -218,12 +224,7 @@ async fn killed_agent_leaves_the_catalog_within_its_heartbeat_ttl() {
     let server = ServerProcess::start(bin(), &["--in-memory"]);
     let mut agent = agent(&server.url, "host-c", "2s");
     let body = json!({"ID": "w1", "Name": "worker", "Port": 7000});
-    client()
-        .put(agent.at("/v1/agent/service/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    register(&agent, body).await;
     assert_eventually!(instances(&server, "worker").await.len() == 1, "synced");
     // It stays while the agent beats, well past one TTL.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -250,12 +251,7 @@ async fn stopped_agent_leaves_at_once() {
     let server = ServerProcess::start(bin(), &["--in-memory"]);
     let mut agent = agent(&server.url, "host-d", "30s");
     let body = json!({"ID": "w1", "Name": "batch", "Port": 7000});
-    client()
-        .put(agent.at("/v1/agent/service/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    register(&agent, body).await;
     assert_eventually!(instances(&server, "batch").await.len() == 1, "synced");
     assert_eq!(agent.terminate(), Some(0));
     assert!(!node_exists(&server, "host-d").await, "left on SIGTERM");
@@ -278,13 +274,7 @@ async fn agent_resyncs_after_the_server_restarts_empty_and_fails_over() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let agent = agent(&format!("{dead},{}", server.url), "host-e", "10s");
     let body = json!({"ID": "c1", "Name": "cache", "Port": 6379, "Check": {"TCP": format!("127.0.0.1:{port}"), "Interval": "1s"}});
-    let r = client()
-        .put(agent.at("/v1/agent/service/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    register(&agent, body).await;
     assert_eventually!(
         instances(&server, "cache").await.len() == 1,
         "synced through failover"
