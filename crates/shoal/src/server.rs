@@ -262,7 +262,21 @@ async fn start_demo(
                 node,
                 skip_node_update: true,
                 service: Some(service),
-                checks: vec![],
+                // The runner keeps it honest: PUT /health/fail on an
+                // instance and watch the proxy leave it out.
+                checks: vec![shoal_catalog::Check {
+                    check_id: format!("service:{id}"),
+                    name: "Service 'hello' check".into(),
+                    status: shoal_catalog::HealthStatus::Passing,
+                    service_id: id.clone(),
+                    definition: shoal_catalog::CheckDefinition {
+                        http: format!("http://127.0.0.1:{port}/health"),
+                        interval: Some(Duration::from_secs(5)),
+                        timeout: Some(Duration::from_secs(2)),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
             })
             .await
             .context("cannot register a demo instance")?;
