@@ -486,3 +486,39 @@ async fn https_checks_verify_certificates_unless_told_not_to() {
     );
     assert_eq!(status(&api, "tls-verify").await, "critical");
 }
+
+#[tokio::test]
+async fn a_slow_check_delays_no_other() {
+    let (api, _proxy) = dev();
+    let web = hello("web");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    // Hangs for 8 s on every run (timeout 9 s), on the same node as a
+    // quick check that must keep its one-second pace meanwhile.
+    let slow = json!({"ID": "slow", "Name": "slow", "Port": web.port, "Check": {"CheckID": "slow-check",
+        "HTTP": format!("http://127.0.0.1:{}/delay/8000", web.port), "Interval": "1s", "Timeout": "9s", "Status": "passing"}});
+    assert_eq!(
+        put(api.at("/v1/agent/service/register"), slow).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let quick = json!({"ID": "quick", "Name": "quick", "Port": closed_port, "Check": {"CheckID": "quick-check",
+        "TCP": format!("127.0.0.1:{closed_port}"), "Interval": "1s", "Status": "passing"}});
+    let registered = Instant::now();
+    assert_eq!(
+        put(api.at("/v1/agent/service/register"), quick).await.0,
+        StatusCode::OK
+    );
+    assert_eventually!(
+        status(&api, "quick-check").await == "critical",
+        "quick check ran"
+    );
+    assert!(
+        registered.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        registered.elapsed()
+    );
+    // The slow one is still waiting for its first answer.
+    assert_eq!(status(&api, "slow-check").await, "passing");
+}
