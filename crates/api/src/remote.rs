@@ -187,6 +187,27 @@ impl RemoteCatalog {
         query: &[(&str, String)],
         q: QueryOptions,
     ) -> Result<Answer<T>> {
+        let (index, resp) = self.get_response(path, query, q).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(Answer { index, body: None });
+        }
+        let body = resp
+            .json::<T>()
+            .await
+            .map_err(remote(format!("GET {path}: bad body")))?;
+        Ok(Answer {
+            index,
+            body: Some(body),
+        })
+    }
+
+    /// The answer's `X-Consul-Index` and the response, body unread.
+    async fn get_response(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        q: QueryOptions,
+    ) -> Result<(u64, reqwest::Response)> {
         let mut params: Vec<(&str, String)> = query.to_vec();
         let mut rb = self.request(Method::GET, path);
         if q.index > 0 {
@@ -205,17 +226,7 @@ impl RemoteCatalog {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(Answer { index, body: None });
-        }
-        let body = resp
-            .json::<T>()
-            .await
-            .map_err(remote(format!("GET {path}: bad body")))?;
-        Ok(Answer {
-            index,
-            body: Some(body),
-        })
+        Ok((index, resp))
     }
 
     async fn put_json(&self, path: &str, body: &Value) -> Result<reqwest::Response> {
@@ -531,11 +542,17 @@ impl Catalog for RemoteCatalog {
                 ))
             }
         };
-        // The body is skipped, not built: a node or service can be large.
-        Ok(self
-            .get::<serde::de::IgnoredAny>(&path, &query, q)
-            .await?
-            .index)
+        // Only the index matters: the body (a node with thousands of
+        // instances can be megabytes) is read and dropped chunk by chunk,
+        // so the connection can be reused, without holding it whole.
+        let (index, mut resp) = self.get_response(&path, &query, q).await?;
+        while resp
+            .chunk()
+            .await
+            .map_err(remote(format!("GET {path}: body")))?
+            .is_some()
+        {}
+        Ok(index)
     }
 }
 
