@@ -3,7 +3,7 @@
 //! passive-health ejection, the keep-alive connection pool, counters).
 
 use crate::config::EjectConfig;
-use crate::pool::Pool;
+use crate::pool::{IdleStreams, Pool};
 use crate::stats::InstanceStats;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -27,8 +27,10 @@ pub struct InstanceState {
     ejections: AtomicU32,
     /// Ejected until this `now_ms()`; 0 when in rotation.
     ejected_until: AtomicU64,
-    /// Idle keep-alive connections.
+    /// Idle keep-alive connections (general path).
     pub pool: Pool,
+    /// Idle keep-alive connections (lean path).
+    pub streams: IdleStreams,
     /// Counters.
     pub stats: InstanceStats,
 }

@@ -12,8 +12,10 @@ mod discovery;
 mod error;
 mod forward;
 mod framing;
+mod h1;
 mod headers;
 mod instance;
+mod lean;
 mod pool;
 mod server;
 mod stats;
@@ -100,7 +102,7 @@ impl Proxy {
                     let mut v = i.state.stats.to_json(active);
                     v["address"] = json!(i.addr.to_string());
                     v["ejected"] = json!(i.state.is_ejected(instance::now_ms()));
-                    v["pooled_connections"] = json!(i.state.pool.len());
+                    v["pooled_connections"] = json!(i.state.pool.len() + i.state.streams.len());
                     (i.id.clone(), v)
                 })
                 .collect();

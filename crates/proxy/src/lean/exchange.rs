@@ -1,0 +1,204 @@
+//! One request on the lean path: route, wait for an instance if there is
+//! none yet, pick one, send, retry on another instance when that is safe,
+//! relay the answer, and count everything — the rules of
+//! `crate::forward`, on buffers instead of hyper messages.
+
+use super::upstream::{self, Failure};
+use super::{relay, Client, Io, Timers};
+use crate::balance::PickInput;
+use crate::error::ProxyError;
+use crate::forward::{attempt_failed, count_failure, wait_for_upstream, Outstanding};
+use crate::h1::request::{idempotent, RequestHead};
+use crate::h1::rewrite::{self, Hop};
+use crate::headers::normalize_host;
+use crate::instance::Instance;
+use crate::table::{Target, Upstream};
+use crate::Shared;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+
+/// A request at the start of the connection's buffer.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The buffer.
+    pub buf: &'a [u8],
+    /// Its head.
+    pub head: &'a RequestHead,
+}
+
+/// Answers the request in `buf`; false when the client connection must
+/// close afterwards.
+pub async fn exchange(
+    shared: &Shared,
+    client: &Client,
+    buf: &[u8],
+    head: &RequestHead,
+    io: &mut Io,
+    timers: &mut Timers<'_>,
+) -> bool {
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let started = shared.cfg.access_log.then(Instant::now);
+    let req = Request { buf, head };
+    let host = normalize_host(&String::from_utf8_lossy(head.host.of(buf)));
+    let (status, keep) = match forward(shared, client, req, &host, io, timers).await {
+        Ok(done) => done,
+        Err(e) => {
+            let status = e.status().as_u16();
+            (status, answer_locally(shared, io, e, head.close).await)
+        }
+    };
+    if let Some(started) = started {
+        let method = String::from_utf8_lossy(head.method.of(buf));
+        let path = head.path(buf);
+        tracing::info!(target: "shoal::access", client = %client.peer, %method, %host, %path, status, ms = started.elapsed().as_millis() as u64, "request");
+    }
+    keep
+}
+
+/// The proxy's own answer for a failure; false when the connection closes.
+async fn answer_locally(shared: &Shared, io: &mut Io, e: ProxyError, client_close: bool) -> bool {
+    count_failure(shared, &e);
+    let close = client_close || matches!(e, ProxyError::Client(_));
+    rewrite::local_response(e.status(), &format!("{e}\n"), close, &mut io.out);
+    io.stream.write_all(&io.out).await.is_ok() && !close
+}
+
+/// Where the request goes.
+fn route(shared: &Shared, client: &Client, req: Request, host: &str) -> Result<Target, ProxyError> {
+    if let Some(service) = &client.fixed {
+        return Ok(Target {
+            key: (service.to_string(), None),
+            strip: None,
+        });
+    }
+    let path = req.head.path(req.buf);
+    shared
+        .discovery
+        .table()
+        .resolve(host, path)
+        .ok_or_else(|| ProxyError::NoRoute {
+            host: host.to_string(),
+            path: path.to_string(),
+        })
+}
+
+/// Routes and forwards; the answer's status and whether the client
+/// connection stays open.
+async fn forward(
+    shared: &Shared,
+    client: &Client,
+    req: Request<'_>,
+    host: &str,
+    io: &mut Io,
+    timers: &mut Timers<'_>,
+) -> Result<(u16, bool), ProxyError> {
+    let target = route(shared, client, req, host)?;
+    let upstream = wait_for_upstream(shared, &target.key).await?;
+    let hop = Hop {
+        client: &client.ip,
+        client_v6: client.ip.contains(':'),
+        trusted: client.trusted,
+        host,
+        rfc7239: shared.cfg.forwarded,
+        strip: target.strip.as_deref(),
+    };
+    rewrite::upstream_request(req.buf, req.head, &hop, &mut io.out);
+    io.out
+        .extend_from_slice(&req.buf[req.head.len..req.head.total()]);
+    attempts(shared, client, req, &upstream, io, timers).await
+}
+
+/// Tries instances of `upstream` until one answers: another one after a
+/// failed connect, and after an attempt without any answer byte when the
+/// request is idempotent and bodiless; never after an answer started.
+async fn attempts(
+    shared: &Shared,
+    client: &Client,
+    req: Request<'_>,
+    upstream: &Upstream,
+    io: &mut Io,
+    timers: &mut Timers<'_>,
+) -> Result<(u16, bool), ProxyError> {
+    let method = req.head.method.of(req.buf);
+    let replayable = idempotent(method) && req.head.body_len == 0;
+    let headers = req.head.raw(req.buf);
+    let input = PickInput {
+        client_ip: client.peer.ip(),
+        headers: &headers,
+    };
+    let mut tried = Vec::new();
+    let mut last = String::from("no instance could be tried");
+    for _ in 0..=shared.cfg.retries {
+        let Some(i) = upstream.pick(&input, &tried) else {
+            break;
+        };
+        let inst = &upstream.instances[i];
+        if let Some(&prev) = tried.last() {
+            let prev: &Instance = &upstream.instances[prev];
+            prev.state.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        tried.push(i);
+        let failure = match attempt(shared, req, upstream, inst, io, timers).await? {
+            Ok(done) => return Ok(done),
+            Err(failure) => failure,
+        };
+        attempt_failed(shared, upstream, inst);
+        let (Failure::NoAnswer(e) | Failure::BadAnswer(e) | Failure::NoConnection(e)) = &failure;
+        last = format!("instance {} ({}): {e}", inst.id, inst.addr);
+        match failure {
+            Failure::NoConnection(_) => continue,
+            Failure::NoAnswer(_) if replayable => continue,
+            _ => break,
+        }
+    }
+    Err(ProxyError::Upstream {
+        service: upstream.service.clone(),
+        reason: last,
+    })
+}
+
+/// One attempt on `inst`: the answer relayed (its status, and whether the
+/// client connection stays open), or why there was none; Err when the
+/// upstream did not answer in time.
+async fn attempt(
+    shared: &Shared,
+    req: Request<'_>,
+    upstream: &Upstream,
+    inst: &Instance,
+    io: &mut Io,
+    timers: &mut Timers<'_>,
+) -> Result<Result<(u16, bool), Failure>, ProxyError> {
+    let mut stream = match upstream::connect(shared, inst).await {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(Failure::NoConnection(e))),
+    };
+    inst.state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let guard = Outstanding::new(inst.state.clone());
+    let sent = Instant::now();
+    let deadline = tokio::time::Instant::from_std(sent) + shared.cfg.request_timeout;
+    timers.answer.as_mut().reset(deadline);
+    let head_request = req.head.method.of(req.buf) == b"HEAD";
+    let answered = tokio::select! {
+        biased;
+        r = upstream::round_trip(&mut stream, io, head_request) => r,
+        _ = timers.answer.as_mut() => {
+            attempt_failed(shared, upstream, inst);
+            return Err(ProxyError::UpstreamTimeout(upstream.service.clone()));
+        }
+    };
+    if let Err(failure) = answered {
+        return Ok(Err(failure));
+    }
+    let status = io.resp.status;
+    inst.state.stats.record(status, sent.elapsed());
+    if status >= 500 {
+        upstream.record_failure(inst, &shared.cfg.eject);
+    } else {
+        inst.state.record_success();
+    }
+    let max_idle = shared.cfg.max_idle_per_instance;
+    let keep = relay::relay(stream, io, req.head.close, inst, max_idle).await;
+    drop(guard);
+    Ok(Ok((status, keep)))
+}

@@ -1,0 +1,130 @@
+//! Answer framing through the proxy's lean HTTP/1.1 path, byte for byte:
+//! one client connection sends many pipelined requests to a scripted
+//! backend whose answers end by length, chunked (with extensions and
+//! trailers), at close, or carry no body at all.
+
+mod common;
+
+use common::stack::{fast_queue, Stack};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The canned answer for a request line.
+fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
+    let canned: &[u8] = match path {
+        "/cl" if method == "HEAD" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+        "/cl" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "/204" => b"HTTP/1.1 204 No Content\r\n\r\n",
+        "/304" => b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "/close" => return (b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(), true),
+        _ => {
+            let mut echo = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            echo.extend_from_slice(body);
+            return (echo, false);
+        }
+    };
+    (canned.to_vec(), false)
+}
+
+/// Serves one connection: reads each request (head and Content-Length
+/// body) and writes its canned answer.
+async fn script(mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < end + 4 + length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let line: Vec<String> = head.split(' ').take(2).map(str::to_uppercase).collect();
+        let (bytes, close) = answer(
+            &line[0],
+            &line[1].to_lowercase(),
+            &buf[end + 4..end + 4 + length],
+        );
+        buf.drain(..end + 4 + length);
+        stream.write_all(&bytes).await.unwrap();
+        if close {
+            return;
+        }
+    }
+}
+
+async fn scripted_backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(script(stream));
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn pipelined_requests_and_every_kind_of_answer_framing() {
+    let s = Stack::start(fast_queue()).await;
+    let port = scripted_backend().await;
+    s.register("web", "scripted", port, &[]).await;
+    s.until_routed("web.localhost").await;
+    let requests = [
+        "GET /cl HTTP/1.1\r\nHost: web.localhost\r\n\r\n",
+        "HEAD /cl HTTP/1.1\r\nHost: web.localhost\r\n\r\n",
+        "GET /chunked HTTP/1.1\r\nHost: web.localhost\r\n\r\n",
+        "GET /204 HTTP/1.1\r\nHost: web.localhost\r\n\r\n",
+        "GET /304 HTTP/1.1\r\nHost: web.localhost\r\n\r\n",
+        "GET /continue HTTP/1.1\r\nHost: web.localhost\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 5\r\n\r\nabcde",
+        "GET /close HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n",
+    ];
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    client
+        .write_all(requests.concat().as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+        .await
+        .expect("the proxy closes after the Connection: close request")
+        .unwrap();
+    let got = String::from_utf8(got).unwrap();
+    let want = [
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    ]
+    .concat();
+    assert!(got.starts_with(&want), "{got}");
+    let last = &got[want.len()..];
+    assert!(
+        last.contains("until close") && last.ends_with("0\r\n\r\n"),
+        "an answer that ends at close goes on chunked: {last:?}"
+    );
+    let stats = s.proxy.stats_json();
+    let inst = &stats["services"]["web"]["instances"]["scripted"];
+    assert!(inst["2xx"].as_u64().unwrap() >= 9, "{inst}");
+    assert_eq!(inst["errors"], 0, "{inst}");
+}
