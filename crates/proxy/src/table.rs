@@ -208,6 +208,12 @@ impl RoutingTable {
         table
     }
 
+    /// Whether `resolve` may look at the path (there are `urlprefix-`
+    /// routes); if not, the host alone decides.
+    pub fn path_matters(&self) -> bool {
+        !self.prefixes.is_empty()
+    }
+
     /// Every whole service's upstream (not tag subsets), by name.
     pub fn services(&self) -> Vec<Arc<Upstream>> {
         let mut list: Vec<Arc<Upstream>> = self

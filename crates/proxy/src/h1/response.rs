@@ -2,7 +2,8 @@
 //! framed (RFC 9112 6.3) and whether the connection can carry another
 //! request afterwards.
 
-use super::{tokens, RawHeaders, Span};
+use super::{tokens, Span};
+use std::mem::MaybeUninit;
 
 /// Largest response head accepted from an upstream.
 pub const MAX_RESPONSE_HEAD: usize = 256 * 1024;
@@ -47,9 +48,10 @@ impl ResponseHead {
     /// Parses the head at the start of `buf`, the answer to a HEAD request
     /// when `head_request`. `Ok(false)`: not complete yet.
     pub fn parse(&mut self, buf: &[u8], head_request: bool) -> Result<bool, &'static str> {
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut raw);
-        let len = match resp.parse(buf) {
+        let mut raw = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut raw) {
             Ok(httparse::Status::Complete(n)) if n <= MAX_RESPONSE_HEAD => n,
             Ok(httparse::Status::Partial) if buf.len() <= MAX_RESPONSE_HEAD => return Ok(false),
             Ok(_) => return Err("response head too large"),
@@ -66,22 +68,28 @@ impl ResponseHead {
         let (mut close, mut chunked, mut te, mut length) = (version == 0, false, false, None);
         for h in resp.headers.iter() {
             let (name, value) = (h.name.as_bytes(), h.value);
-            if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                te = true;
-                chunked = tokens(value)
-                    .last()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-            } else if name.eq_ignore_ascii_case(b"content-length") {
-                for v in tokens(value) {
-                    let n = parse_length(v).ok_or("invalid Content-Length")?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err("differing Content-Length values");
-                    }
-                    length = Some(n);
+            let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+            match name.len() {
+                17 if is(b"transfer-encoding") => {
+                    te = true;
+                    chunked = tokens(value)
+                        .last()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
                 }
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                close |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"close"));
-                self.connection.push(Span::within(buf, value));
+                14 if is(b"content-length") => {
+                    for v in tokens(value) {
+                        let n = parse_length(v).ok_or("invalid Content-Length")?;
+                        if length.is_some_and(|l| l != n) {
+                            return Err("differing Content-Length values");
+                        }
+                        length = Some(n);
+                    }
+                }
+                10 if is(b"connection") => {
+                    close |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"close"));
+                    self.connection.push(Span::within(buf, value));
+                }
+                _ => {}
             }
             self.headers
                 .push((Span::within(buf, name), Span::within(buf, value)));
@@ -99,14 +107,6 @@ impl ResponseHead {
         };
         self.reusable = !close && self.framing != Framing::UntilClose;
         Ok(true)
-    }
-
-    /// The headers, over `buf`.
-    pub fn raw<'a>(&'a self, buf: &'a [u8]) -> RawHeaders<'a> {
-        RawHeaders {
-            buf,
-            list: &self.headers,
-        }
     }
 }
 

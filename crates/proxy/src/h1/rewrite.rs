@@ -6,7 +6,7 @@
 
 use super::request::RequestHead;
 use super::response::ResponseHead;
-use super::{is_hop_by_hop, listed_in};
+use super::{is_hop_by_hop, listed_in, Span};
 
 /// What this hop adds to a request.
 pub struct Hop<'a> {
@@ -58,6 +58,37 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Copies the header lines in `list` that `keep` allows: runs of kept
+/// lines as sent, in one copy each; a line not ending in CRLF is written
+/// anew. `head_end` is where the head (and its final empty line) ends.
+fn copy_kept<'b>(
+    buf: &'b [u8],
+    list: &[(Span, Span)],
+    head_end: usize,
+    out: &mut Vec<u8>,
+    mut keep: impl FnMut(&'b [u8], &'b [u8]) -> bool,
+) {
+    let mut run: Option<usize> = None;
+    for (i, (n, v)) in list.iter().enumerate() {
+        let line_end = list.get(i + 1).map_or(head_end - 2, |next| next.0.start);
+        let (name, value) = (n.of(buf), v.of(buf));
+        let kept = keep(name, value);
+        if kept && buf[..line_end].ends_with(b"\r\n") {
+            run.get_or_insert(n.start);
+            continue;
+        }
+        if let Some(start) = run.take() {
+            out.extend_from_slice(&buf[start..n.start]);
+        }
+        if kept {
+            header(out, name, value);
+        }
+    }
+    if let Some(start) = run {
+        out.extend_from_slice(&buf[start..head_end - 2]);
+    }
+}
+
 /// The request line with the prefix to strip removed from the path.
 fn request_line(buf: &[u8], req: &RequestHead, strip: Option<&str>, out: &mut Vec<u8>) {
     let target = req.target.of(buf);
@@ -84,10 +115,10 @@ pub fn upstream_request<'b>(buf: &'b [u8], req: &'b RequestHead, hop: &Hop, out:
     request_line(buf, req, hop.strip, out);
     let connection: Vec<&[u8]> = req.connection.iter().map(|s| s.of(buf)).collect();
     let (mut xff, mut fwd, mut proto, mut host) = (None, None, false, false);
-    for (name, value) in req.raw(buf).iter() {
+    copy_kept(buf, &req.headers, req.len, out, |name, value| {
         let k = kind(name);
         if k == Kind::HopByHop || (!connection.is_empty() && listed_in(&connection, name)) {
-            continue;
+            return false;
         }
         match k {
             Kind::ForwardedFor => xff = xff.or(Some(value)),
@@ -96,10 +127,11 @@ pub fn upstream_request<'b>(buf: &'b [u8], req: &'b RequestHead, hop: &Hop, out:
             _ => {
                 proto |= k == Kind::ForwardedProto;
                 host |= k == Kind::ForwardedHost;
-                header(out, name, value);
+                return true;
             }
         }
-    }
+        false
+    });
     let trusted = hop.trusted;
     let believed = move |v: Option<&'b [u8]>| {
         v.filter(|v| trusted && printable(v) && !v.trim_ascii().is_empty())
@@ -169,14 +201,11 @@ pub fn client_response(
     out.extend_from_slice(resp.reason.of(buf));
     out.extend_from_slice(b"\r\n");
     let connection: Vec<&[u8]> = resp.connection.iter().map(|s| s.of(buf)).collect();
-    for (name, value) in resp.raw(buf).iter() {
-        let dropped = kind(name) == Kind::HopByHop
+    copy_kept(buf, &resp.headers, resp.len, out, |name, _| {
+        !(kind(name) == Kind::HopByHop
             || (chunk && name.eq_ignore_ascii_case(b"content-length"))
-            || (!connection.is_empty() && listed_in(&connection, name));
-        if !dropped {
-            header(out, name, value);
-        }
-    }
+            || (!connection.is_empty() && listed_in(&connection, name)))
+    });
     if chunk {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -226,7 +255,17 @@ mod tests {
 
     #[test]
     fn upstream_heads() {
-        let cases: [(&[u8], Hop, &str); 5] = [
+        let cases: [(&[u8], Hop, &str); 7] = [
+            (
+                b"GET / HTTP/1.1\nHost: a\nX-A: 1\n\n",
+                hop(false, None),
+                "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\n\r\n",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX-A:  1\nX-B: 2\r\nKeep-Alive: 1\r\nX-C: 3\r\n\r\n",
+                hop(false, None),
+                "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\n\r\n",
+            ),
             (
                 b"GET /x?q=1 HTTP/1.1\r\nHost: Web.localhost:8080\r\nAccept: */*\r\n\r\n",
                 hop(false, None),

@@ -3,16 +3,16 @@
 //! relay the answer, and count everything — the rules of
 //! `crate::forward`, on buffers instead of hyper messages.
 
+use super::route::RouteCache;
 use super::upstream::{self, Failure};
 use super::{relay, Client, Io, Timers};
 use crate::balance::PickInput;
 use crate::error::ProxyError;
-use crate::forward::{attempt_failed, count_failure, wait_for_upstream, Outstanding};
+use crate::forward::{attempt_failed, count_failure, Outstanding};
 use crate::h1::request::{idempotent, RequestHead};
 use crate::h1::rewrite::{self, Hop};
-use crate::headers::normalize_host;
 use crate::instance::Instance;
-use crate::table::{Target, Upstream};
+use crate::table::Upstream;
 use crate::Shared;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -32,25 +32,27 @@ pub struct Request<'a> {
 pub async fn exchange(
     shared: &Shared,
     client: &Client,
-    buf: &[u8],
-    head: &RequestHead,
+    req: Request<'_>,
+    route: &mut RouteCache,
     io: &mut Io,
     timers: &mut Timers<'_>,
 ) -> bool {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let started = shared.cfg.access_log.then(Instant::now);
-    let req = Request { buf, head };
-    let host = normalize_host(&String::from_utf8_lossy(head.host.of(buf)));
-    let (status, keep) = match forward(shared, client, req, &host, io, timers).await {
+    route.host(req.head.host.of(req.buf));
+    let (status, keep) = match forward(shared, client, req, route, io, timers).await {
         Ok(done) => done,
         Err(e) => {
             let status = e.status().as_u16();
-            (status, answer_locally(shared, io, e, head.close).await)
+            (status, answer_locally(shared, io, e, req.head.close).await)
         }
     };
     if let Some(started) = started {
-        let method = String::from_utf8_lossy(head.method.of(buf));
-        let path = head.path(buf);
+        let method = String::from_utf8_lossy(req.head.method.of(req.buf));
+        let (host, path) = (
+            route.host(req.head.host.of(req.buf)),
+            req.head.path(req.buf),
+        );
         tracing::info!(target: "shoal::access", client = %client.peer, %method, %host, %path, status, ms = started.elapsed().as_millis() as u64, "request");
     }
     keep
@@ -64,49 +66,62 @@ async fn answer_locally(shared: &Shared, io: &mut Io, e: ProxyError, client_clos
     io.stream.write_all(&io.out).await.is_ok() && !close
 }
 
-/// Where the request goes.
-fn route(shared: &Shared, client: &Client, req: Request, host: &str) -> Result<Target, ProxyError> {
-    if let Some(service) = &client.fixed {
-        return Ok(Target {
-            key: (service.to_string(), None),
-            strip: None,
-        });
-    }
-    let path = req.head.path(req.buf);
-    shared
-        .discovery
-        .table()
-        .resolve(host, path)
-        .ok_or_else(|| ProxyError::NoRoute {
-            host: host.to_string(),
-            path: path.to_string(),
-        })
-}
-
 /// Routes and forwards; the answer's status and whether the client
 /// connection stays open.
 async fn forward(
     shared: &Shared,
     client: &Client,
     req: Request<'_>,
-    host: &str,
+    route: &mut RouteCache,
     io: &mut Io,
     timers: &mut Timers<'_>,
 ) -> Result<(u16, bool), ProxyError> {
-    let target = route(shared, client, req, host)?;
-    let upstream = wait_for_upstream(shared, &target.key).await?;
+    let fixed = client.fixed.as_ref();
+    let (upstream, strip) = route
+        .upstream(shared, fixed, || req.head.path(req.buf))
+        .await?;
     let hop = Hop {
         client: &client.ip,
         client_v6: client.ip.contains(':'),
         trusted: client.trusted,
-        host,
+        host: route.host(req.head.host.of(req.buf)),
         rfc7239: shared.cfg.forwarded,
-        strip: target.strip.as_deref(),
+        strip: strip.as_deref(),
     };
     rewrite::upstream_request(req.buf, req.head, &hop, &mut io.out);
     io.out
         .extend_from_slice(&req.buf[req.head.len..req.head.total()]);
     attempts(shared, client, req, &upstream, io, timers).await
+}
+
+/// Instances tried for one request: inline for the usual few attempts.
+#[derive(Default)]
+struct Tried {
+    inline: [usize; 4],
+    len: usize,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, i: usize) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = i;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.inline);
+            }
+            self.more.push(i);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        if self.more.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.more
+        }
+    }
 }
 
 /// Tries instances of `upstream` until one answers: another one after a
@@ -127,14 +142,14 @@ async fn attempts(
         client_ip: client.peer.ip(),
         headers: &headers,
     };
-    let mut tried = Vec::new();
+    let mut tried = Tried::default();
     let mut last = String::from("no instance could be tried");
     for _ in 0..=shared.cfg.retries {
-        let Some(i) = upstream.pick(&input, &tried) else {
+        let Some(i) = upstream.pick(&input, tried.as_slice()) else {
             break;
         };
         let inst = &upstream.instances[i];
-        if let Some(&prev) = tried.last() {
+        if let Some(&prev) = tried.as_slice().last() {
             let prev: &Instance = &upstream.instances[prev];
             prev.state.stats.retries.fetch_add(1, Ordering::Relaxed);
         }

@@ -7,6 +7,7 @@
 
 mod exchange;
 mod relay;
+mod route;
 mod upstream;
 
 use crate::h1::request::{Parsed, RequestHead};
@@ -88,6 +89,7 @@ pub async fn serve(
         out: Vec::new(),
     };
     let (mut buf, mut head) = (Vec::new(), RequestHead::default());
+    let mut route = route::RouteCache::default();
     let far = Instant::now() + shared.cfg.header_read_timeout;
     let (head_timer, answer_timer) = (tokio::time::sleep_until(far), tokio::time::sleep_until(far));
     tokio::pin!(head_timer, answer_timer);
@@ -110,8 +112,13 @@ pub async fn serve(
         .await;
         match next {
             Next::Lean => {
+                let req = exchange::Request {
+                    buf: &buf,
+                    head: &head,
+                };
                 let keep =
-                    exchange::exchange(&shared, &client, &buf, &head, &mut io, &mut timers).await;
+                    exchange::exchange(&shared, &client, req, &mut route, &mut io, &mut timers)
+                        .await;
                 if !keep || cancel.is_cancelled() {
                     return;
                 }
