@@ -3,8 +3,8 @@
 # and HAProxy (1 thread, http-reuse always) counted by callgrind the same
 # way as bench/callgrind-proxy.sh counts shoal's: one `shoal hello`
 # backend, wrk with 8 connections for 8 s, total instructions of the
-# balancer process divided by the requests wrk completed. Startup costs
-# are included in all three alike. Needs valgrind, wrk, nginx, haproxy.
+# balancer process during the load (counters zeroed after a 1 s warm-up)
+# divided by the requests wrk completed. Needs valgrind, wrk, nginx, haproxy.
 #
 #   bench/callgrind-contenders.sh         # prints one line per balancer
 set -euo pipefail
@@ -71,11 +71,14 @@ measure() {
     valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" "$@" >"$work/$name.log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$port/json" && break; sleep 0.1; done
+    wrk -t1 -c8 -d1s -H 'Host: web.localhost' "http://127.0.0.1:$port/json" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     local requests
     requests=$(wrk -t1 -c8 -d8s -H 'Host: web.localhost' "http://127.0.0.1:$port/json" | awk '/requests in/ {print $1}')
+    callgrind_control -d "$pid" >/dev/null 2>&1
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
     local total
-    total=$(for f in "$work/$name.out"*; do callgrind_annotate "$f" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; done | awk '{s+=$1} END {print s}')
+    total=$(callgrind_annotate "$(ls "$work/$name.out".* | head -1)" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     echo "$name requests=$requests instructions=$total per_request=$((total / requests))"
 }
 measure nginx "$nginx_port" /usr/sbin/nginx -p "$work" -c "$work/nginx.conf"

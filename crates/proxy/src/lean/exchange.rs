@@ -5,7 +5,7 @@
 
 use super::route::RouteCache;
 use super::upstream::{self, Failure};
-use super::{relay, Client, Io, Timers};
+use super::{relay, Client, Deadline, Io};
 use crate::balance::PickInput;
 use crate::error::ProxyError;
 use crate::forward::{attempt_failed, count_failure, Outstanding};
@@ -35,12 +35,12 @@ pub async fn exchange(
     req: Request<'_>,
     route: &mut RouteCache,
     io: &mut Io,
-    timers: &mut Timers<'_>,
+    deadline: &mut Deadline<'_>,
 ) -> bool {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let started = shared.cfg.access_log.then(Instant::now);
     route.host(req.head.host.of(req.buf));
-    let (status, keep) = match forward(shared, client, req, route, io, timers).await {
+    let (status, keep) = match forward(shared, client, req, route, io, deadline).await {
         Ok(done) => done,
         Err(e) => {
             let status = e.status().as_u16();
@@ -74,7 +74,7 @@ async fn forward(
     req: Request<'_>,
     route: &mut RouteCache,
     io: &mut Io,
-    timers: &mut Timers<'_>,
+    deadline: &mut Deadline<'_>,
 ) -> Result<(u16, bool), ProxyError> {
     let fixed = client.fixed.as_ref();
     let (upstream, strip) = route
@@ -91,7 +91,7 @@ async fn forward(
     rewrite::upstream_request(req.buf, req.head, &hop, &mut io.out);
     io.out
         .extend_from_slice(&req.buf[req.head.len..req.head.total()]);
-    attempts(shared, client, req, &upstream, io, timers).await
+    attempts(shared, client, req, &upstream, io, deadline).await
 }
 
 /// Instances tried for one request: inline for the usual few attempts.
@@ -133,7 +133,7 @@ async fn attempts(
     req: Request<'_>,
     upstream: &Upstream,
     io: &mut Io,
-    timers: &mut Timers<'_>,
+    deadline: &mut Deadline<'_>,
 ) -> Result<(u16, bool), ProxyError> {
     let method = req.head.method.of(req.buf);
     let replayable = idempotent(method) && req.head.body_len == 0;
@@ -154,7 +154,7 @@ async fn attempts(
             prev.state.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
         tried.push(i);
-        let failure = match attempt(shared, req, upstream, inst, io, timers).await? {
+        let failure = match attempt(shared, req, upstream, inst, io, deadline).await? {
             Ok(done) => return Ok(done),
             Err(failure) => failure,
         };
@@ -182,7 +182,7 @@ async fn attempt(
     upstream: &Upstream,
     inst: &Instance,
     io: &mut Io,
-    timers: &mut Timers<'_>,
+    deadline: &mut Deadline<'_>,
 ) -> Result<Result<(u16, bool), Failure>, ProxyError> {
     let mut stream = match upstream::connect(shared, inst).await {
         Ok(s) => s,
@@ -191,13 +191,12 @@ async fn attempt(
     inst.state.stats.requests.fetch_add(1, Ordering::Relaxed);
     let guard = Outstanding::new(inst.state.clone());
     let sent = Instant::now();
-    let deadline = tokio::time::Instant::from_std(sent) + shared.cfg.request_timeout;
-    timers.answer.as_mut().reset(deadline);
+    deadline.set(tokio::time::Instant::from_std(sent) + shared.cfg.request_timeout);
     let head_request = req.head.method.of(req.buf) == b"HEAD";
     let answered = tokio::select! {
         biased;
         r = upstream::round_trip(&mut stream, io, head_request) => r,
-        _ = timers.answer.as_mut() => {
+        _ = deadline.passed() => {
             attempt_failed(shared, upstream, inst);
             return Err(ProxyError::UpstreamTimeout(upstream.service.clone()));
         }

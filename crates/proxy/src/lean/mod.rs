@@ -5,6 +5,7 @@
 //! (see `crate::h1::request`) hand the connection, with the bytes already
 //! read, to the general path (`crate::server::serve_general`) for good.
 
+mod deadline;
 mod exchange;
 mod relay;
 mod route;
@@ -19,11 +20,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-/// Bytes asked of the kernel per read.
-const READ_SIZE: usize = 16 * 1024;
+/// Room made in a buffer before each read: a whole small request or
+/// answer head in one read, and little memory per idle connection.
+const READ_SIZE: usize = 8 * 1024;
+
+pub use deadline::Deadline;
 
 /// Who the client is, as the forwarding headers and balancers see it.
 pub struct Client {
@@ -47,15 +51,6 @@ pub struct Io {
     pub resp: ResponseHead,
     /// Bytes to write: the request for the upstream, then the answer.
     pub out: Vec<u8>,
-}
-
-/// The per-connection timers, moved forward for each request (cheap:
-/// tokio only extends a registered deadline).
-pub struct Timers<'a> {
-    /// The client must send a whole request by then.
-    pub head: Pin<&'a mut Sleep>,
-    /// The upstream must answer by then.
-    pub answer: Pin<&'a mut Sleep>,
 }
 
 enum Next {
@@ -90,13 +85,10 @@ pub async fn serve(
     };
     let (mut buf, mut head) = (Vec::new(), RequestHead::default());
     let mut route = route::RouteCache::default();
-    let far = Instant::now() + shared.cfg.header_read_timeout;
-    let (head_timer, answer_timer) = (tokio::time::sleep_until(far), tokio::time::sleep_until(far));
-    tokio::pin!(head_timer, answer_timer);
-    let mut timers = Timers {
-        head: head_timer,
-        answer: answer_timer,
-    };
+    let first = Instant::now() + shared.cfg.header_read_timeout;
+    let sleep = tokio::time::sleep_until(first);
+    tokio::pin!(sleep);
+    let mut deadline = Deadline::new(sleep, first);
     let token = cancel.clone();
     let cancelled = token.cancelled();
     tokio::pin!(cancelled);
@@ -106,7 +98,7 @@ pub async fn serve(
             &mut io.stream,
             &mut buf,
             &mut head,
-            &mut timers,
+            &mut deadline,
             cancelled.as_mut(),
         )
         .await;
@@ -117,7 +109,7 @@ pub async fn serve(
                     head: &head,
                 };
                 let keep =
-                    exchange::exchange(&shared, &client, req, &mut route, &mut io, &mut timers)
+                    exchange::exchange(&shared, &client, req, &mut route, &mut io, &mut deadline)
                         .await;
                 if !keep || cancel.is_cancelled() {
                     return;
@@ -142,7 +134,7 @@ async fn next_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     head: &mut RequestHead,
-    timers: &mut Timers<'_>,
+    deadline: &mut Deadline<'_>,
     mut cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> Next {
     let max = shared.cfg.max_header_bytes;
@@ -160,8 +152,7 @@ async fn next_request(
         }
         if !armed {
             armed = true;
-            let deadline = Instant::now() + shared.cfg.header_read_timeout;
-            timers.head.as_mut().reset(deadline);
+            deadline.set(Instant::now() + shared.cfg.header_read_timeout);
         }
         let before = buf.len();
         buf.reserve(READ_SIZE);
@@ -171,7 +162,7 @@ async fn next_request(
                 Ok(0) | Err(_) => return Next::Close,
                 Ok(_) => {}
             },
-            _ = timers.head.as_mut() => return Next::Close,
+            _ = deadline.passed() => return Next::Close,
             _ = cancelled.as_mut(), if before == 0 => return Next::Close,
         }
         if parsed == Parsed::Partial {
