@@ -128,3 +128,37 @@ async fn pipelined_requests_and_every_kind_of_answer_framing() {
     assert!(inst["2xx"].as_u64().unwrap() >= 9, "{inst}");
     assert_eq!(inst["errors"], 0, "{inst}");
 }
+
+#[tokio::test]
+async fn a_connection_moves_to_the_general_path_mid_stream_without_losing_bytes() {
+    let s = Stack::start(fast_queue()).await;
+    let web = common::stack::hello("web");
+    s.register("web", &web.id, web.port, &[]).await;
+    s.until_routed("web.localhost").await;
+    // A lean GET, then (same write) a chunked POST the lean path hands
+    // over with everything after it, then a GET served by the general path.
+    let pipelined = concat!(
+        "GET /json HTTP/1.1\r\nHost: web.localhost\r\nAccept: application/json\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: web.localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "5;x=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        "GET /json HTTP/1.1\r\nHost: web.localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    );
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    client.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+        .await
+        .expect("closed after the last request")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3, "{got}");
+    assert!(
+        got.contains("\r\nhello\r\n") && got.contains("\r\n world\r\n"),
+        "the chunked body was echoed (chunk by chunk): {got}"
+    );
+    assert_eq!(
+        got.matches(&format!("\"id\":\"{}\"", web.id)).count(),
+        2,
+        "{got}"
+    );
+}

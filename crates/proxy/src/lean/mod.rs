@@ -41,6 +41,18 @@ pub struct Client {
     pub fixed: Option<Arc<str>>,
 }
 
+impl Client {
+    fn new(shared: &Shared, peer: SocketAddr, fixed: Option<Arc<str>>) -> Self {
+        let ip = peer.ip().to_canonical();
+        Client {
+            peer,
+            ip: ip.to_string(),
+            trusted: shared.cfg.trusted_proxies.iter().any(|c| c.contains(ip)),
+            fixed,
+        }
+    }
+}
+
 /// The connection's buffers, reused by every request on it.
 pub struct Io {
     /// The client connection.
@@ -69,14 +81,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let ip = peer.ip().to_canonical();
-    let trusted = shared.cfg.trusted_proxies.iter().any(|c| c.contains(ip));
-    let client = Client {
-        peer,
-        ip: ip.to_string(),
-        trusted,
-        fixed,
-    };
+    let client = Client::new(&shared, peer, fixed);
     let mut io = Io {
         stream,
         up: Vec::new(),
