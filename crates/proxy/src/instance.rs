@@ -41,10 +41,22 @@ impl InstanceState {
         self.ejected_until.load(Ordering::Relaxed) > now
     }
 
-    /// A good answer: the failure streak ends.
+    /// Whether passive health has it out of rotation now; reads the clock
+    /// only for an instance that was ejected and not back in use since.
+    pub fn is_ejected_now(&self) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && until > now_ms()
+    }
+
+    /// A good answer: the failure streak ends (and an ejection that ran
+    /// out is forgotten, so picking it reads no clock).
     pub fn record_success(&self) {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
+        }
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        if until != 0 && until <= now_ms() {
+            self.ejected_until.store(0, Ordering::Relaxed);
         }
     }
 
