@@ -20,6 +20,21 @@ fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
         "/304" => b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
         "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         "/close" => return (b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(), true),
+        "/big" => {
+            let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+            big.extend((0..1_000_000u32).map(|i| (i % 251) as u8));
+            return (big, false);
+        }
+        "/bigchunked" => {
+            let mut big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for _ in 0..300 {
+                big.extend_from_slice(b"d05\r\n");
+                big.extend(std::iter::repeat_n(b'x', 3333));
+                big.extend_from_slice(b"\r\n");
+            }
+            big.extend_from_slice(b"0\r\n\r\n");
+            return (big, false);
+        }
         _ => {
             let mut echo = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
             echo.extend_from_slice(body);
@@ -161,4 +176,37 @@ async fn a_connection_moves_to_the_general_path_mid_stream_without_losing_bytes(
         2,
         "{got}"
     );
+}
+
+#[tokio::test]
+async fn large_answers_stream_through_and_the_connection_stays_usable() {
+    let s = Stack::start(fast_queue()).await;
+    let port = scripted_backend().await;
+    s.register("web", "scripted", port, &[]).await;
+    s.until_routed("web.localhost").await;
+    let mut client = TcpStream::connect(s.addr).await.unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: web.localhost\r\n\r\nGET /bigchunked HTTP/1.1\r\nHost: web.localhost\r\n\r\nGET /cl HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
+        .await
+        .expect("closed after the last request")
+        .unwrap();
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+    assert!(got.starts_with(head));
+    let body = &got[head.len()..head.len() + 1_000_000];
+    assert!(
+        body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+        "1 MB intact"
+    );
+    let rest = String::from_utf8_lossy(&got[head.len() + 1_000_000..]);
+    let chunked_head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+    assert!(rest.starts_with(chunked_head), "{}", &rest[..80]);
+    let chunks = &rest[chunked_head.len()..];
+    assert_eq!(chunks.matches("d05\r\n").count(), 300);
+    assert!(chunks.ends_with(
+        "0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nconnection: close\r\n\r\nhello"
+    ));
 }

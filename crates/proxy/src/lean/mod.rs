@@ -27,6 +27,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 /// answer head in one read, and little memory per idle connection.
 const READ_SIZE: usize = 8 * 1024;
 
+/// Buffers grown past this by an unusually large head or read are let go
+/// after the exchange, so idle connections stay small.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 pub use deadline::Deadline;
 
 /// Who the client is, as the forwarding headers and balancers see it.
@@ -63,6 +67,18 @@ pub struct Io {
     pub resp: ResponseHead,
     /// Bytes to write: the request for the upstream, then the answer.
     pub out: Vec<u8>,
+}
+
+impl Io {
+    /// Lets go of buffers an unusually large exchange grew.
+    fn trim(&mut self) {
+        if self.up.capacity() > KEEP_CAPACITY {
+            self.up = Vec::new();
+        }
+        if self.out.capacity() > KEEP_CAPACITY {
+            self.out = Vec::new();
+        }
+    }
 }
 
 enum Next {
@@ -120,6 +136,10 @@ pub async fn serve(
                     return;
                 }
                 buf.drain(..head.total());
+                io.trim();
+                if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+                    buf = Vec::new();
+                }
             }
             Next::General => {
                 let stream = Rewind::new(buf, io.stream);

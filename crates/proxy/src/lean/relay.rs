@@ -5,7 +5,7 @@
 //! upstream connection goes back to the pool when the answer ended
 //! exactly where its framing said.
 
-use super::{Io, READ_SIZE};
+use super::Io;
 use crate::h1::chunked::Chunked;
 use crate::h1::response::Framing;
 use crate::h1::rewrite;
@@ -52,10 +52,13 @@ fn broken(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string())
 }
 
+/// Room made for each read of a body beyond what came with the head.
+const BODY_READ_SIZE: usize = 32 * 1024;
+
 /// Reads the next bytes of the body into `io.up` (emptied first).
 async fn read_more(up: &mut TcpStream, io: &mut Io) -> io::Result<usize> {
     io.up.clear();
-    io.up.reserve(READ_SIZE);
+    io.up.reserve(BODY_READ_SIZE);
     up.read_buf(&mut io.up).await
 }
 
