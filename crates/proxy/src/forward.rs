@@ -400,10 +400,10 @@ fn finish_response(
 }
 
 /// Counts a request as in flight until its answer's body is done.
-pub(crate) struct Outstanding(Arc<InstanceState>);
+struct Outstanding(Arc<InstanceState>);
 
 impl Outstanding {
-    pub(crate) fn new(state: Arc<InstanceState>) -> Self {
+    fn new(state: Arc<InstanceState>) -> Self {
         state.outstanding.fetch_add(1, Ordering::Relaxed);
         Outstanding(state)
     }

@@ -8,10 +8,11 @@ use super::upstream::{self, Failure};
 use super::{relay, Client, Deadline, Io};
 use crate::balance::PickInput;
 use crate::error::ProxyError;
-use crate::forward::{attempt_failed, count_failure, Outstanding};
+use crate::forward::{attempt_failed, count_failure};
 use crate::h1::request::{idempotent, RequestHead};
 use crate::h1::rewrite::{self, Hop};
 use crate::instance::Instance;
+use crate::instance::InstanceState;
 use crate::table::Upstream;
 use crate::Shared;
 use std::sync::atomic::Ordering;
@@ -82,7 +83,7 @@ async fn forward(
         .await?;
     let hop = Hop {
         client: &client.ip,
-        client_v6: client.ip.contains(':'),
+        client_v6: client.v6,
         trusted: client.trusted,
         host: route.host(req.head.host.of(req.buf)),
         rfc7239: shared.cfg.forwarded,
@@ -92,6 +93,23 @@ async fn forward(
     io.out
         .extend_from_slice(&req.buf[req.head.len..req.head.total()]);
     attempts(shared, client, req, &upstream, io, deadline).await
+}
+
+/// Counts a request as in flight on an instance until its answer is
+/// relayed (the general path's `Outstanding`, without a reference count).
+struct InFlight<'a>(&'a InstanceState);
+
+impl<'a> InFlight<'a> {
+    fn new(state: &'a InstanceState) -> Self {
+        state.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Instances tried for one request: inline for the usual few attempts.
@@ -189,7 +207,7 @@ async fn attempt(
         Err(e) => return Ok(Err(Failure::NoConnection(e))),
     };
     inst.state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let guard = Outstanding::new(inst.state.clone());
+    let guard = InFlight::new(&inst.state);
     let sent = Instant::now();
     deadline.set(tokio::time::Instant::from_std(sent) + shared.cfg.request_timeout);
     let head_request = req.head.method.of(req.buf) == b"HEAD";

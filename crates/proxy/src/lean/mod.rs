@@ -39,6 +39,8 @@ pub struct Client {
     pub peer: SocketAddr,
     /// Its IP as text (IPv4-mapped shown as IPv4), made once per connection.
     pub ip: String,
+    /// Whether that IP is IPv6 (quoted in `Forwarded`).
+    pub v6: bool,
     /// Whether its own `X-Forwarded-*` are believed.
     pub trusted: bool,
     /// Everything goes to this service (a port route).
@@ -51,6 +53,7 @@ impl Client {
         Client {
             peer,
             ip: ip.to_string(),
+            v6: ip.is_ipv6(),
             trusted: shared.cfg.trusted_proxies.iter().any(|c| c.contains(ip)),
             fixed,
         }
