@@ -13,20 +13,20 @@ use tokio::net::{TcpListener, TcpStream};
 /// The canned answer for a request line.
 fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
     let canned: &[u8] = match path {
-        "/cl" if method == "HEAD" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
-        "/cl" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-        "/204" => b"HTTP/1.1 204 No Content\r\n\r\n",
-        "/304" => b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
-        "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        "/close" => return (b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(), true),
+        "/cl" if method == "HEAD" => b"HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 5\r\n\r\n",
+        "/cl" => b"HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 5\r\n\r\nhello",
+        "/chunked" => b"HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "/204" => b"HTTP/1.1 204 No Content\r\nDate: d\r\n\r\n",
+        "/304" => b"HTTP/1.1 304 Not Modified\r\nDate: d\r\nContent-Length: 10\r\n\r\n",
+        "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 2\r\n\r\nok",
+        "/close" => return (b"HTTP/1.1 200 OK\r\nDate: d\r\n\r\nuntil close".to_vec(), true),
         "/big" => {
-            let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+            let mut big = b"HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 1000000\r\n\r\n".to_vec();
             big.extend((0..1_000_000u32).map(|i| (i % 251) as u8));
             return (big, false);
         }
         "/bigchunked" => {
-            let mut big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            let mut big = b"HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
             for _ in 0..300 {
                 big.extend_from_slice(b"d05\r\n");
                 big.extend(std::iter::repeat_n(b'x', 3333));
@@ -36,7 +36,7 @@ fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
             return (big, false);
         }
         _ => {
-            let mut echo = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            let mut echo = format!("HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
             echo.extend_from_slice(body);
             return (echo, false);
         }
@@ -121,15 +121,15 @@ async fn pipelined_requests_and_every_kind_of_answer_framing() {
         .unwrap();
     let got = String::from_utf8(got).unwrap();
     let want = [
-        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
-        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-        "HTTP/1.1 204 No Content\r\n\r\n",
-        "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde",
-        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nDate: d\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nDate: d\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nDate: d\r\nContent-Length: 10\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 5\r\n\r\nabcde",
+        "HTTP/1.1 200 OK\r\nDate: d\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
     ]
     .concat();
     assert!(got.starts_with(&want), "{got}");
@@ -194,7 +194,7 @@ async fn large_answers_stream_through_and_the_connection_stays_usable() {
         .await
         .expect("closed after the last request")
         .unwrap();
-    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+    let head = b"HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 1000000\r\n\r\n";
     assert!(got.starts_with(head));
     let body = &got[head.len()..head.len() + 1_000_000];
     assert!(
@@ -202,11 +202,11 @@ async fn large_answers_stream_through_and_the_connection_stays_usable() {
         "1 MB intact"
     );
     let rest = String::from_utf8_lossy(&got[head.len() + 1_000_000..]);
-    let chunked_head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+    let chunked_head = "HTTP/1.1 200 OK\r\nDate: d\r\ntransfer-encoding: chunked\r\n\r\n";
     assert!(rest.starts_with(chunked_head), "{}", &rest[..80]);
     let chunks = &rest[chunked_head.len()..];
     assert_eq!(chunks.matches("d05\r\n").count(), 300);
     assert!(chunks.ends_with(
-        "0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nconnection: close\r\n\r\nhello"
+        "0\r\n\r\nHTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 5\r\nconnection: close\r\n\r\nhello"
     ));
 }

@@ -4,6 +4,7 @@
 //! I/O here; `crate::lean` drives it.
 
 pub mod chunked;
+pub mod date;
 pub mod request;
 pub mod response;
 pub mod rewind;

@@ -42,6 +42,8 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// Whether the connection may carry another request after this body.
     pub reusable: bool,
+    /// Whether it has a `Date` header.
+    pub dated: bool,
 }
 
 impl ResponseHead {
@@ -65,6 +67,7 @@ impl ResponseHead {
         self.reason = Span::within(buf, resp.reason.unwrap_or("").as_bytes());
         self.headers.clear();
         self.connection.clear();
+        self.dated = false;
         let (mut close, mut chunked, mut te, mut length) = (version == 0, false, false, None);
         for h in resp.headers.iter() {
             let (name, value) = (h.name.as_bytes(), h.value);
@@ -85,6 +88,7 @@ impl ResponseHead {
                         length = Some(n);
                     }
                 }
+                4 if is(b"date") => self.dated = true,
                 10 if is(b"connection") => {
                     close |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"close"));
                     self.connection.push(Span::within(buf, value));

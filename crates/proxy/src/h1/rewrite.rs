@@ -6,7 +6,8 @@
 
 use super::request::RequestHead;
 use super::response::ResponseHead;
-use super::{is_hop_by_hop, listed_in, Span};
+use super::{date, is_hop_by_hop, listed_in, Span};
+use std::time::SystemTime;
 
 /// What this hop adds to a request.
 pub struct Hop<'a> {
@@ -206,6 +207,9 @@ pub fn client_response(
             || (chunk && name.eq_ignore_ascii_case(b"content-length"))
             || (!connection.is_empty() && listed_in(&connection, name)))
     });
+    if !resp.dated {
+        header(out, b"date", date::http_date(SystemTime::now()).as_bytes());
+    }
     if chunk {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -221,9 +225,10 @@ pub fn local_response(status: hyper::StatusCode, body: &str, close: bool, out: &
     out.clear();
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{body}",
+        "HTTP/1.1 {} {}\r\ndate: {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
+        date::http_date(SystemTime::now()),
         body.len(),
         if close { "connection: close\r\n" } else { "" },
     );
@@ -308,18 +313,29 @@ mod tests {
     #[test]
     fn client_heads() {
         assert_eq!(
-            answered(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\n\r\n", false, false),
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kept: 2\r\n\r\n"
+            answered(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\nDate: d\r\n\r\n", false, false),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kept: 2\r\nDate: d\r\n\r\n"
         );
         assert_eq!(
-            answered(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", true, true),
-            "HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            answered(b"HTTP/1.1 404 Not Found\r\nDate: d\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", true, true),
+            "HTTP/1.1 404 Not Found\r\nDate: d\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        let undated = answered(b"HTTP/1.1 204 No Content\r\n\r\n", false, false);
+        assert!(
+            undated.starts_with("HTTP/1.1 204 No Content\r\ndate: ")
+                && undated.ends_with(" GMT\r\n\r\n"),
+            "an undated answer is dated on the way: {undated}"
         );
         let mut out = Vec::new();
         local_response(hyper::StatusCode::BAD_GATEWAY, "no\n", false, &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 3\r\n\r\nno\n"
+        let out = String::from_utf8(out).unwrap();
+        let (status, rest) = out.split_once("\r\ndate: ").unwrap();
+        assert_eq!(status, "HTTP/1.1 502 Bad Gateway");
+        assert!(
+            rest.ends_with(
+                " GMT\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 3\r\n\r\nno\n"
+            ),
+            "{out}"
         );
     }
 }
