@@ -12,15 +12,19 @@ cd "$(dirname "$0")/.."
 cargo build --release -p shoal >/dev/null
 bin=target/release/shoal
 work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+# `start` runs in a command substitution (a subshell), so each process's
+# id goes to a file: a variable set there would be lost and it would leak.
+cleanup() {
+    for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 # Starts "$@" with stdout to $work/$name and waits for its "listening on" URL.
 start() {
     local name=$1; shift
     "$@" >"$work/$name" 2>/dev/null &
-    pids+=($!)
+    echo $! >"$work/$name.pid"
     for _ in $(seq 1 300); do
         url=$(grep -o 'listening on http://[0-9.:]*' "$work/$name" | head -1 | cut -d' ' -f3 || true)
         [ -n "$url" ] && { echo "$url"; return; }
@@ -33,7 +37,7 @@ registry=$(start registry "$bin" server --in-memory --http-addr 127.0.0.1:0 --lo
 start backend "$bin" hello --port 0 --name web --register "$registry" --log-level warn >/dev/null
 proxy=$(start proxy valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
     "$bin" proxy --registry "$registry" --listen 127.0.0.1:0 --stats-addr 127.0.0.1:0 --worker-threads 1 --log-level error)
-pid=$(pgrep -f "callgrind-out-file=$work/callgrind.out" | head -1)
+pid=$(cat "$work/proxy.pid")
 # Warm up (connections, pools, route caches), then count only the load.
 wrk -t1 -c8 -d1s -H 'Host: web.localhost' "$proxy/json" >/dev/null
 callgrind_control -z "$pid" >/dev/null 2>&1
