@@ -301,6 +301,24 @@ fn figures(
             format!("{:.0} / {:.0} / {:.0}", m.cpu[0], m.cpu[1], m.cpu[2]),
         )
     }));
+    // CPU time per request: unlike requests/s, it hardly moves when other
+    // work on the machine takes CPU from the balancer under test.
+    let per_request: Vec<f64> = runs
+        .iter()
+        .map(|r| r.iter().map(cpu_us_per_request).sum::<f64>() / r.len().max(1) as f64)
+        .collect();
+    figures.extend(list.iter().zip(&per_request).map(|(contender, us)| {
+        Figure::info(
+            format!("{} CPU per request (balancer)", contender.name),
+            format!("{us:.1} µs"),
+        )
+    }));
+    for (i, other) in [(1, "nginx"), (2, "HAProxy")] {
+        figures.push(Figure::info(
+            format!("{other} / shoal CPU per request"),
+            format!("{:.2}x", per_request[i] / per_request[0]),
+        ));
+    }
     figures.extend(per_balancer(list, &means, |m| {
         (
             "failed requests (non-2xx + socket errors)".into(),
@@ -316,6 +334,16 @@ fn figures(
         format!("{:.0} / {:.0}", direct.cpu[1], direct.cpu[2]),
     ));
     figures
+}
+
+/// The balancer's CPU time per answered request, in microseconds (`cpu[0]`
+/// is percent of one core).
+fn cpu_us_per_request(m: &Measured) -> f64 {
+    if m.report.rate > 0.0 {
+        m.cpu[0] * 1e4 / m.report.rate
+    } else {
+        0.0
+    }
 }
 
 /// One informational row per balancer: `<name> <what>` and its value.
@@ -399,5 +427,6 @@ mod tests {
         assert_eq!(m.report.max, Duration::from_millis(9));
         assert_eq!((m.report.requests, m.report.non_2xx), (20, 2));
         assert_eq!(m.cpu[0], 95.0);
+        assert_eq!(cpu_us_per_request(&run(50_000.0, 1, 1, 80.0)), 16.0);
     }
 }

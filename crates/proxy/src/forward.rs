@@ -56,13 +56,18 @@ pub async fn handle(
 /// The local answer for a failure: its status, a plain-text body saying
 /// what happened, and `Connection: close` when the client misbehaved.
 pub(crate) fn fail_to_proxy(shared: &Shared, e: ProxyError) -> Response<ProxyBody> {
-    match &e {
+    count_failure(shared, &e);
+    let close = matches!(e, ProxyError::Client(_));
+    local_response(e.status(), format!("{e}\n"), close)
+}
+
+/// Counts a request the proxy answers itself.
+pub(crate) fn count_failure(shared: &Shared, e: &ProxyError) {
+    match e {
         ProxyError::NoRoute { .. } => shared.stats.no_route.fetch_add(1, Ordering::Relaxed),
         ProxyError::Client(_) => shared.stats.rejected.fetch_add(1, Ordering::Relaxed),
         _ => 0,
     };
-    let close = matches!(e, ProxyError::Client(_));
-    local_response(e.status(), format!("{e}\n"), close)
 }
 
 /// A response made by the proxy itself.

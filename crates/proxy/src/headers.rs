@@ -138,6 +138,11 @@ pub fn request_host(uri: &hyper::Uri, headers: &HeaderMap) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default();
+    normalize_host(&raw)
+}
+
+/// A Host value lowercase, without port and trailing dot.
+pub fn normalize_host(raw: &str) -> String {
     let host = if raw.starts_with('[') {
         raw.split(']')
             .next()

@@ -3,7 +3,7 @@
 //! passive-health ejection, the keep-alive connection pool, counters).
 
 use crate::config::EjectConfig;
-use crate::pool::Pool;
+use crate::pool::{IdleStreams, Pool};
 use crate::stats::InstanceStats;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -27,8 +27,10 @@ pub struct InstanceState {
     ejections: AtomicU32,
     /// Ejected until this `now_ms()`; 0 when in rotation.
     ejected_until: AtomicU64,
-    /// Idle keep-alive connections.
+    /// Idle keep-alive connections (general path).
     pub pool: Pool,
+    /// Idle keep-alive connections (lean path).
+    pub streams: IdleStreams,
     /// Counters.
     pub stats: InstanceStats,
 }
@@ -39,10 +41,22 @@ impl InstanceState {
         self.ejected_until.load(Ordering::Relaxed) > now
     }
 
-    /// A good answer: the failure streak ends.
+    /// Whether passive health has it out of rotation now; reads the clock
+    /// only for an instance that was ejected and not back in use since.
+    pub fn is_ejected_now(&self) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && until > now_ms()
+    }
+
+    /// A good answer: the failure streak ends (and an ejection that ran
+    /// out is forgotten, so picking it reads no clock).
     pub fn record_success(&self) {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
+        }
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        if until != 0 && until <= now_ms() {
+            self.ejected_until.store(0, Ordering::Relaxed);
         }
     }
 

@@ -1,6 +1,7 @@
 //! HTTP listeners: accept (bounded by `max_connections`), serve HTTP/1.1
 //! with a header-read deadline and a request-head size limit, tunnel
-//! upgrades, and drain in-flight requests on shutdown.
+//! upgrades, and drain in-flight requests on shutdown. Each connection
+//! starts on the lean path (`crate::lean`); hyper serves what it hands over.
 
 use crate::error::ProxyError;
 use crate::forward::{fail_to_proxy, handle, ProxyBody};
@@ -14,7 +15,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +52,7 @@ pub async fn serve_http(
                 };
                 let (shared, fixed, cancel) = (shared.clone(), fixed.clone(), cancel.clone());
                 conns.spawn(async move {
-                    serve_conn(shared, stream, peer, fixed, cancel).await;
+                    crate::lean::serve(shared, stream, peer, fixed, cancel).await;
                     drop(permit);
                 });
             }
@@ -60,14 +62,17 @@ pub async fn serve_http(
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
 }
 
-async fn serve_conn(
+/// The general path: hyper serves the rest of a connection the lean path
+/// handed over (`stream` replays what it had read).
+pub async fn serve_general<S>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: S,
     peer: std::net::SocketAddr,
     fixed: Option<Arc<str>>,
     cancel: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let cfg = shared.cfg.clone();
     let ambiguous = Arc::new(AtomicBool::new(false));
     let stream = Watched::new(stream, ambiguous.clone());

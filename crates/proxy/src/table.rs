@@ -35,8 +35,7 @@ impl Upstream {
     /// An instance not in `tried`, preferring ones passive health has not
     /// ejected; when all are ejected, any untried one (never eject all).
     pub fn pick(&self, input: &PickInput, tried: &[usize]) -> Option<usize> {
-        let now = now_ms();
-        let healthy = |i: usize| !tried.contains(&i) && !self.instances[i].state.is_ejected(now);
+        let healthy = |i: usize| !tried.contains(&i) && !self.instances[i].state.is_ejected_now();
         self.balancer
             .pick(&self.instances, input, &healthy)
             .or_else(|| {
@@ -206,6 +205,12 @@ impl RoutingTable {
                 .then(b.path.len().cmp(&a.path.len()))
         });
         table
+    }
+
+    /// Whether `resolve` may look at the path (there are `urlprefix-`
+    /// routes); if not, the host alone decides.
+    pub fn path_matters(&self) -> bool {
+        !self.prefixes.is_empty()
     }
 
     /// Every whole service's upstream (not tag subsets), by name.

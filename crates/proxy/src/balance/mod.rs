@@ -15,12 +15,31 @@ use crate::instance::Instance;
 use hyper::HeaderMap;
 use std::net::IpAddr;
 
+/// A request's headers as balancers read them: hyper's map on the
+/// general path, spans into the read buffer on the lean path.
+pub trait HeaderLookup: Sync {
+    /// Every value of header `name` (lowercase).
+    fn values_of(&self, name: &str) -> Vec<&[u8]>;
+}
+
+impl HeaderLookup for HeaderMap {
+    fn values_of(&self, name: &str) -> Vec<&[u8]> {
+        self.get_all(name).iter().map(|v| v.as_bytes()).collect()
+    }
+}
+
+impl HeaderLookup for crate::h1::RawHeaders<'_> {
+    fn values_of(&self, name: &str) -> Vec<&[u8]> {
+        self.values(name).collect()
+    }
+}
+
 /// What a balancer may look at in a request.
 pub struct PickInput<'a> {
     /// The client's address.
     pub client_ip: IpAddr,
     /// The request's headers.
-    pub headers: &'a HeaderMap,
+    pub headers: &'a dyn HeaderLookup,
 }
 
 /// Chooses an instance.
@@ -47,15 +66,12 @@ pub fn build(balance: &Balance, instances: &[Instance]) -> Box<dyn Balancer> {
 pub fn hash_input(key: &HashKey, input: &PickInput) -> Option<Vec<u8>> {
     match key {
         HashKey::ClientIp => Some(input.client_ip.to_string().into_bytes()),
-        HashKey::Header(name) => input
-            .headers
-            .get(name.as_str())
-            .map(|v| v.as_bytes().to_vec()),
+        HashKey::Header(name) => input.headers.values_of(name).first().map(|v| v.to_vec()),
         HashKey::Cookie(name) => input
             .headers
-            .get_all(hyper::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .values_of("cookie")
+            .into_iter()
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(';'))
             .find_map(|pair| {
                 let (k, v) = pair.trim().split_once('=')?;
