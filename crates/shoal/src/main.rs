@@ -5,6 +5,7 @@
 
 mod agent;
 mod client;
+mod docker;
 mod hello;
 mod identity;
 mod logging;
