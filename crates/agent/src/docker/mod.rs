@@ -292,7 +292,8 @@ impl Registrator {
                 Some(old) => {
                     old.definition != c.definition
                         || old.service_id != c.service_id
-                        || (c.definition.kind().is_empty() && old.status != c.status)
+                        || (c.definition.kind().is_empty()
+                            && (old.status != c.status || old.output != c.output))
                 }
             })
             .collect();
@@ -369,20 +370,17 @@ impl Registrator {
         let Some(sids) = self.owned.get(id).cloned() else {
             return self.add(id).await;
         };
-        let new = checks::docker_health_status(status);
+        let new = checks::docker_health_check("", status);
         for sid in sids {
             let check_id = checks::docker_health_id(&sid);
-            let current = self
-                .registry
-                .snapshot()
-                .check(&self.config.node, &check_id)
-                .map(|c| c.status);
-            if current.is_some() && current != Some(new) {
+            let snap = self.registry.snapshot();
+            let current = snap.check(&self.config.node, &check_id);
+            if current.is_some_and(|c| c.status != new.status || c.output != new.output) {
                 self.write(Command::UpdateCheck {
                     node: self.config.node.clone(),
                     check_id,
-                    status: new,
-                    output: Some(format!("Docker health status: {status}")),
+                    status: new.status,
+                    output: Some(new.output.clone()),
                 })
                 .await;
             }
