@@ -84,8 +84,8 @@ async fn passing(dev: &ServerProcess, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(items: &[String]) -> BTreeSet<String> {
-    items.iter().cloned().collect()
+fn set<S: AsRef<str>>(items: &[S]) -> BTreeSet<String> {
+    items.iter().map(|s| s.as_ref().to_string()).collect()
 }
 
 /// The container that answered a request to `host` through the proxy (its hostname).
@@ -189,7 +189,7 @@ async fn conventions_reach_the_catalog_field_by_field() {
     let (reg, _proxy) = dev(&[]);
     let api_id = format!("{NODE}:{api}:8080");
     assert_eventually!(
-        ids(&reg, &format!("{u}-api")).await == set(&[api_id.clone()]),
+        ids(&reg, &format!("{u}-api")).await == set(&[&api_id]),
         "api registered"
     );
     let e = &catalog(&reg, &format!("{u}-api")).await[0];
@@ -210,7 +210,7 @@ async fn conventions_reach_the_catalog_field_by_field() {
     // Several ports: -port suffix; a port's own name has none; udp; ignored port.
     let multi_id = format!("{NODE}:{multi}:8080");
     assert_eventually!(
-        ids(&reg, &format!("{u}-multi-8080")).await == set(&[multi_id.clone()]),
+        ids(&reg, &format!("{u}-multi-8080")).await == set(&[&multi_id]),
         "multi 8080"
     );
     let dns = catalog(&reg, &format!("{u}-dns")).await;
@@ -246,7 +246,7 @@ async fn conventions_reach_the_catalog_field_by_field() {
     // --explicit skips unnamed containers; --tags adds to all; --internal uses the container's address.
     let (explicit, _p) = dev(&["--explicit", "--tags", "x,y", "--internal"]);
     assert_eventually!(
-        ids(&explicit, &format!("{u}-api")).await == set(&[api_id.clone()]),
+        ids(&explicit, &format!("{u}-api")).await == set(&[&api_id]),
         "explicit: named one"
     );
     let e = &catalog(&explicit, &format!("{u}-api")).await[0];
@@ -328,7 +328,7 @@ async fn checks_from_env_and_docker_healthcheck() {
 
     let http_id = format!("{NODE}:{http}:8080");
     assert_eventually!(
-        passing(&reg, &format!("{u}-http")).await == set(&[http_id.clone()]),
+        passing(&reg, &format!("{u}-http")).await == set(&[&http_id]),
         "HTTP check passes"
     );
     let checks = get_json(&reg.at(&format!("/v1/health/checks/{u}-http"))).await;
@@ -374,11 +374,11 @@ async fn checks_from_env_and_docker_healthcheck() {
         format!("{NODE}:{sick}:8080"),
     );
     assert_eventually!(
-        ids(&reg, &format!("{u}-hc")).await == set(&[ok_id.clone(), sick_id.clone()]),
+        ids(&reg, &format!("{u}-hc")).await == set(&[&ok_id, &sick_id]),
         "both registered"
     );
     assert_eventually!(
-        passing(&reg, &format!("{u}-hc")).await == set(&[ok_id.clone()]),
+        passing(&reg, &format!("{u}-hc")).await == set(&[&ok_id]),
         "only the healthy one passes"
     );
     assert_eventually!(
