@@ -636,3 +636,72 @@ async fn events_missed_while_down_are_caught_at_start() {
     );
     eprintln!("caught up in {:?}", start.elapsed());
 }
+
+#[tokio::test]
+async fn pause_drains_and_deregister_on_success_keeps_failed_containers() {
+    require_docker!();
+    let mut c = Containers::default();
+    let u = unique("pause");
+    let (reg, _proxy) = dev(&["--deregister", "on-success"]);
+    let (a, b) = (format!("{u}-a"), format!("{u}-b"));
+    let id = |n: &str| format!("{NODE}:{n}:8080");
+    c.run(&a, &["-e", &format!("SERVICE_NAME={u}")]);
+    c.run(&b, &["-e", &format!("SERVICE_NAME={u}")]);
+    assert_eventually!(
+        passing(&reg, &u).await == set(&[id(&a), id(&b)]),
+        "both pass"
+    );
+    docker(&["pause", &a]);
+    assert_eventually!(passing(&reg, &u).await == set(&[id(&b)]), "paused: drained");
+    docker(&["unpause", &a]);
+    assert_eventually!(
+        passing(&reg, &u).await == set(&[id(&a), id(&b)]),
+        "unpaused: back"
+    );
+    // Killed (exit 137): kept, drained, until it runs again.
+    docker(&["kill", &a]);
+    assert_eventually!(passing(&reg, &u).await == set(&[id(&b)]), "killed: drained");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ids(&reg, &u).await,
+        set(&[id(&a), id(&b)]),
+        "on-success keeps a failed container"
+    );
+    docker(&["start", &a]);
+    assert_eventually!(
+        passing(&reg, &u).await == set(&[id(&a), id(&b)]),
+        "restarted: back"
+    );
+    // A clean stop (hello exits 0 on SIGTERM) deregisters.
+    docker(&["stop", "-t", "5", &b]);
+    assert_eventually!(
+        ids(&reg, &u).await == set(&[id(&a)]),
+        "exit 0: deregistered"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_daemon_leaves_the_rest_running() {
+    // Needs no Docker engine: the socket does not exist.
+    let reg = ServerProcess::start_role(
+        engine::bin(),
+        &[
+            "dev",
+            "--in-memory",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "error",
+            "--docker",
+            "unix:///nonexistent/docker.sock",
+        ],
+        "HTTP API",
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let leader = get_json(&reg.at("/v1/status/leader")).await;
+    assert!(leader.is_string(), "the API still answers: {leader}");
+}
