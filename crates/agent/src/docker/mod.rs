@@ -457,3 +457,6 @@ mod tests {
         assert!("never".parse::<Deregister>().is_err());
     }
 }
+
+#[cfg(test)]
+mod fake_daemon;
