@@ -705,3 +705,61 @@ async fn an_unreachable_daemon_leaves_the_rest_running() {
     let leader = get_json(&reg.at("/v1/status/leader")).await;
     assert!(leader.is_string(), "the API still answers: {leader}");
 }
+
+#[tokio::test]
+async fn shoal_agent_docker_registers_on_its_node_and_syncs_to_the_server() {
+    require_docker!();
+    let mut c = Containers::default();
+    let u = unique("agent");
+    let server = ServerProcess::start(engine::bin(), &["--in-memory"]);
+    let agent = ServerProcess::start_role(
+        engine::bin(),
+        &[
+            "agent",
+            "--registry",
+            &server.url,
+            "--node-name",
+            "dagent",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--docker",
+        ],
+        "shoal agent",
+    );
+    c.run(
+        &u,
+        &[
+            "-e",
+            &format!("SERVICE_NAME={u}"),
+            "-e",
+            "SERVICE_CHECK_HTTP=/health",
+            "-e",
+            "SERVICE_CHECK_INTERVAL=1s",
+        ],
+    );
+    let id = format!("dagent:{u}:8080");
+    // The agent's own view, and the server's after anti-entropy, with the check's result.
+    assert_eventually!(
+        get_json(&agent.at("/v1/agent/services"))
+            .await
+            .get(&id)
+            .is_some(),
+        "on the agent"
+    );
+    assert_eventually!(
+        passing(&server, &u).await == set(&[&id]),
+        "passing on the server"
+    );
+    let e = &catalog(&server, &u).await[0];
+    assert_eq!(
+        (e["Node"].as_str(), e["ServiceAddress"].as_str()),
+        (Some("dagent"), Some("127.0.0.1"))
+    );
+    docker(&["stop", "-t", "5", &u]);
+    assert_eventually!(
+        ids(&server, &u).await.is_empty(),
+        "gone from the server after docker stop"
+    );
+}
