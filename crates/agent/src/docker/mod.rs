@@ -22,7 +22,7 @@ pub use client::{DockerClient, DockerError, DEFAULT_SOCKET};
 pub use convention::Settings;
 
 use convention::Planned;
-use shoal_catalog::{Check, Command, HealthStatus, Node, Registration, Registry, Service};
+use shoal_catalog::{Check, Command, Node, Registration, Registry, Service};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,6 +195,7 @@ impl Registrator {
         tracing::debug!(container = %&id[..id.len().min(12)], action = %event.action, "Docker event");
         match event.action.as_str() {
             "start" | "unpause" => self.add(id).await?,
+            "kill" if !stops(event.actor.attributes.get("signal")) => {}
             "kill" | "stop" => self.drain(id, "the container is stopping").await,
             "pause" => self.drain(id, "the container is paused").await,
             "die" => {
@@ -422,12 +423,16 @@ fn is_registrator_id(id: &str, hostname: &str) -> bool {
     name_ok && !port.is_empty() && port.chars().all(|c| c.is_ascii_digit())
 }
 
-/// Whether an instance carries a critical maintenance check (drained).
-pub fn is_drained(registry: &Registry, node: &str, service_id: &str) -> bool {
-    registry
-        .snapshot()
-        .check(node, &checks::maintenance_id(service_id))
-        .is_some_and(|c| c.status == HealthStatus::Critical)
+/// Whether a `kill` event's signal (a number, or a name) ends the
+/// container: `docker kill -s HUP|USR1|USR2|WINCH` asks a process to reload
+/// or rotate logs, not to stop, so it does not drain.
+fn stops(signal: Option<&String>) -> bool {
+    let Some(signal) = signal else { return true };
+    let name = signal.trim_start_matches("SIG");
+    !matches!(
+        name,
+        "1" | "10" | "12" | "28" | "HUP" | "USR1" | "USR2" | "WINCH"
+    )
 }
 
 #[cfg(test)]
@@ -447,6 +452,27 @@ mod tests {
             ("h1x:web:80", false),
         ] {
             assert_eq!(is_registrator_id(id, "h1"), ours, "{id}");
+        }
+    }
+
+    #[test]
+    fn signals_that_stop() {
+        for (signal, stopping) in [
+            (None, true),
+            (Some("15"), true),
+            (Some("9"), true),
+            (Some("SIGTERM"), true),
+            (Some("3"), true),
+            (Some("1"), false),
+            (Some("SIGHUP"), false),
+            (Some("USR1"), false),
+            (Some("28"), false),
+        ] {
+            assert_eq!(
+                stops(signal.map(str::to_string).as_ref()),
+                stopping,
+                "{signal:?}"
+            );
         }
     }
 
