@@ -122,6 +122,14 @@ fn socket_path(test: &str) -> PathBuf {
 }
 
 fn registrator(registry: &Arc<Registry>, path: &std::path::Path) -> Registrator {
+    with_resync(registry, path, None)
+}
+
+fn with_resync(
+    registry: &Arc<Registry>,
+    path: &std::path::Path,
+    resync: Option<Duration>,
+) -> Registrator {
     let config = DockerConfig {
         url: format!("unix://{}", path.display()),
         node: "n1".into(),
@@ -130,7 +138,7 @@ fn registrator(registry: &Arc<Registry>, path: &std::path::Path) -> Registrator 
             host_ip: "127.0.0.1".into(),
             ..Default::default()
         },
-        resync: None,
+        resync,
         cleanup: false,
         deregister: Deregister::Always,
     };
@@ -210,6 +218,31 @@ async fn a_daemon_that_appears_later_is_picked_up() {
         ids(&registry) == ["n1:ca:80"]
     })
     .await;
+    cancel.cancel();
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn resync_catches_changes_no_event_announced() {
+    let path = socket_path("resync");
+    let fake = Fake::new();
+    fake.clone().serve(path.clone()).await;
+    let registry = Registry::in_memory();
+    let cancel = CancellationToken::new();
+    let resync = Some(Duration::from_millis(200));
+    tokio::spawn(with_resync(&registry, &path, resync).run(cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Changed behind the event stream's back.
+    fake.containers
+        .lock()
+        .unwrap()
+        .insert("a".into(), container("a", "ca"));
+    eventually("added by a periodic resync", || {
+        ids(&registry) == ["n1:ca:80"]
+    })
+    .await;
+    fake.containers.lock().unwrap().remove("a");
+    eventually("removed by a periodic resync", || ids(&registry).is_empty()).await;
     cancel.cancel();
     let _ = std::fs::remove_file(&path);
 }
