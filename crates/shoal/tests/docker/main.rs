@@ -556,7 +556,9 @@ async fn no_failed_request_while(action: &str) {
     stop.store(true, Ordering::SeqCst);
     let (ok, failed, errors) = running.await.unwrap();
     let stats = get_json(&reg.at("/v1/proxy/stats")).await;
-    eprintln!("docker {action} under load: {ok} requests answered, {failed} failed; proxy stats: {stats}");
+    eprintln!(
+        "docker {action} under load: {ok} requests answered, {failed} failed; proxy stats: {stats}"
+    );
     assert!(ok > 100, "the load loop ran: {ok} requests");
     assert_eq!(
         failed,
