@@ -6,11 +6,12 @@
 //! One subcommand per benchmark, one module per benchmark:
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
-//! ([`dns`]).
+//! ([`dns`]) and `shoal-bench docker` ([`docker`]).
 #![forbid(unsafe_code)]
 
 mod agent;
 mod dns;
+mod docker;
 mod proxy;
 mod registry;
 mod report;
@@ -47,6 +48,9 @@ enum Bench {
     /// DNS SRV lookups per second of a 100-instance service, shoal vs
     /// dnsmasq serving the same records, under dnsperf.
     Dns(dns::Args),
+    /// The Docker registrator: from `docker start` to the first request
+    /// through the proxy reaching the new container, over 20 containers.
+    Docker(docker::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -71,5 +75,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
         Bench::Agent(args) => agent::run(&shoal, &args, &command).await,
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
+        Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
     }
 }

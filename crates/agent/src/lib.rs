@@ -9,11 +9,16 @@
 //! - [`reap_dead_agents`] runs on servers: a node whose agent stopped
 //!   heartbeating leaves the catalog with everything on it.
 //!
+//! - [`docker::Registrator`] turns running Docker containers into
+//!   instances and checks (gliderlabs/registrator's conventions) and
+//!   drains them when they stop.
+//!
 //! Script checks are never run: a registration cannot make shoal execute
 //! commands.
 #![forbid(unsafe_code)]
 
 mod checks;
+pub mod docker;
 mod error;
 mod liveness;
 mod sync;

@@ -58,6 +58,9 @@ pub struct AgentArgs {
     /// (default: leave it, as a Consul client does).
     #[arg(long)]
     pub no_leave_on_stop: bool,
+    /// The Docker registrator (`--docker`).
+    #[command(flatten)]
+    pub docker: crate::docker::DockerArgs,
 }
 
 /// Runs `shoal agent` until a signal arrives.
@@ -118,6 +121,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         },
     );
     tasks.spawn(sync.run(cancel.clone()));
+    crate::docker::start(
+        &args.docker,
+        false,
+        local.clone(),
+        &node_name,
+        &config.node_address,
+        &cancel,
+        &mut tasks,
+    )?;
 
     tracing::info!(
         node = %node_name,

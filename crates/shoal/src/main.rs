@@ -5,6 +5,7 @@
 
 mod agent;
 mod client;
+mod docker;
 mod hello;
 mod identity;
 mod logging;
@@ -33,6 +34,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the biggest flag set costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a catalog server: Consul-compatible HTTP API over a durable store.

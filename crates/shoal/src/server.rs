@@ -112,6 +112,9 @@ pub struct DevArgs {
     /// http://hello.localhost:8080/ shows round robin at once.
     #[arg(long, default_value_t = 0)]
     pub demo: usize,
+    /// The Docker registrator: on when Docker's socket exists (`--no-docker`).
+    #[command(flatten)]
+    pub docker: crate::docker::DockerArgs,
 }
 
 /// Runs `shoal server` until a signal arrives.
@@ -125,14 +128,15 @@ pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         server,
         proxy,
         demo,
+        docker,
     } = args;
-    run_with(server, "dev", Some((proxy, demo))).await
+    run_with(server, "dev", Some((proxy, demo, docker))).await
 }
 
 async fn run_with(
     args: ServerArgs,
     role: &str,
-    dev: Option<(ProxyOptions, usize)>,
+    dev: Option<(ProxyOptions, usize, crate::docker::DockerArgs)>,
 ) -> anyhow::Result<()> {
     // Every flag is checked before anything is opened or bound.
     let dns_config = args.dns.config(&args.datacenter)?;
@@ -185,12 +189,21 @@ async fn run_with(
         });
     }
     let mut extra = Router::new();
-    if let Some((proxy_options, demo)) = dev {
+    if let Some((proxy_options, demo, docker)) = dev {
         let catalog: Arc<dyn Catalog> = registry.clone();
         let proxy =
             crate::proxy::start(&proxy_options, catalog, cancel.clone(), &mut tasks).await?;
         extra = crate::proxy::stats_routes(proxy);
         start_demo(&registry, &config, demo, &cancel).await?;
+        crate::docker::start(
+            &docker,
+            true,
+            registry.clone(),
+            &config.node_name,
+            &config.node_address,
+            &cancel,
+            &mut tasks,
+        )?;
     }
     tracing::info!(
         role,

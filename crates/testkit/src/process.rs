@@ -90,8 +90,11 @@ impl ServerProcess {
     /// Like [`ServerProcess::start_role`], returning the failure instead.
     pub fn try_start_role(bin: &Path, args: &[&str], ready: &str) -> Result<ServerProcess, String> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        // `shoal dev` watches Docker when its socket exists: tests that want
+        // that pass `--docker`, the others must not see every container.
         let mut child = Command::new(bin)
             .args(&args)
+            .env("SHOAL_NO_DOCKER", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,246 @@
+//! The real Docker engine for the registrator tests: a `FROM scratch`
+//! image of this build's `shoal` binary (no pulls), containers and compose
+//! projects removed by a guard even when a test panics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::UNIX_EPOCH;
+
+/// The `shoal` binary under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_shoal"))
+}
+
+/// Runs `docker ARGS`; panics with its stderr if it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = try_docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn try_docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("cannot run the docker CLI")
+}
+
+/// Whether a Docker engine answers; says so loudly when not.
+pub fn available() -> bool {
+    static UP: OnceLock<bool> = OnceLock::new();
+    *UP.get_or_init(|| {
+        let up = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !up {
+            eprintln!("\n*** SKIPPED: no Docker engine reachable (`docker info` failed): the Docker registrator tests did not run ***\n");
+        }
+        up
+    })
+}
+
+/// Whether `docker-compose` (v1) runs; says so loudly when not.
+pub fn compose_available() -> bool {
+    let up = Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        eprintln!(
+            "\n*** SKIPPED: docker-compose not found: the compose scaling test did not run ***\n"
+        );
+    }
+    up
+}
+
+/// A name unique to this test process and call: `<prefix>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// The test image: `shoal hello` on port 8080 in an empty image, tagged by
+/// the binary's size and mtime so reruns reuse it (older tags are removed
+/// when a new one is built).
+pub fn image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let meta = std::fs::metadata(bin()).expect("shoal binary");
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let tag = format!("shoal-test-hello:{}-{mtime}", meta.len());
+        if try_docker(&["image", "inspect", &tag]).status.success() {
+            return tag;
+        }
+        let old = docker(&[
+            "images",
+            "-q",
+            "--filter",
+            "label=shoal-test=1",
+            "--filter",
+            "reference=shoal-test-hello",
+        ]);
+        for id in old.lines() {
+            let _ = try_docker(&["rmi", "-f", id]);
+        }
+        build(&tag, &image_context());
+        tag
+    })
+}
+
+/// A variant of the test image with a Docker HEALTHCHECK running `cmd` (exec form).
+pub fn image_with_healthcheck(cmd: &str) -> String {
+    let base = image();
+    let tag = format!(
+        "{base}-hc{:x}",
+        cmd.bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+    );
+    if try_docker(&["image", "inspect", &tag]).status.success() {
+        return tag;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base}\nHEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD {cmd}\n"),
+    )
+    .unwrap();
+    build(&tag, dir.path());
+    tag
+}
+
+fn build(tag: &str, dir: &Path) {
+    let dir = dir.to_str().unwrap();
+    docker(&["build", "-q", "--label", "shoal-test=1", "-t", tag, dir]);
+}
+
+/// A build context with the (stripped) binary and the shared libraries
+/// `ldd` says it needs, at their own paths: the binary links glibc.
+fn image_context() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("shoal-test-image"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("shoal");
+    std::fs::copy(bin(), &target).unwrap();
+    // Stripping a debug build makes it ~6x smaller; optional.
+    let _ = Command::new("strip").arg(&target).status();
+    let ldd = Command::new("ldd").arg(bin()).output().expect("ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`
+        let path = line
+            .split("=>")
+            .last()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        if path.starts_with('/') {
+            let dest = dir.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(path, &dest).unwrap_or_else(|e| panic!("copy {path}: {e}"));
+        }
+    }
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY . /\nEXPOSE 8080\nENTRYPOINT [\"/shoal\",\"hello\",\"--addr\",\"0.0.0.0\",\"--port\",\"8080\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Containers and compose projects created by one test, removed on drop.
+#[derive(Default)]
+pub struct Containers {
+    names: Vec<String>,
+    projects: Vec<(String, PathBuf)>,
+}
+
+impl Containers {
+    /// `docker run -d -P --name NAME --label shoal-test=1 ARGS IMAGE`; returns the ID.
+    pub fn run(&mut self, name: &str, args: &[&str]) -> String {
+        self.run_image(name, args, image())
+    }
+
+    /// Like [`Containers::run`] with another image.
+    pub fn run_image(&mut self, name: &str, args: &[&str], image: &str) -> String {
+        self.names.push(name.to_string());
+        let mut full = vec!["run", "-d", "-P", "--name", name, "--label", "shoal-test=1"];
+        full.extend_from_slice(args);
+        full.push(image);
+        docker(&full)
+    }
+
+    /// Writes a compose file for `project` and remembers it for `down`.
+    pub fn compose_file(&mut self, project: &str, yaml: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("{project}.yml"));
+        std::fs::write(&path, yaml).unwrap();
+        self.projects.push((project.to_string(), path.clone()));
+        path
+    }
+}
+
+/// Runs `docker-compose -p PROJECT -f FILE ARGS`; panics if it fails.
+pub fn compose(project: &str, file: &Path, args: &[&str]) {
+    let out = Command::new("docker-compose")
+        .args(["-p", project, "-f", file.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("docker-compose");
+    assert!(
+        out.status.success(),
+        "docker-compose {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        if !self.names.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(self.names.iter().map(String::as_str));
+            let _ = try_docker(&args);
+        }
+        for (project, file) in &self.projects {
+            let _ = Command::new("docker-compose")
+                .args([
+                    "-p",
+                    project,
+                    "-f",
+                    file.to_str().unwrap(),
+                    "down",
+                    "-t",
+                    "1",
+                ])
+                .output();
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// The host port Docker published container port `port` (`8080/tcp`) on.
+pub fn host_port(name: &str, port: &str) -> u16 {
+    let out = docker(&["port", name, port]);
+    let first = out.lines().next().unwrap_or_default();
+    first
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("docker port {name} {port}: {out}"))
+}
+
+/// The container's IP on the default bridge.
+pub fn container_ip(name: &str) -> String {
+    docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name])
+}
