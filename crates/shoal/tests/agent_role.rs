@@ -4,15 +4,12 @@
 
 mod common;
 
+use common::client;
 use common::stack::bin;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoal_testkit::{assert_eventually, ServerProcess};
 use std::time::{Duration, Instant};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

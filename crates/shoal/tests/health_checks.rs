@@ -4,16 +4,13 @@
 
 mod common;
 
+use common::client;
 use common::stack::{bin, hello};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoal_testkit::{assert_eventually, ServerProcess};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 /// `shoal dev` in memory on port-0 listeners; returns it and the proxy URL.
 fn dev() -> (ServerProcess, String) {
@@ -65,19 +62,7 @@ async fn status(api: &ServerProcess, id: &str) -> String {
 async fn answering(proxy: &str, host: &str, n: usize) -> HashSet<String> {
     let mut ids = HashSet::new();
     for _ in 0..n {
-        let Ok(r) = client()
-            .get(format!("{proxy}/json"))
-            .header("Host", host)
-            .send()
-            .await
-        else {
-            continue;
-        };
-        if r.status() == StatusCode::OK {
-            if let Ok(v) = r.json::<Value>().await {
-                ids.insert(v["id"].as_str().unwrap_or_default().to_string());
-            }
-        }
+        ids.extend(common::proxied_field(proxy, host, "id").await);
     }
     ids
 }

@@ -3,28 +3,14 @@
 
 mod common;
 
+use common::client;
 use common::stack::{bin, hello};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoal_testkit::{assert_eventually, ServerProcess};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
 async fn get_id(proxy: &str, host: &str) -> Option<String> {
-    let r = client()
-        .get(format!("{proxy}/json"))
-        .header("Host", host)
-        .send()
-        .await
-        .ok()?;
-    if r.status() != StatusCode::OK {
-        return None;
-    }
-    r.json::<Value>().await.ok()?["id"]
-        .as_str()
-        .map(str::to_string)
+    common::proxied_field(proxy, host, "id").await
 }
 
 /// `shoal dev` on port-0 API and proxy listeners, in memory, plus `extra`

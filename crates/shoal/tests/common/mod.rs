@@ -59,6 +59,28 @@ pub async fn delete(url: impl AsRef<str>) -> Reply {
     call(Method::DELETE, url, None).await
 }
 
+/// A client that never goes through an HTTP proxy from the environment.
+pub fn client() -> Client {
+    Client::builder().no_proxy().build().unwrap()
+}
+
+/// A string field of the `/json` answer of whichever `shoal hello`
+/// instance the proxy at `proxy` picked for `host`; `None` unless 200.
+pub async fn proxied_field(proxy: &str, host: &str, field: &str) -> Option<String> {
+    let r = client()
+        .get(format!("{proxy}/json"))
+        .header("Host", host)
+        .send()
+        .await
+        .ok()?;
+    if r.status() != StatusCode::OK {
+        return None;
+    }
+    r.json::<Value>().await.ok()?[field]
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Asserts a 200 and returns the reply.
 pub fn ok(r: Reply) -> Reply {
     assert_eq!(r.status, StatusCode::OK, "body: {}", r.text);

@@ -3,6 +3,8 @@
 //! draining on stop and kill under load, catching up after downtime.
 //! Without a Docker engine every test says so loudly and returns.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod engine;
 
 use engine::{available, compose, compose_available, docker, host_port, unique, Containers};
@@ -17,9 +19,7 @@ use std::time::{Duration, Instant};
 /// Node name of every test registry: IDs are `dtest:<container>:<port>`.
 const NODE: &str = "dtest";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
+use common::client;
 
 /// `shoal dev --docker` on port-0 listeners, plus `extra`; returns it and its proxy URL.
 fn dev(extra: &[&str]) -> (ServerProcess, String) {
@@ -90,18 +90,7 @@ fn set<S: AsRef<str>>(items: &[S]) -> BTreeSet<String> {
 
 /// The container that answered a request to `host` through the proxy (its hostname).
 async fn answered_by(proxy: &str, host: &str) -> Option<String> {
-    let r = client()
-        .get(format!("{proxy}/json"))
-        .header("Host", host)
-        .send()
-        .await
-        .ok()?;
-    if r.status() != StatusCode::OK {
-        return None;
-    }
-    r.json::<Value>().await.ok()?["hostname"]
-        .as_str()
-        .map(str::to_string)
+    common::proxied_field(proxy, host, "hostname").await
 }
 
 macro_rules! require_docker {
