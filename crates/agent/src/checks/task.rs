@@ -55,8 +55,25 @@ pub(crate) async fn run_probe(
         };
         first = false;
         // A run that took longer than the interval: no burst to catch up.
-        next = next.max(Instant::now());
+        next = slot_of(next.max(Instant::now()));
     }
+}
+
+/// Later runs start on the next multiple of this since the process began,
+/// so that the checks due within one slot start on one wake-up of the
+/// thread (and their answers tend to arrive together): thousands of
+/// checks cost far fewer wake-ups and context switches than runs spread
+/// to the millisecond would.
+pub(crate) const SLOT: Duration = Duration::from_millis(25);
+
+/// `t` rounded up to the next slot boundary.
+pub(crate) fn slot_of(t: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let slot = SLOT.as_nanos();
+    let slots = since.div_ceil(slot);
+    epoch + Duration::from_nanos((slots * slot) as u64)
 }
 
 /// What a TTL check's output says once it expired, as in Consul.
@@ -114,6 +131,21 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(interval_of(&def), want, "{asked:?}");
+        }
+    }
+
+    #[test]
+    fn later_runs_start_on_slot_boundaries() {
+        let base = slot_of(Instant::now());
+        let cases = [
+            (Duration::ZERO, Duration::ZERO),
+            (Duration::from_millis(1), SLOT),
+            (SLOT - Duration::from_nanos(1), SLOT),
+            (SLOT, SLOT),
+            (SLOT + Duration::from_millis(3), SLOT * 2),
+        ];
+        for (offset, want) in cases {
+            assert_eq!(slot_of(base + offset) - base, want, "{offset:?}");
         }
     }
 
