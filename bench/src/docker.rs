@@ -134,31 +134,10 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
     };
     build_image(shoal, &tag)?;
     let bin = shoal.to_path_buf();
-    let dev = tokio::task::spawn_blocking(move || {
-        ServerProcess::try_start_role(
-            &bin,
-            &[
-                "dev",
-                "--in-memory",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--dns-addr",
-                "127.0.0.1:0",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-level",
-                "warn",
-                "--docker",
-            ],
-            "HTTP API",
-        )
-        .map_err(|e| anyhow!(e))
-    })
-    .await??;
-    let proxy = dev
-        .announced_url("shoal proxy")
-        .context("no proxy address")?
-        .to_string();
+    let (dev, proxy) =
+        tokio::task::spawn_blocking(move || ServerProcess::try_start_dev(&bin, &["--docker"]))
+            .await?
+            .map_err(|e| anyhow!(e))?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))

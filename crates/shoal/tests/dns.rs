@@ -543,24 +543,7 @@ fn dns_port_taken_is_a_clear_error() {
 
 #[test]
 fn shoal_dev_answers_dns_for_its_demo_instances() {
-    let dev = ServerProcess::start_role(
-        bin(),
-        &[
-            "dev",
-            "--in-memory",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--dns-addr",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.1:0",
-            "--demo",
-            "2",
-            "--log-level",
-            "warn",
-        ],
-        "HTTP API",
-    );
+    let (dev, _proxy) = ServerProcess::start_dev(bin(), &["--demo", "2"]);
     let addr = dev.dns_addr().expect("shoal dev announces its DNS address");
     let srv = dig_short(addr, &["_hello._demo.service.consul", "SRV"]);
     assert_eq!(srv.len(), 2, "{srv:?}");

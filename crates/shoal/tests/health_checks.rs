@@ -14,23 +14,7 @@ use std::time::{Duration, Instant};
 
 /// `shoal dev` in memory on port-0 listeners; returns it and the proxy URL.
 fn dev() -> (ServerProcess, String) {
-    let args = [
-        "dev",
-        "--in-memory",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1:0",
-        "--dns-addr",
-        "127.0.0.1:0",
-        "--queue-timeout",
-        "100ms",
-        "--log-level",
-        "warn",
-    ];
-    let dev = ServerProcess::start_role(bin(), &args, "HTTP API");
-    let proxy = dev.announced_url("shoal proxy").unwrap().to_string();
-    (dev, proxy)
+    ServerProcess::start_dev(bin(), &["--queue-timeout", "100ms"])
 }
 
 async fn put(url: String, body: Value) -> (StatusCode, String) {

@@ -13,28 +13,10 @@ async fn get_id(proxy: &str, host: &str) -> Option<String> {
     common::proxied_field(proxy, host, "id").await
 }
 
-/// `shoal dev` on port-0 API and proxy listeners, in memory, plus `extra`
-/// flags; returns the process and the proxy's URL.
+/// `shoal dev` on port-0 listeners, in memory, plus `extra` flags;
+/// returns the process and the proxy's URL.
 fn dev(extra: &[&str]) -> (ServerProcess, String) {
-    let mut args = vec![
-        "dev",
-        "--in-memory",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--dns-addr",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1:0",
-        "--log-level",
-        "warn",
-    ];
-    args.extend_from_slice(extra);
-    let dev = ServerProcess::start_role(bin(), &args, "HTTP API");
-    let proxy = dev
-        .announced_url("shoal proxy")
-        .expect("proxy address announced")
-        .to_string();
-    (dev, proxy)
+    ServerProcess::start_dev(bin(), extra)
 }
 
 #[tokio::test]

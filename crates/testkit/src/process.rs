@@ -79,6 +79,37 @@ impl ServerProcess {
         Self::try_start_role(bin, &full, "HTTP API")
     }
 
+    /// Starts `bin dev` in memory with every listener (API, DNS, proxy) on
+    /// port 0 of 127.0.0.1, plus `extra` flags; returns it and the proxy's
+    /// URL. The one place that knows which listeners `shoal dev` opens.
+    pub fn try_start_dev(bin: &Path, extra: &[&str]) -> Result<(ServerProcess, String), String> {
+        let mut args = vec![
+            "dev",
+            "--in-memory",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ];
+        args.extend_from_slice(extra);
+        let dev = Self::try_start_role(bin, &args, "HTTP API")?;
+        let proxy = dev
+            .announced_url("shoal proxy")
+            .ok_or("shoal dev announced no proxy address")?
+            .to_string();
+        Ok((dev, proxy))
+    }
+
+    /// Like [`ServerProcess::try_start_dev`], panicking with the reason.
+    pub fn start_dev(bin: &Path, extra: &[&str]) -> (ServerProcess, String) {
+        Self::try_start_dev(bin, extra)
+            .unwrap_or_else(|e| panic!("cannot start {} dev {extra:?}: {e}", bin.display()))
+    }
+
     /// Starts `bin ARGS...` (role and all flags given) and waits for the
     /// announcement line whose label contains `ready` (e.g. `"HTTP API"`,
     /// `"shoal proxy"`, `"shoal hello"`).

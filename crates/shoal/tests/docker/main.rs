@@ -23,28 +23,9 @@ use common::client;
 
 /// `shoal dev --docker` on port-0 listeners, plus `extra`; returns it and its proxy URL.
 fn dev(extra: &[&str]) -> (ServerProcess, String) {
-    let mut args = vec![
-        "dev",
-        "--in-memory",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--dns-addr",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1:0",
-        "--log-level",
-        "warn",
-        "--node-name",
-        NODE,
-        "--docker",
-    ];
+    let mut args = vec!["--node-name", NODE, "--docker"];
     args.extend_from_slice(extra);
-    let dev = ServerProcess::start_role(engine::bin(), &args, "HTTP API");
-    let proxy = dev
-        .announced_url("shoal proxy")
-        .expect("proxy address")
-        .to_string();
-    (dev, proxy)
+    ServerProcess::start_dev(engine::bin(), &args)
 }
 
 async fn get_json(url: &str) -> Value {
