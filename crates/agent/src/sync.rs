@@ -5,7 +5,7 @@
 //! liveness check carries a TTL the server enforces.
 
 use shoal_catalog::{
-    blocking::next_index, Catalog, Check, CheckDefinition, HealthStatus, NodeContents,
+    blocking::next_index, Catalog, Check, CheckDefinition, HealthStatus, Node, NodeContents,
     QueryOptions, Registration, Registry, Service, Topic, NODE_HEALTH_CHECK,
 };
 use std::collections::{HashMap, HashSet};
@@ -92,10 +92,6 @@ fn same_service(a: &Service, b: &Service) -> bool {
     comparable_service(a) == comparable_service(b)
 }
 
-fn checks_of<'a>(contents: &'a NodeContents, service_id: &str) -> Vec<&'a Check> {
-    by_service(contents).remove(service_id).unwrap_or_default()
-}
-
 /// A node's checks grouped by instance (`""`: node checks) and sorted by
 /// ID, borrowed: a full comparison of thousands of instances should not
 /// copy them all.
@@ -126,15 +122,16 @@ fn alive_check(ttl: Duration) -> Check {
 }
 
 /// The node with its node-level checks and the liveness check.
-fn node_registration(local: &NodeContents, alive: &Check) -> Registration {
-    let mut checks: Vec<Check> = checks_of(local, "")
-        .into_iter()
-        .map(comparable_check)
-        .collect();
+fn node_registration<'a>(
+    node: &Node,
+    node_checks: impl IntoIterator<Item = &'a Check>,
+    alive: &Check,
+) -> Registration {
+    let mut checks: Vec<Check> = node_checks.into_iter().map(comparable_check).collect();
     checks.push(comparable_check(alive));
     checks.sort_by(|a, b| a.check_id.cmp(&b.check_id));
     Registration {
-        node: local.node.clone(),
+        node: node.clone(),
         skip_node_update: false,
         service: None,
         checks,
@@ -152,20 +149,24 @@ fn plan(
     let empty = NodeContents::default();
     let remote_or_empty = remote.unwrap_or(&empty);
     let mut actions = Vec::new();
-    let node = node_registration(local, alive);
+    // Grouped once: a node may carry thousands of instances.
+    let mut local_checks = by_service(local);
+    let remote_checks = by_service(remote_or_empty);
+    let node = node_registration(
+        &local.node,
+        local_checks.remove("").unwrap_or_default(),
+        alive,
+    );
     let node_differs = remote.is_none_or(|r| {
         let (a, b) = (&r.node, &local.node);
         a.address != b.address || a.meta != b.meta || a.tagged_addresses != b.tagged_addresses
     }) || !same_checks(
-        &checks_of(remote_or_empty, ""),
+        remote_checks.get("").map_or(&[][..], Vec::as_slice),
         &node.checks.iter().collect::<Vec<_>>(),
     );
     if beat || node_differs {
         actions.push(Action::Node(node));
     }
-    // Grouped once: a node may carry thousands of instances.
-    let mut local_checks = by_service(local);
-    let remote_checks = by_service(remote_or_empty);
     let remote_services: HashMap<&str, &Service> = remote_or_empty
         .services
         .iter()
@@ -303,19 +304,13 @@ impl AntiEntropy {
         let Some(node) = snapshot.node(&self.config.node) else {
             return Ok(());
         };
-        let local = NodeContents {
-            node: (*node).clone(),
-            services: Vec::new(),
-            checks: snapshot
-                .checks_on_node(&self.config.node)
-                .filter(|c| c.service_id.is_empty())
-                .map(|c| (**c).clone())
-                .collect(),
-        };
+        let node_checks = snapshot
+            .checks_on_node(&self.config.node)
+            .filter(|c| c.service_id.is_empty())
+            .map(|c| &**c);
         let alive = alive_check(self.config.heartbeat_ttl);
-        self.remote
-            .register(node_registration(&local, &alive))
-            .await?;
+        let reg = node_registration(&node, node_checks, &alive);
+        self.remote.register(reg).await?;
         *last_beat = Some(Instant::now());
         Ok(())
     }
