@@ -155,9 +155,12 @@ impl RemoteCatalog {
                     return Ok(resp);
                 }
                 Err(e) if e.is_connect() => {
-                    last_error = Some(format!("{what} ({}): {e}", self.bases[at]));
+                    last_error = Some(format!("{what} ({}): {}", self.bases[at], with_causes(&e)));
                 }
-                Err(e) => return Err(Error::Remote(format!("{what} ({}): {e}", self.bases[at]))),
+                Err(e) => {
+                    let e = with_causes(&e);
+                    return Err(Error::Remote(format!("{what} ({}): {e}", self.bases[at])));
+                }
             }
         }
         Err(Error::Remote(last_error.unwrap_or_else(|| {
@@ -554,6 +557,22 @@ impl Catalog for RemoteCatalog {
         {}
         Ok(index)
     }
+}
+
+/// An error with every cause under it, as reqwest's own text leaves
+/// them out ("error sending request for url (...)" says nothing of a
+/// refused connection).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -171,10 +171,13 @@ pub struct ProxyConfig {
     pub max_queued: usize,
     /// Extra attempts on another instance.
     pub retries: usize,
-    /// Time to connect to an instance.
+    /// Time to connect to an instance (per attempt).
     pub connect_timeout: Duration,
-    /// Deadline from the request to the upstream's response head.
-    pub request_timeout: Duration,
+    /// Time from sending a request to an instance to the first byte of
+    /// its answer (per attempt). Past it the attempt counts as a failure
+    /// of the instance and an idempotent request is tried elsewhere, so a
+    /// hung instance holds a request this long at most.
+    pub answer_timeout: Duration,
     /// Time a client has to send a request head (slowloris).
     pub header_read_timeout: Duration,
     /// Largest request head accepted (431 beyond).
@@ -202,7 +205,7 @@ impl Default for ProxyConfig {
             max_queued: 10_000,
             retries: 2,
             connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(60),
+            answer_timeout: Duration::from_secs(15),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,

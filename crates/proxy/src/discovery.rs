@@ -23,6 +23,9 @@ const WAIT: Duration = Duration::from_secs(60);
 pub struct Discovery {
     table: ArcSwap<RoutingTable>,
     generation: watch::Sender<u64>,
+    /// Why the registry cannot be reached now (the error and its causes);
+    /// `None` while it answers.
+    registry: watch::Sender<Option<Arc<str>>>,
 }
 
 impl Discovery {
@@ -41,6 +44,34 @@ impl Discovery {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
+
+    /// A receiver of the registry's reachability (see `registry`).
+    pub fn watch_registry(&self) -> watch::Receiver<Option<Arc<str>>> {
+        self.registry.subscribe()
+    }
+
+    fn registry_is(&self, problem: Option<String>) {
+        self.registry.send_if_modified(|now| {
+            let changed = now.as_deref() != problem.as_deref();
+            *now = problem.map(Arc::from);
+            changed
+        });
+    }
+}
+
+/// An error with every cause under it: "error sending request: ...:
+/// Connection refused (os error 111)".
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 enum Update {
@@ -58,9 +89,11 @@ pub fn spawn(
     let discovery = Arc::new(Discovery {
         table: ArcSwap::from_pointee(empty),
         generation: watch::Sender::new(0),
+        registry: watch::Sender::new(None),
     });
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(watch_service_list(
+        discovery.clone(),
         catalog.clone(),
         tx.clone(),
         cancel.clone(),
@@ -77,6 +110,7 @@ pub fn spawn(
 }
 
 async fn watch_service_list(
+    discovery: Arc<Discovery>,
     catalog: Arc<dyn Catalog>,
     tx: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
@@ -92,6 +126,7 @@ async fn watch_service_list(
         };
         match result {
             Ok(got) => {
+                discovery.registry_is(None);
                 backoff = Duration::from_millis(100);
                 let changed = got.index != index;
                 index = next_index(index, got.index);
@@ -104,7 +139,9 @@ async fn watch_service_list(
                 pace.pace(changed).await;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "proxy: service list query failed; retrying");
+                let reason = with_causes(&e);
+                tracing::warn!(error = %reason, "proxy: service list query failed; retrying");
+                discovery.registry_is(Some(reason));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

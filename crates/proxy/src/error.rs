@@ -37,9 +37,36 @@ pub enum ProxyError {
         /// The last failure.
         reason: String,
     },
-    /// The upstream did not answer within the request deadline.
-    #[error("upstream {0:?} did not answer in time")]
-    UpstreamTimeout(String),
+    /// No instance answered within the per-attempt timeout.
+    #[error("upstream {service:?} did not answer in time: {reason}")]
+    UpstreamTimeout {
+        /// Service name.
+        service: String,
+        /// The last attempt.
+        reason: String,
+    },
+    /// The registry cannot be reached, so no instance can become known.
+    #[error("no instance of service {service:?} is known: the registry is unreachable ({reason})")]
+    RegistryUnreachable {
+        /// Service name.
+        service: String,
+        /// Why the last query failed, with its causes.
+        reason: String,
+    },
+    /// The request would come back to this proxy: the instance is one of
+    /// its own listeners, or the request already passed through it.
+    #[error("loop: instance {instance:?} of service {service:?} at {addr} is this proxy itself")]
+    Loop {
+        /// Service name.
+        service: String,
+        /// The instance that points back at the proxy.
+        instance: String,
+        /// Its address.
+        addr: std::net::SocketAddr,
+    },
+    /// The request carries this proxy's own `Via` marker: it went round.
+    #[error("loop: the request already passed through this proxy (Via {0})")]
+    SeenBefore(String),
 }
 
 impl ProxyError {
@@ -48,11 +75,23 @@ impl ProxyError {
         match self {
             ProxyError::Client(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::NoInstance { .. } | ProxyError::QueueFull(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoInstance { .. }
+            | ProxyError::QueueFull(_)
+            | ProxyError::RegistryUnreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Loop { .. } | ProxyError::SeenBefore(_) => StatusCode::LOOP_DETECTED,
         }
+    }
+
+    /// Whether the client connection closes after this answer (the
+    /// client misbehaved: what follows on it cannot be trusted).
+    pub fn closes(&self) -> bool {
+        matches!(self, ProxyError::Client(_))
+    }
+
+    /// The body the client gets: what went wrong, in one line.
+    pub fn body(&self) -> String {
+        format!("{self}\n")
     }
 }

@@ -3,7 +3,8 @@
 //! passive-health ejection, the keep-alive connection pool, counters).
 
 use crate::config::EjectConfig;
-use crate::pool::{IdleStreams, Pool};
+use crate::http::full::pool::Pool;
+use crate::http::plain::idle::IdleStreams;
 use crate::stats::InstanceStats;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -27,9 +28,9 @@ pub struct InstanceState {
     ejections: AtomicU32,
     /// Ejected until this `now_ms()`; 0 when in rotation.
     ejected_until: AtomicU64,
-    /// Idle keep-alive connections (general path).
+    /// Idle keep-alive connections (full path).
     pub pool: Pool,
-    /// Idle keep-alive connections (lean path).
+    /// Idle keep-alive connections (plain path).
     pub streams: IdleStreams,
     /// Counters.
     pub stats: InstanceStats,

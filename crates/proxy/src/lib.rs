@@ -5,27 +5,22 @@
 //! (bounded) instead of failing; failed connects are retried on another
 //! instance; instances that keep failing are ejected for a while.
 //!
-//! HTTP/1.1 takes two paths. The lean path (`lean`, over the wire-level
-//! `h1`) serves plain requests with a reusable buffer per connection and
-//! plain pooled upstream sockets: it is what keeps the proxy's CPU per
-//! request below nginx's. Whatever it does not take (upgrades, `Expect`,
-//! chunked or large request bodies, HTTP/1.0, anything malformed or
-//! ambiguous) it hands, with the bytes already read, to the general path
-//! (`server`, `forward`: hyper), which refuses or serves it as before.
+//! Layout: `listen` accepts connections and hands each to `http` (where
+//! `http::dispatch` picks the plain fast path or the full hyper path for
+//! each request) or to `tcp`. The rules of a request (routing, waiting,
+//! attempts and retries, what counts as an instance failure, forwarding
+//! headers, stats and the access log) live once in `request`; each path
+//! only implements its exchange with an instance.
 #![forbid(unsafe_code)]
 
 mod balance;
 pub mod config;
 mod discovery;
 mod error;
-mod forward;
-mod framing;
-mod h1;
-mod headers;
+mod http;
 mod instance;
-mod lean;
-mod pool;
-mod server;
+mod listen;
+mod request;
 mod stats;
 mod table;
 mod tcp;
@@ -33,8 +28,10 @@ mod tcp;
 pub use config::{Balance, Cidr, EjectConfig, HashKey, PortRoute, ProxyConfig};
 pub use error::ProxyError;
 
+use arc_swap::ArcSwap;
 use serde_json::{json, Map, Value};
 use shoal_catalog::Catalog;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -47,6 +44,35 @@ pub(crate) struct Shared {
     stats: stats::ProxyStats,
     /// Requests waiting for a first instance now.
     queued: AtomicUsize,
+    /// Addresses this proxy listens on: an instance there is a loop.
+    listeners: ArcSwap<Vec<SocketAddr>>,
+    /// This process's name in `Via` (`shoal-<random>`): a request that
+    /// carries it came round again.
+    via: String,
+}
+
+impl Shared {
+    /// Whether connecting to `addr` would reach one of this proxy's own
+    /// listeners (the same address, or the port of a wildcard listener on
+    /// a local address).
+    pub(crate) fn is_own_listener(&self, addr: SocketAddr) -> bool {
+        let local = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified();
+        self.listeners.load().iter().any(|l| {
+            l.port() == addr.port()
+                && (l.ip() == addr.ip()
+                    || (l.ip().is_unspecified() && local(addr.ip()))
+                    || (addr.ip().is_unspecified() && local(l.ip())))
+        })
+    }
+
+    /// Remembers a listener's address (see [`Shared::is_own_listener`]).
+    pub(crate) fn add_listener(&self, addr: SocketAddr) {
+        self.listeners.rcu(|now| {
+            let mut next = Vec::clone(now);
+            next.push(addr);
+            next
+        });
+    }
 }
 
 /// A running proxy: the catalog watch and its routing table. Listeners are
@@ -67,13 +93,21 @@ impl Proxy {
                 discovery,
                 stats: Default::default(),
                 queued: AtomicUsize::new(0),
+                listeners: ArcSwap::default(),
+                via: format!("shoal-{:08x}", rand::random::<u32>()),
             }),
         }
     }
 
     /// Serves host- and path-routed HTTP on `listener` until `cancel`.
     pub async fn serve_http(&self, listener: TcpListener, cancel: CancellationToken) {
-        server::serve_http(self.shared.clone(), listener, None, cancel).await
+        listen::serve(
+            self.shared.clone(),
+            listener,
+            listen::Handler::Http(None),
+            cancel,
+        )
+        .await
     }
 
     /// Serves a port route: everything on `listener` goes to `route.service`
@@ -84,12 +118,13 @@ impl Proxy {
         route: &PortRoute,
         cancel: CancellationToken,
     ) {
-        if route.tcp {
-            tcp::serve_tcp(self.shared.clone(), listener, route.service.clone(), cancel).await
+        let service: Arc<str> = Arc::from(route.service.as_str());
+        let handler = if route.tcp {
+            listen::Handler::Tcp(service)
         } else {
-            let fixed: Arc<str> = Arc::from(route.service.as_str());
-            server::serve_http(self.shared.clone(), listener, Some(fixed), cancel).await
-        }
+            listen::Handler::Http(Some(service))
+        };
+        listen::serve(self.shared.clone(), listener, handler, cancel).await
     }
 
     /// Requests waiting for a first instance right now.

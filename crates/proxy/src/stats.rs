@@ -145,6 +145,8 @@ pub struct ProxyStats {
     pub queue_timeouts: AtomicU64,
     /// Requests refused for bad framing or limits.
     pub rejected: AtomicU64,
+    /// Requests refused because they would loop back to this proxy (508).
+    pub loops: AtomicU64,
 }
 
 impl ProxyStats {
@@ -157,6 +159,7 @@ impl ProxyStats {
             "queued": get(&self.queued),
             "queue_timeouts": get(&self.queue_timeouts),
             "rejected": get(&self.rejected),
+            "loops": get(&self.loops),
         })
     }
 
@@ -176,6 +179,7 @@ impl ProxyStats {
             get(&self.queue_timeouts)
         );
         let _ = writeln!(out, "shoal_proxy_rejected_total {}", get(&self.rejected));
+        let _ = writeln!(out, "shoal_proxy_loops_total {}", get(&self.loops));
     }
 }
 

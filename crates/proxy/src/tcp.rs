@@ -1,78 +1,66 @@
 //! Plain TCP load balancing (`--route ADDR=SERVICE/tcp`): each connection
-//! goes to one instance, chosen like an HTTP request, with a retry on
-//! another instance when the connection cannot be made.
+//! goes to one instance, chosen, waited for and retried by the request
+//! rules (`crate::request`) like an HTTP request; its exchange is a connect.
 
 use crate::balance::PickInput;
-use crate::forward::{attempt_failed, wait_for_upstream};
-use crate::server::DRAIN;
+use crate::instance::{Instance, InstanceState};
+use crate::request::attempts::{send_with_retries, Exchange};
+use crate::request::outcome::{Failure, InFlight};
+use crate::request::route::wait_for_upstream;
+use crate::table::Upstream;
 use crate::Shared;
 use hyper::HeaderMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 
-/// Accepts connections for `service` until `cancel`.
-pub async fn serve_tcp(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    service: String,
-    cancel: CancellationToken,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let (shared, service) = (shared.clone(), service.clone());
-                conns.spawn(async move {
-                    if let Err(e) = tunnel(&shared, stream, peer, &service).await {
-                        tracing::debug!(%peer, service, error = %e, "tcp route: connection not proxied");
-                    }
-                });
+/// A TCP attempt: a connection to the instance within the connect timeout.
+struct Connect;
+
+impl Exchange for Connect {
+    type Answer = (TcpStream, Arc<InstanceState>);
+
+    async fn attempt(
+        &mut self,
+        shared: &Shared,
+        _upstream: &Upstream,
+        inst: &Instance,
+    ) -> Result<Self::Answer, Failure> {
+        let connect = TcpStream::connect(inst.addr);
+        match tokio::time::timeout(shared.cfg.connect_timeout, connect).await {
+            Ok(Ok(stream)) => {
+                inst.state.record_success();
+                Ok((stream, inst.state.clone()))
             }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Ok(Err(e)) => Err(Failure::NotSent(format!("connect: {e}"))),
+            Err(_) => Err(Failure::NotSent("connect timed out".into())),
         }
     }
-    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
 }
 
-async fn tunnel(
+/// Tunnels one client connection to an instance of `service`.
+pub async fn serve(
     shared: &Shared,
     mut client: TcpStream,
     peer: std::net::SocketAddr,
     service: &str,
-) -> Result<(), String> {
-    let upstream = wait_for_upstream(shared, &(service.to_string(), None))
-        .await
-        .map_err(|e| e.to_string())?;
+) {
+    let upstream = match wait_for_upstream(shared, &(service.to_string(), None)).await {
+        Ok(up) => up,
+        Err(e) => {
+            tracing::debug!(%peer, service, error = %e, "tcp route: connection not proxied");
+            return;
+        }
+    };
     let headers = HeaderMap::new();
     let input = PickInput {
         client_ip: peer.ip(),
         headers: &headers,
     };
-    let mut tried = Vec::new();
-    for _ in 0..=shared.cfg.retries {
-        let Some(i) = upstream.pick(&input, &tried) else {
-            break;
-        };
-        tried.push(i);
-        let inst = &upstream.instances[i];
-        let connected =
-            tokio::time::timeout(shared.cfg.connect_timeout, TcpStream::connect(inst.addr)).await;
-        match connected {
-            Ok(Ok(mut server)) => {
-                inst.state.record_success();
-                inst.state.stats.requests.fetch_add(1, Ordering::Relaxed);
-                inst.state.outstanding.fetch_add(1, Ordering::Relaxed);
-                let copied = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                inst.state.outstanding.fetch_sub(1, Ordering::Relaxed);
-                return copied.map(|_| ()).map_err(|e| e.to_string());
-            }
-            _ => attempt_failed(shared, &upstream, inst),
+    match send_with_retries(shared, &upstream, &input, &mut Connect, true).await {
+        Ok((mut server, state)) => {
+            let _in_flight = InFlight::start(state);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         }
+        Err(e) => tracing::debug!(%peer, service, error = %e, "tcp route: connection not proxied"),
     }
-    Err(format!("no instance of {service} accepted the connection"))
 }

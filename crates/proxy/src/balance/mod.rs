@@ -16,7 +16,7 @@ use hyper::HeaderMap;
 use std::net::IpAddr;
 
 /// A request's headers as balancers read them: hyper's map on the
-/// general path, spans into the read buffer on the lean path.
+/// full path, spans into the read buffer on the plain path.
 pub trait HeaderLookup: Sync {
     /// Every value of header `name` (lowercase).
     fn values_of(&self, name: &str) -> Vec<&[u8]>;
@@ -28,7 +28,7 @@ impl HeaderLookup for HeaderMap {
     }
 }
 
-impl HeaderLookup for crate::h1::RawHeaders<'_> {
+impl HeaderLookup for crate::http::plain::wire::RawHeaders<'_> {
     fn values_of(&self, name: &str) -> Vec<&[u8]> {
         self.values(name).collect()
     }

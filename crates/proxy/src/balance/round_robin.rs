@@ -61,9 +61,11 @@ impl Balancer for RoundRobin {
         if n == 0 {
             return None;
         }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        // Each slot skipped moves the shared cursor too: an ineligible
+        // instance's turns are spread over the others in schedule order,
+        // not all handed to its neighbour in the schedule.
         (0..n)
-            .map(|k| self.schedule[(start + k) % n])
+            .map(|_| self.schedule[self.cursor.fetch_add(1, Ordering::Relaxed) % n])
             .find(|&i| eligible(i))
     }
 }
@@ -101,6 +103,32 @@ mod tests {
             .map(|_| rr.pick(&inst, &input, &|_| true).unwrap())
             .collect();
         assert_eq!(seq, vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    /// One of three (or of four, weighted) ejected: the others keep their
+    /// relative shares instead of one neighbour taking the ejected share.
+    #[test]
+    fn an_ineligible_instance_shifts_no_share_onto_one_neighbour() {
+        let headers = HeaderMap::new();
+        let input = PickInput {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            headers: &headers,
+        };
+        let cases: [(&[u32], usize, &[usize]); 3] = [
+            (&[1, 1, 1], 1, &[300, 0, 300]),
+            (&[1, 1, 1], 0, &[0, 300, 300]),
+            (&[2, 1, 1, 2], 1, &[240, 0, 120, 240]),
+        ];
+        for (weights, out, want) in cases {
+            let inst = instances(weights);
+            let rr = RoundRobin::new(&inst);
+            let n: usize = want.iter().sum();
+            let mut counts = vec![0; inst.len()];
+            for _ in 0..n {
+                counts[rr.pick(&inst, &input, &|i| i != out).unwrap()] += 1;
+            }
+            assert_eq!(counts, want, "weights {weights:?}, {out} out");
+        }
     }
 
     #[test]

@@ -1,11 +1,10 @@
-//! Request heads the lean path takes, and the ones it leaves to the general
-//! (hyper) path. Taken: HTTP/1.1 requests in origin form with one Host and
-//! no body, or a Content-Length body small enough to buffer whole.
-//! Everything else — upgrades, `Expect`, CONNECT, HTTP/1.0, chunked or
-//! large bodies, ambiguous framing, malformed or oversized heads — goes to
-//! the general path, which answers or refuses it as it always did.
+//! A request head parsed in place for the plain path; whatever the plain
+//! path does not take (by the rules in `crate::http::dispatch`, plus one
+//! Host and a small, unambiguous Content-Length) parses as `Parsed::Full`.
 
-use super::{tokens, RawHeaders, Span};
+use super::wire::{RawHeaders, Span};
+use crate::http::dispatch::{full_needs_header, plain_takes_line, Parsed};
+use crate::request::forwarding::tokens;
 use std::mem::MaybeUninit;
 
 /// At most this many header lines (as hyper's default).
@@ -15,17 +14,6 @@ pub const MAX_HEADERS: usize = 100;
 /// head: small enough to fit in the upstream socket's send buffer, so
 /// sending one cannot wait on the upstream reading its answer back.
 pub const MAX_BUFFERED_BODY: usize = 16 * 1024;
-
-/// What a look at the buffered bytes found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    /// The head is not complete yet.
-    Partial,
-    /// A head the lean path takes; its fields are set.
-    Lean,
-    /// Something for the general path.
-    General,
-}
 
 /// One parsed request head; spans point into the connection's buffer.
 #[derive(Debug, Default)]
@@ -44,6 +32,8 @@ pub struct RequestHead {
     pub headers: Vec<(Span, Span)>,
     /// The values of `Connection` headers.
     pub connection: Vec<Span>,
+    /// The values of `Via` headers (to find this proxy's own marker).
+    pub via: Vec<Span>,
     /// The client asked to close the connection after this exchange.
     pub close: bool,
 }
@@ -58,19 +48,20 @@ impl RequestHead {
         let len = match req.parse_with_uninit_headers(buf, &mut raw) {
             Ok(httparse::Status::Complete(n)) if n <= max_head => n,
             Ok(httparse::Status::Partial) if buf.len() <= max_head => return Parsed::Partial,
-            _ => return Parsed::General,
+            _ => return Parsed::Full,
         };
         let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
-            return Parsed::General;
+            return Parsed::Full;
         };
-        if method == "CONNECT" || !target.starts_with('/') {
-            return Parsed::General;
+        if !plain_takes_line(method, target, 1) {
+            return Parsed::Full;
         }
         self.len = len;
         self.method = Span::within(buf, method.as_bytes());
         self.target = Span::within(buf, target.as_bytes());
         self.headers.clear();
         self.connection.clear();
+        self.via.clear();
         self.close = false;
         let (mut host, mut length) = (None, None);
         for h in req.headers.iter() {
@@ -79,21 +70,20 @@ impl RequestHead {
             match name.len() {
                 4 if is(b"host") => {
                     if host.is_some() {
-                        return Parsed::General;
+                        return Parsed::Full;
                     }
                     host = Some(Span::within(buf, value));
                 }
                 14 if is(b"content-length") => match (length, body_length(value)) {
                     (None, Some(n)) => length = Some(n),
-                    _ => return Parsed::General,
+                    _ => return Parsed::Full,
                 },
                 10 if is(b"connection") => {
                     self.close |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"close"));
                     self.connection.push(Span::within(buf, value));
                 }
-                17 | 7 | 6 if is(b"transfer-encoding") || is(b"upgrade") || is(b"expect") => {
-                    return Parsed::General;
-                }
+                3 if is(b"via") => self.via.push(Span::within(buf, value)),
+                17 | 7 | 6 if full_needs_header(name) => return Parsed::Full,
                 _ => {}
             }
             self.headers.push((
@@ -102,11 +92,11 @@ impl RequestHead {
             ));
         }
         let Some(host) = host else {
-            return Parsed::General;
+            return Parsed::Full;
         };
         self.host = host;
         self.body_len = length.unwrap_or(0);
-        Parsed::Lean
+        Parsed::Plain
     }
 
     /// Head plus body.
@@ -146,14 +136,6 @@ fn body_length(value: &[u8]) -> Option<usize> {
     (n <= MAX_BUFFERED_BODY).then_some(n)
 }
 
-/// Whether a method may be sent twice (RFC 9110 9.2.2).
-pub fn idempotent(method: &[u8]) -> bool {
-    matches!(
-        method,
-        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,48 +147,10 @@ mod tests {
     }
 
     #[test]
-    fn takes_plain_requests_and_leaves_the_rest_to_the_general_path() {
-        use Parsed::*;
-        let long = format!(
-            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
-            "a".repeat(2000)
-        );
-        let cases: [(&[u8], Parsed); 19] = [
-            (b"GET /x?y=1 HTTP/1.1\r\nHost: a\r\n\r\n", Lean),
-            (b"GET / HTTP/1.1\r\nHost: a\r\n", Partial),
-            (b"GET / HTTP/1.1\r\nHo", Partial),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", Lean),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", Lean),
-            (b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", General),
-            (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", General),
-            (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", General),
-            (b"GET / HTTP/1.1\r\n\r\n", General),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", General),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", General),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", General),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", General),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", General),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n", General),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", General),
-            (b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", General),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n  b\r\n\r\n", General),
-            (long.as_bytes(), General),
-        ];
-        for (i, (raw, want)) in cases.into_iter().enumerate() {
-            assert_eq!(
-                parse(raw).0,
-                want,
-                "case {i}: {}",
-                String::from_utf8_lossy(raw)
-            );
-        }
-    }
-
-    #[test]
     fn fields_point_into_the_buffer() {
         let raw = b"POST /a/b?q=1 HTTP/1.1\r\nHost: Web.Localhost:8080\r\nConnection: keep-alive, Close\r\nContent-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\n";
         let (parsed, head) = parse(raw);
-        assert_eq!(parsed, Parsed::Lean);
+        assert_eq!(parsed, Parsed::Plain);
         assert_eq!(head.method.of(raw), b"POST");
         assert_eq!(head.target.of(raw), b"/a/b?q=1");
         assert_eq!(head.path(raw), "/a/b");
@@ -222,17 +166,5 @@ mod tests {
         );
         let names: Vec<&[u8]> = head.raw(raw).iter().map(|(n, _)| n).collect();
         assert_eq!(names, [&b"Host"[..], b"Connection", b"Content-Length"]);
-    }
-
-    #[test]
-    fn idempotent_methods() {
-        for (m, want) in [
-            (&b"GET"[..], true),
-            (b"PUT", true),
-            (b"POST", false),
-            (b"PATCH", false),
-        ] {
-            assert_eq!(idempotent(m), want);
-        }
     }
 }

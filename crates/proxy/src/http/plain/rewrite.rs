@@ -1,12 +1,13 @@
-//! The heads the lean path writes: the request as the upstream gets it
-//! (hop-by-hop headers and names listed in `Connection` dropped,
-//! `X-Forwarded-*` and optionally `Forwarded` set as `crate::headers`
-//! does for the general path), the answer as the client gets it, and the
-//! proxy's own answers.
+//! The heads the plain path writes: the request as the upstream gets it
+//! and the answer as the client gets it (by the rules of
+//! `crate::request::forwarding`, on bytes in place), and the proxy's own
+//! answers.
 
+use super::date;
 use super::request::RequestHead;
 use super::response::ResponseHead;
-use super::{date, is_hop_by_hop, listed_in, Span};
+use super::wire::Span;
+use crate::request::forwarding::{believed, is_hop_by_hop, removed_by_connection};
 use std::time::SystemTime;
 
 /// What this hop adds to a request.
@@ -23,6 +24,8 @@ pub struct Hop<'a> {
     pub rfc7239: bool,
     /// A path prefix to remove.
     pub strip: Option<&'a str>,
+    /// This proxy's name in `Via`.
+    pub via: &'a str,
 }
 
 #[derive(PartialEq, Eq)]
@@ -45,11 +48,6 @@ fn kind(name: &[u8]) -> Kind {
         2 | 7 | 10 | 16..=18 if is_hop_by_hop(name) => Kind::HopByHop,
         _ => Kind::Other,
     }
-}
-
-/// A value `HeaderValue::to_str` would take: visible ASCII, SP, HTAB.
-fn printable(v: &[u8]) -> bool {
-    v.iter().all(|b| *b == b'\t' || (b' '..=b'~').contains(b))
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -118,7 +116,9 @@ pub fn upstream_request<'b>(buf: &'b [u8], req: &'b RequestHead, hop: &Hop, out:
     let (mut xff, mut fwd, mut proto, mut host) = (None, None, false, false);
     copy_kept(buf, &req.headers, req.len, out, |name, value| {
         let k = kind(name);
-        if k == Kind::HopByHop || (!connection.is_empty() && listed_in(&connection, name)) {
+        if k == Kind::HopByHop
+            || (!connection.is_empty() && removed_by_connection(&connection, name))
+        {
             return false;
         }
         match k {
@@ -133,12 +133,8 @@ pub fn upstream_request<'b>(buf: &'b [u8], req: &'b RequestHead, hop: &Hop, out:
         }
         false
     });
-    let trusted = hop.trusted;
-    let believed = move |v: Option<&'b [u8]>| {
-        v.filter(|v| trusted && printable(v) && !v.trim_ascii().is_empty())
-    };
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(prior) = believed(xff) {
+    if let Some(prior) = believed(hop.trusted, xff) {
         out.extend_from_slice(prior);
         out.extend_from_slice(b", ");
     }
@@ -151,9 +147,11 @@ pub fn upstream_request<'b>(buf: &'b [u8], req: &'b RequestHead, hop: &Hop, out:
         header(out, b"x-forwarded-host", hop.host.as_bytes());
     }
     if hop.rfc7239 {
-        forwarded(out, believed(fwd), hop);
+        forwarded(out, believed(hop.trusted, fwd), hop);
     }
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b"via: 1.1 ");
+    out.extend_from_slice(hop.via.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// An RFC 7239 `Forwarded` header for this hop, after `prior` elements.
@@ -205,7 +203,7 @@ pub fn client_response(
     copy_kept(buf, &resp.headers, resp.len, out, |name, _| {
         !(kind(name) == Kind::HopByHop
             || (chunk && name.eq_ignore_ascii_case(b"content-length"))
-            || (!connection.is_empty() && listed_in(&connection, name)))
+            || (!connection.is_empty() && removed_by_connection(&connection, name)))
     });
     if !resp.dated {
         header(out, b"date", date::http_date(SystemTime::now()).as_bytes());
@@ -237,7 +235,7 @@ pub fn local_response(status: hyper::StatusCode, body: &str, close: bool, out: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h1::request::Parsed;
+    use crate::http::dispatch::Parsed;
 
     fn hop<'a>(trusted: bool, strip: Option<&'a str>) -> Hop<'a> {
         Hop {
@@ -247,12 +245,13 @@ mod tests {
             host: "web.localhost",
             rfc7239: false,
             strip,
+            via: "shoal-t",
         }
     }
 
     fn rewritten(raw: &[u8], hop: &Hop) -> String {
         let mut head = RequestHead::default();
-        assert_eq!(head.parse(raw, 4096), Parsed::Lean);
+        assert_eq!(head.parse(raw, 4096), Parsed::Plain);
         let mut out = Vec::new();
         upstream_request(raw, &head, hop, &mut out);
         String::from_utf8(out).unwrap()
@@ -260,41 +259,46 @@ mod tests {
 
     #[test]
     fn upstream_heads() {
-        let cases: [(&[u8], Hop, &str); 7] = [
+        let cases: [(&[u8], Hop, &str); 8] = [
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host, X-P\r\nX-P: 1\r\nContent-Length: 2\r\n\r\nhi",
+                hop(false, None),
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nvia: 1.1 shoal-t\r\n\r\n",
+            ),
             (
                 b"GET / HTTP/1.1\nHost: a\nX-A: 1\n\n",
                 hop(false, None),
-                "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nvia: 1.1 shoal-t\r\n\r\n",
             ),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nX-A:  1\nX-B: 2\r\nKeep-Alive: 1\r\nX-C: 3\r\n\r\n",
                 hop(false, None),
-                "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nvia: 1.1 shoal-t\r\n\r\n",
             ),
             (
                 b"GET /x?q=1 HTTP/1.1\r\nHost: Web.localhost:8080\r\nAccept: */*\r\n\r\n",
                 hop(false, None),
-                "GET /x?q=1 HTTP/1.1\r\nHost: Web.localhost:8080\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\n\r\n",
+                "GET /x?q=1 HTTP/1.1\r\nHost: Web.localhost:8080\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nvia: 1.1 shoal-t\r\n\r\n",
             ),
             (
                 b"GET /api/users?x=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Private\r\nX-Private: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n",
                 hop(false, Some("/api")),
-                "GET /users?x=1 HTTP/1.1\r\nHost: a\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\n\r\n",
+                "GET /users?x=1 HTTP/1.1\r\nHost: a\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nvia: 1.1 shoal-t\r\n\r\n",
             ),
             (
                 b"GET /api HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\nX-Forwarded-Proto: https\r\n\r\n",
                 hop(true, Some("/api")),
-                "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 1.2.3.4, 10.0.0.1\r\nx-forwarded-host: web.localhost\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 1.2.3.4, 10.0.0.1\r\nx-forwarded-host: web.localhost\r\nvia: 1.1 shoal-t\r\n\r\n",
             ),
             (
                 b"POST /apiary HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
                 hop(false, Some("/api")),
-                "POST /apiary HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\n\r\n",
+                "POST /apiary HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nvia: 1.1 shoal-t\r\n\r\n",
             ),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=1.2.3.4\r\n\r\n",
                 Hop { rfc7239: true, client: "::1", client_v6: true, ..hop(true, None) },
-                "GET / HTTP/1.1\r\nHost: a\r\nx-forwarded-for: ::1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nforwarded: for=1.2.3.4, for=\"[::1]\";host=\"web.localhost\";proto=http\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: a\r\nx-forwarded-for: ::1\r\nx-forwarded-proto: http\r\nx-forwarded-host: web.localhost\r\nforwarded: for=1.2.3.4, for=\"[::1]\";host=\"web.localhost\";proto=http\r\nvia: 1.1 shoal-t\r\n\r\n",
             ),
         ];
         for (i, (raw, hop, want)) in cases.iter().enumerate() {

@@ -3,36 +3,44 @@
 //! sent once its framing checks out), or until the upstream closes
 //! (re-framed as chunked so the client connection stays open). The
 //! upstream connection goes back to the pool when the answer ended
-//! exactly where its framing said.
+//! exactly where its framing said. An answer that breaks off is reported
+//! as such (`AnswerEnd::Broken`), and the client connection closes
+//! without the answer looking complete.
 
+use super::chunked::Chunked;
+use super::response::Framing;
+use super::rewrite;
 use super::Io;
-use crate::h1::chunked::Chunked;
-use crate::h1::response::Framing;
-use crate::h1::rewrite;
 use crate::instance::Instance;
-use std::io;
+use crate::request::outcome::AnswerEnd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Relays the answer whose head is in `io.resp`; false when the client
-/// connection must close (the client asked, or the answer broke off).
+/// Why a relay stopped early.
+enum Stop {
+    /// The upstream closed early, failed or framed the body wrong.
+    Upstream(String),
+    /// Writing to the client failed.
+    Client,
+}
+
+type Relayed = Result<bool, Stop>;
+
+/// Relays the answer whose head is in `io.resp`: how it ended, and
+/// whether the client connection stays open.
 pub async fn relay(
     mut up: TcpStream,
     io: &mut Io,
     client_close: bool,
     inst: &Instance,
     max_idle: usize,
-) -> bool {
+) -> (AnswerEnd, bool) {
     let framing = io.resp.framing;
     let chunk = matches!(framing, Framing::Chunked | Framing::UntilClose);
     rewrite::client_response(&io.up, &io.resp, chunk, client_close, &mut io.out);
     let start = io.resp.len;
     let relayed = match framing {
-        Framing::Empty => io
-            .stream
-            .write_all(&io.out)
-            .await
-            .map(|_| io.up.len() == start),
+        Framing::Empty => write(io, Whole::Out).await.map(|_| io.up.len() == start),
         Framing::Length(n) => by_length(&mut up, io, n).await,
         Framing::Chunked => chunked(&mut up, io).await,
         Framing::UntilClose => until_close(&mut up, io).await,
@@ -42,41 +50,56 @@ pub async fn relay(
             if clean && io.resp.reusable {
                 inst.state.streams.put(up, max_idle);
             }
-            !client_close
+            (AnswerEnd::Complete, !client_close)
         }
-        Err(_) => false,
+        Err(Stop::Upstream(why)) => (AnswerEnd::Broken(why), false),
+        Err(Stop::Client) => (AnswerEnd::ClientGone, false),
     }
 }
 
-fn broken(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string())
+/// What of the buffers goes to the client.
+enum Whole {
+    /// All of `io.out`.
+    Out,
+    /// The first bytes of `io.up`.
+    Up(usize),
+}
+
+async fn write(io: &mut Io, what: Whole) -> Result<(), Stop> {
+    let bytes = match what {
+        Whole::Out => &io.out[..],
+        Whole::Up(n) => &io.up[..n],
+    };
+    io.stream.write_all(bytes).await.map_err(|_| Stop::Client)
 }
 
 /// Room made for each read of a body beyond what came with the head.
 const BODY_READ_SIZE: usize = 32 * 1024;
 
-/// Reads the next bytes of the body into `io.up` (emptied first).
-async fn read_more(up: &mut TcpStream, io: &mut Io) -> io::Result<usize> {
+/// Reads the next bytes of the body into `io.up` (emptied first); an
+/// early close is the upstream's fault.
+async fn read_more(up: &mut TcpStream, io: &mut Io, close_ends: bool) -> Result<usize, Stop> {
     io.up.clear();
     io.up.reserve(BODY_READ_SIZE);
-    up.read_buf(&mut io.up).await
+    match up.read_buf(&mut io.up).await {
+        Ok(0) if !close_ends => Err(Stop::Upstream("upstream closed inside the body".into())),
+        Ok(n) => Ok(n),
+        Err(e) => Err(Stop::Upstream(format!("receive: {e}"))),
+    }
 }
 
 /// A body of `n` bytes; Ok(true) when nothing followed it.
-async fn by_length(up: &mut TcpStream, io: &mut Io, n: u64) -> io::Result<bool> {
+async fn by_length(up: &mut TcpStream, io: &mut Io, n: u64) -> Relayed {
     let start = io.resp.len;
     let have = (io.up.len() - start) as u64;
     let first = have.min(n) as usize;
     io.out.extend_from_slice(&io.up[start..start + first]);
-    io.stream.write_all(&io.out).await?;
+    write(io, Whole::Out).await?;
     let (mut left, mut extra) = (n - first as u64, have > n);
     while left > 0 {
-        let got = read_more(up, io).await?;
-        if got == 0 {
-            return Err(broken("upstream closed inside the body"));
-        }
+        let got = read_more(up, io, false).await?;
         let take = (got as u64).min(left) as usize;
-        io.stream.write_all(&io.up[..take]).await?;
+        write(io, Whole::Up(take)).await?;
         left -= take as u64;
         extra |= got > take;
     }
@@ -84,21 +107,18 @@ async fn by_length(up: &mut TcpStream, io: &mut Io, n: u64) -> io::Result<bool> 
 }
 
 /// A chunked body, relayed as sent; Ok(true) when nothing followed it.
-async fn chunked(up: &mut TcpStream, io: &mut Io) -> io::Result<bool> {
+async fn chunked(up: &mut TcpStream, io: &mut Io) -> Relayed {
     let mut framing = Chunked::default();
     let start = io.resp.len;
-    let bad = |e: crate::h1::chunked::ChunkError| io::Error::new(io::ErrorKind::InvalidData, e.0);
+    let bad = |e: super::chunked::ChunkError| Stop::Upstream(e.0.to_string());
     let used = framing.advance(&io.up[start..]).map_err(bad)?;
     io.out.extend_from_slice(&io.up[start..start + used]);
     let mut extra = start + used < io.up.len();
-    io.stream.write_all(&io.out).await?;
+    write(io, Whole::Out).await?;
     while !framing.is_done() {
-        let got = read_more(up, io).await?;
-        if got == 0 {
-            return Err(broken("upstream closed inside the body"));
-        }
+        let got = read_more(up, io, false).await?;
         let used = framing.advance(&io.up).map_err(bad)?;
-        io.stream.write_all(&io.up[..used]).await?;
+        write(io, Whole::Up(used)).await?;
         extra |= used < got;
     }
     Ok(!extra)
@@ -114,20 +134,20 @@ fn chunk_of(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// A body that ends when the upstream closes, sent on as chunks.
-async fn until_close(up: &mut TcpStream, io: &mut Io) -> io::Result<bool> {
+async fn until_close(up: &mut TcpStream, io: &mut Io) -> Relayed {
     let start = io.resp.len;
     let first = io.up.split_off(start);
     chunk_of(&mut io.out, &first);
-    io.stream.write_all(&io.out).await?;
+    write(io, Whole::Out).await?;
     loop {
-        let got = read_more(up, io).await?;
+        let got = read_more(up, io, true).await?;
         io.out.clear();
         if got == 0 {
             io.out.extend_from_slice(b"0\r\n\r\n");
-            io.stream.write_all(&io.out).await?;
+            write(io, Whole::Out).await?;
             return Ok(false);
         }
         chunk_of(&mut io.out, &io.up);
-        io.stream.write_all(&io.out).await?;
+        write(io, Whole::Out).await?;
     }
 }

@@ -2,7 +2,8 @@
 //! framed (RFC 9112 6.3) and whether the connection can carry another
 //! request afterwards.
 
-use super::{tokens, Span};
+use super::wire::Span;
+use crate::request::forwarding::tokens;
 use std::mem::MaybeUninit;
 
 /// Largest response head accepted from an upstream.

@@ -5,9 +5,9 @@
 //! (no `urlprefix-` routes, or a port route).
 
 use crate::error::ProxyError;
-use crate::forward::wait_for_upstream;
-use crate::headers::normalize_host;
-use crate::table::{Target, Upstream};
+use crate::http::full::headers::normalize_host;
+use crate::request::route::{target, wait_for_upstream};
+use crate::table::Upstream;
 use crate::Shared;
 use std::sync::Arc;
 
@@ -50,20 +50,10 @@ impl RouteCache {
                     return Ok((up.clone(), None));
                 }
             }
-            let target = match fixed {
-                Some(service) => Target {
-                    key: (service.to_string(), None),
-                    strip: None,
-                },
-                None => {
-                    let path = path();
-                    table
-                        .resolve(&self.host, path)
-                        .ok_or_else(|| ProxyError::NoRoute {
-                            host: self.host.clone(),
-                            path: path.to_string(),
-                        })?
-                }
+            let target = if fixed.is_some() {
+                target(&table, fixed, &self.host, "")?
+            } else {
+                target(&table, fixed, &self.host, path())?
             };
             if let Some(up) = table.upstream(&target.key) {
                 self.found = host_decides.then(|| (table.generation, up.clone()));

@@ -1,22 +1,12 @@
-//! Connections to instances on the lean path: a pooled one that is still
+//! Connections to instances on the plain path: a pooled one that is still
 //! open, or a new one; and one round trip on it up to the answer's head.
 
 use super::{Io, READ_SIZE};
 use crate::instance::Instance;
+use crate::request::outcome::Failure;
 use crate::Shared;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Why an attempt got no usable answer.
-pub enum Failure {
-    /// No connection could be made: always tried elsewhere.
-    NoConnection(String),
-    /// Not one byte of an answer came back: the request may be sent again
-    /// if it is idempotent.
-    NoAnswer(String),
-    /// The answer started but was broken: never sent again.
-    BadAnswer(String),
-}
 
 /// Whether an idle pooled connection is still open: nothing to read (a
 /// closed or chatty one is dropped). Costs no system call unless the
@@ -27,7 +17,7 @@ fn still_open(stream: &TcpStream) -> bool {
 }
 
 /// A pooled connection to `inst`, or a new one.
-pub async fn connect(shared: &Shared, inst: &Instance) -> Result<TcpStream, String> {
+pub async fn connect(shared: &Shared, inst: &Instance) -> Result<TcpStream, Failure> {
     while let Some(stream) = inst.state.streams.take() {
         if still_open(&stream) {
             return Ok(stream);
@@ -36,8 +26,8 @@ pub async fn connect(shared: &Shared, inst: &Instance) -> Result<TcpStream, Stri
     let connect = TcpStream::connect(inst.addr);
     let stream = tokio::time::timeout(shared.cfg.connect_timeout, connect)
         .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|_| Failure::NotSent("connect timed out".into()))?
+        .map_err(|e| Failure::NotSent(format!("connect: {e}")))?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }

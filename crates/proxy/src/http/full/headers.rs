@@ -1,25 +1,16 @@
-//! Request and response header rules: hop-by-hop headers (and names listed
-//! in `Connection`) are dropped, `X-Forwarded-*` are set, and a client's
-//! own `X-Forwarded-*` are believed only from trusted proxies.
+//! The forwarding rules of `crate::request::forwarding` on hyper's header
+//! map: hop-by-hop headers (and names listed in `Connection`, never the
+//! framing or Host) are dropped, `X-Forwarded-*` and `Via` are set, and a
+//! client's own `X-Forwarded-*` are believed only from trusted proxies.
 
+use crate::request::forwarding::{believed, removed_by_connection, HOP_BY_HOP};
 use hyper::header::{
     HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE,
 };
 use hyper::HeaderMap;
 use std::net::IpAddr;
 
-/// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1).
-/// Names as constants: looking a header up by `&str` parses the name first.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    hyper::header::TE,
-    hyper::header::TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    hyper::header::PROXY_AUTHENTICATE,
-];
+pub use crate::request::forwarding::normalize_host;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -28,12 +19,16 @@ const FORWARDED: HeaderName = hyper::header::FORWARDED;
 /// Removes hop-by-hop headers; with `upgrade`, keeps the upgrade itself
 /// (`Connection: upgrade` + `Upgrade`), which must reach the other side.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let listed: Vec<HeaderName> = headers
+    let connection: Vec<&[u8]> = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(|v| v.as_bytes())
+        .collect();
+    let listed: Vec<HeaderName> = connection
+        .iter()
+        .flat_map(|v| crate::request::forwarding::tokens(v))
+        .filter(|name| removed_by_connection(&connection, name))
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect();
     let upgrade_value = if upgrade {
         headers.get(UPGRADE).cloned()
@@ -43,7 +38,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in listed {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     if let (true, Some(value)) = (upgrade, upgrade_value) {
@@ -86,9 +81,10 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), String> {
 /// says whether the client's own values are kept (and extended).
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host: &str) {
     let client = client.to_canonical();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client.to_string(),
+    let prior = believed(trusted, headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()));
+    let xff = match prior.and_then(|p| std::str::from_utf8(p).ok()) {
+        Some(prior) => format!("{prior}, {client}"),
+        None => client.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR, v);
@@ -116,9 +112,10 @@ pub fn set_rfc7239(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host:
         .filter(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(*c))
         .collect();
     let element = format!("for={node};host=\"{host}\";proto=http");
-    let value = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {element}"),
-        _ => element,
+    let prior = believed(trusted, headers.get(&FORWARDED).map(|v| v.as_bytes()));
+    let value = match prior.and_then(|p| std::str::from_utf8(p).ok()) {
+        Some(prior) => format!("{prior}, {element}"),
+        None => element,
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(FORWARDED, v);
@@ -139,19 +136,6 @@ pub fn request_host(uri: &hyper::Uri, headers: &HeaderMap) -> String {
         })
         .unwrap_or_default();
     normalize_host(&raw)
-}
-
-/// A Host value lowercase, without port and trailing dot.
-pub fn normalize_host(raw: &str) -> String {
-    let host = if raw.starts_with('[') {
-        raw.split(']')
-            .next()
-            .map(|h| format!("{h}]"))
-            .unwrap_or_default()
-    } else {
-        raw.split(':').next().unwrap_or("").to_string()
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
 }
 
 #[cfg(test)]

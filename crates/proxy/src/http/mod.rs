@@ -1,0 +1,11 @@
+//! HTTP/1.1, on two paths: `plain`, a hand-written fast path for plain
+//! requests (a reusable buffer per connection, plain pooled upstream
+//! sockets), and `full`, hyper, for everything else (upgrades, `Expect`,
+//! chunked or large bodies, HTTP/1.0, absolute-form targets, anything
+//! malformed or ambiguous). `dispatch` holds the rule that picks between
+//! them. Both implement the same `crate::request` rules.
+
+pub mod dispatch;
+pub mod full;
+pub mod plain;
+pub mod rewind;
