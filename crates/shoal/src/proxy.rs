@@ -42,6 +42,14 @@ pub struct ProxyOptions {
     /// Attempts on other instances after a failed one.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub retries: u8,
+    /// Per attempt: time to connect to an instance.
+    #[arg(long, env = "SHOAL_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Per attempt: time from sending a request to the first byte of the
+    /// answer; past it the instance counts as failed and an idempotent
+    /// request goes to another one.
+    #[arg(long, env = "SHOAL_UPSTREAM_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
     /// Peers whose X-Forwarded-* headers are believed (address or CIDR, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
@@ -63,6 +71,8 @@ impl ProxyOptions {
             balance: self.balance.clone(),
             queue_timeout: self.queue_timeout,
             retries: usize::from(self.retries),
+            connect_timeout: self.connect_timeout,
+            answer_timeout: self.upstream_timeout,
             trusted_proxies: self.trusted_proxies.clone(),
             access_log: self.access_log,
             forwarded: self.forwarded,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod recorder;
 pub mod stack;
 
 use reqwest::{Client, Method, StatusCode};

@@ -162,6 +162,14 @@ impl Stack {
         );
     }
 
+    /// Waits until a GET for `host` through the proxy answers `status`.
+    pub async fn until_routed_status(&self, host: &str, status: u16) {
+        shoal_testkit::assert_eventually!(
+            self.get(host, "/").await.0.as_u16() == status,
+            "{host} never answered {status}"
+        );
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.http
     }

@@ -1,0 +1,314 @@
+//! Whose fault a failed request is, on both HTTP paths (the plain fast
+//! path, and hyper's, reached here with HTTP/1.0): a client's malformed
+//! body is not held against an instance; a truncated answer or a hung
+//! instance is, and requests move on; a route back into the proxy gets
+//! 508; an unreachable registry gets a 503 that says so at once.
+
+mod common;
+
+use common::recorder::Recorder;
+use common::stack::{bin, fast_queue, hello, Stack};
+use shoal_proxy::ProxyConfig;
+use shoal_testkit::ServerProcess;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The two paths: a plain HTTP/1.1 request, and HTTP/1.0 (hyper's path).
+const VERSIONS: [&str; 2] = ["HTTP/1.1", "HTTP/1.0"];
+
+/// Sends `raw` on a new connection and reads until the proxy closes it
+/// (at most 10 s): (status, whole answer).
+async fn exchange(proxy: SocketAddr, raw: &str) -> (u16, String) {
+    let mut conn = TcpStream::connect(proxy).await.unwrap();
+    conn.write_all(raw.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got))
+        .await
+        .unwrap_or_else(|_| panic!("no answer within 10 s to {raw:?}"))
+        .unwrap();
+    let text = String::from_utf8_lossy(&got).to_string();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+fn get(version: &str, host: &str, path: &str) -> String {
+    format!("GET {path} {version}\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+fn instance(s: &Stack, service: &str, id: &str) -> serde_json::Value {
+    s.proxy.stats_json()["services"][service]["instances"][id].clone()
+}
+
+/// A backend that answers `answer` to every request, then closes.
+async fn canned(answer: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let _ = stream.write_all(answer).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A backend that accepts and reads but never answers (a stopped process).
+async fn hung() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while stream.read(&mut buf).await.unwrap_or(0) > 0 {}
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_malformed_request_body_is_a_400_and_never_ejects_the_instance() {
+    let s = Stack::start(fast_queue()).await;
+    let (a, b) = (Recorder::start().await, Recorder::start().await);
+    s.register("rec", "rec-a", a.port, &[]).await;
+    s.register("rec", "rec-b", b.port, &[]).await;
+    s.until_routed("rec.localhost").await;
+    // Chunked bodies only exist from HTTP/1.1 on (hyper answers
+    // Transfer-Encoding on HTTP/1.0 with its own 400); both reach the
+    // full path, where bodies are decoded.
+    for version in ["HTTP/1.1"] {
+        for size in ["zz", "ffffffffffffffffffff", "-1"] {
+            for _ in 0..4 {
+                let raw = format!("POST /ok {version}\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nhello\r\n0\r\n\r\n");
+                let (status, text) = exchange(s.addr, &raw).await;
+                assert_eq!(status, 400, "{version} chunk size {size}: {text}");
+                assert!(
+                    text.contains("bad request"),
+                    "{version} {size}: says what is wrong: {text}"
+                );
+            }
+        }
+    }
+    for id in ["rec-a", "rec-b"] {
+        let inst = instance(&s, "rec", id);
+        assert_eq!(inst["errors"], 0, "{id}: {inst}");
+        assert_eq!(inst["ejections"], 0, "{id}: {inst}");
+        assert_eq!(inst["ejected"], false, "{id}: {inst}");
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_answer_is_an_instance_failure_and_the_client_sees_it_cut() {
+    for version in VERSIONS {
+        let s = Stack::start(fast_queue()).await;
+        let good = hello("web");
+        let cut = canned(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789").await;
+        s.register("web", &good.id, good.port, &[]).await;
+        s.register("web", "cut", cut, &[]).await;
+        s.until_routed("web.localhost").await;
+        let mut truncated = 0;
+        for _ in 0..20 {
+            let (status, text) = exchange(s.addr, &get(version, "web.localhost", "/json")).await;
+            assert_eq!(status, 200, "{text}");
+            if text.ends_with("0123456789") {
+                truncated += 1;
+                assert!(!text.contains(&good.id));
+            }
+        }
+        let inst = instance(&s, "web", "cut");
+        assert!(truncated >= 1, "{version}: the cut instance answered some");
+        assert_eq!(
+            inst["errors"], truncated,
+            "{version}: each truncated answer counted: {inst}"
+        );
+        assert!(
+            inst["ejections"].as_u64().unwrap() >= 1,
+            "{version}: ejected: {inst}"
+        );
+        assert_eq!(inst["ejected"], true, "{version}: {inst}");
+    }
+}
+
+#[tokio::test]
+async fn a_hung_instance_costs_one_timeout_per_attempt_and_requests_go_elsewhere() {
+    for version in VERSIONS {
+        let cfg = ProxyConfig {
+            answer_timeout: Duration::from_millis(300),
+            ..fast_queue()
+        };
+        let s = Stack::start(cfg).await;
+        let good = hello("web");
+        s.register("web", &good.id, good.port, &[]).await;
+        s.register("web", "hung", hung().await, &[]).await;
+        s.until_routed("web.localhost").await;
+        for i in 0..12 {
+            let (status, text) = exchange(s.addr, &get(version, "web.localhost", "/json")).await;
+            assert_eq!(status, 200, "{version} request {i}: {text}");
+            assert!(text.contains(&good.id), "{text}");
+        }
+        let inst = instance(&s, "web", "hung");
+        assert!(
+            inst["errors"].as_u64().unwrap() >= 1,
+            "{version}: timeouts counted: {inst}"
+        );
+        assert_eq!(inst["ejected"], true, "{version}: {inst}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_resent_gets_504_from_a_hung_instance() {
+    let cfg = ProxyConfig {
+        answer_timeout: Duration::from_millis(200),
+        ..fast_queue()
+    };
+    let s = Stack::start(cfg).await;
+    s.register("web", "hung", hung().await, &[]).await;
+    s.until_routed_status("web.localhost", 504).await;
+    let raw = "POST /x HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+    let (status, text) = exchange(s.addr, raw).await;
+    assert_eq!(status, 504, "{text}");
+    assert!(text.contains("did not answer in time"), "{text}");
+}
+
+#[tokio::test]
+async fn an_instance_that_is_the_proxy_itself_gets_508_naming_it() {
+    let s = Stack::start(fast_queue()).await;
+    // The README tour's mistake: port 8080 (here: the proxy's own port).
+    s.register("loop", "web-1", s.addr.port(), &[]).await;
+    for version in VERSIONS {
+        let mut answer = (0, String::new());
+        for _ in 0..100 {
+            answer = exchange(s.addr, &get(version, "loop.localhost", "/")).await;
+            if answer.0 != 503 {
+                break;
+            }
+        }
+        let (status, text) = answer;
+        assert_eq!(status, 508, "{version}: {text}");
+        assert!(
+            text.contains("web-1") && text.contains("this proxy"),
+            "{text}"
+        );
+    }
+    assert!(s.proxy.stats_json()["proxy"]["loops"].as_u64().unwrap() >= 2);
+}
+
+/// A TCP forwarder in front of the proxy: the proxy cannot tell it is
+/// itself by the address, only by its `Via` marker coming back.
+#[tokio::test]
+async fn a_request_that_comes_round_again_gets_508() {
+    let s = Stack::start(fast_queue()).await;
+    let forwarder = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = forwarder.local_addr().unwrap().port();
+    let proxy = s.addr;
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = forwarder.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut p) = TcpStream::connect(proxy).await {
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut p).await;
+                }
+            });
+        }
+    });
+    s.register("round", "round-1", port, &[]).await;
+    for version in VERSIONS {
+        let mut answer = (0, String::new());
+        for _ in 0..100 {
+            answer = exchange(s.addr, &get(version, "round.localhost", "/")).await;
+            if answer.0 != 503 {
+                break;
+            }
+        }
+        let (status, text) = answer;
+        assert_eq!(status, 508, "{version}: {text}");
+        assert!(text.contains("loop"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn host_rules_one_host_and_the_absolute_target_wins() {
+    let s = Stack::start(fast_queue()).await;
+    let (rec, other) = (Recorder::start().await, Recorder::start().await);
+    s.register("rec", "rec-1", rec.port, &[]).await;
+    s.register("other", "other-1", other.port, &[]).await;
+    s.until_routed("rec.localhost").await;
+    s.until_routed("other.localhost").await;
+    let before = (rec.requests().len(), other.requests().len());
+    let refused = [
+        "GET / HTTP/1.1\r\nHost: rec.localhost\r\nHost: rec.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: rec.localhost\r\nHost: other.localhost\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: rec.localhost\r\nHost: other.localhost\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: rec.localhost\r\nHost: rec.localhost\r\n\r\n",
+        "GET http://rec.localhost@other.localhost/ HTTP/1.1\r\nHost: rec.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: no host\r\n\r\n",
+    ];
+    for raw in refused {
+        let (status, text) = exchange(s.addr, raw).await;
+        assert_eq!(status, 400, "{raw:?}: {text}");
+        assert!(text.contains("Host") || text.contains("userinfo"), "{text}");
+    }
+    let (status, text) = exchange(
+        s.addr,
+        "GET http://other.localhost/x HTTP/1.1\r\nHost: rec.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(rec.requests().len(), before.0, "nothing reached rec");
+    let got = &other.requests()[before.1..];
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].hosts,
+        ["other.localhost"],
+        "forwarded with the target's host"
+    );
+    assert!(rec.violations().is_empty() && other.violations().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_is_said_at_once_with_its_cause() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let proxy = ServerProcess::start_role(
+        bin(),
+        &[
+            "proxy",
+            "--registry",
+            &registry,
+            "--listen",
+            "127.0.0.1:0",
+            "--stats-addr",
+            "127.0.0.1:0",
+            "--queue-timeout",
+            "60s",
+            "--log-level",
+            "error",
+        ],
+        "shoal proxy",
+    );
+    let addr: SocketAddr = proxy.url.trim_start_matches("http://").parse().unwrap();
+    // The first query fails within moments; a request then waits no more.
+    let mut answer = (0, String::new());
+    for _ in 0..50 {
+        answer = exchange(addr, &get("HTTP/1.1", "web.localhost", "/")).await;
+        if answer.1.contains("unreachable") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, text) = answer;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("registry is unreachable"), "{text}");
+    assert!(
+        text.to_lowercase().contains("connection refused"),
+        "the cause is named: {text}"
+    );
+}

@@ -1,0 +1,154 @@
+//! Request smuggling, from a raw socket: every case of
+//! `tests/corpus/smuggling.txt` is sent as is to the proxy, in front of a
+//! recording backend (`common::recorder`) that reads requests leniently
+//! (the first Content-Length wins). Whatever the bytes, the backend must
+//! never get a request hidden inside another one (`/smuggled`, or a Host
+//! the proxy would have routed elsewhere), never an ambiguous head, and
+//! never more requests than the proxy accounted for.
+
+mod common;
+
+use common::recorder::Recorder;
+use common::stack::{fast_queue, Stack};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The corpus: (name, bytes).
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let text = include_str!("corpus/smuggling.txt");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, raw) = l.split_once(" | ").expect("NAME | BYTES");
+            (name.to_string(), unescape(raw))
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> Vec<u8> {
+    let (mut out, b) = (Vec::new(), s.as_bytes());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            let (byte, used) = match b[i + 1] {
+                b'r' => (b'\r', 2),
+                b'n' => (b'\n', 2),
+                b't' => (b'\t', 2),
+                b'\\' => (b'\\', 2),
+                b'x' => (u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap(), 4),
+                other => panic!("bad escape \\{}", other as char),
+            };
+            out.push(byte);
+            i += used;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Sends `raw` on a new connection; reads what comes back until the proxy
+/// closes or is quiet for a moment.
+async fn send(proxy: std::net::SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut conn = TcpStream::connect(proxy).await.unwrap();
+    let _ = conn.write_all(raw).await;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(300), conn.read(&mut chunk)).await
+    {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_case_of_the_corpus_smuggles_a_request_past_the_proxy() {
+    let s = Stack::start(fast_queue()).await;
+    let rec = Recorder::start().await;
+    let other = Recorder::start().await;
+    s.register("rec", "rec-1", rec.port, &[]).await;
+    s.register("other", "other-1", other.port, &[]).await;
+    s.until_routed("rec.localhost").await;
+    s.until_routed("other.localhost").await;
+    let cases = corpus();
+    assert!(cases.len() >= 100, "the corpus has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for (name, raw) in &cases {
+        let before = (rec.requests().len(), rec.violations().len());
+        let accounted_before = s.proxy.stats_json()["proxy"]["requests"].as_u64().unwrap();
+        let answer = send(s.addr, raw).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let accounted =
+            s.proxy.stats_json()["proxy"]["requests"].as_u64().unwrap() - accounted_before;
+        let seen = &rec.requests()[before.0..];
+        let violations = &rec.violations()[before.1..];
+        let smuggled: Vec<String> = seen
+            .iter()
+            .filter(|r| {
+                r.target.contains("/smuggled")
+                    || r.hosts
+                        .iter()
+                        .any(|h| !h.to_ascii_lowercase().starts_with("rec.localhost"))
+            })
+            .map(|r| format!("{} {} (Host {:?})", r.method, r.target, r.hosts))
+            .collect();
+        if !smuggled.is_empty() || !violations.is_empty() || seen.len() as u64 > accounted {
+            failures.push(format!(
+                "{name}: smuggled {smuggled:?}, ambiguous {violations:?}, backend got {} for {accounted} accounted; answer {:?}",
+                seen.len(),
+                String::from_utf8_lossy(&answer[..answer.len().min(120)])
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The example: `Connection: Content-Length` on a plain POST whose
+/// body is a second request with a forged X-Forwarded-For and another Host.
+#[tokio::test]
+async fn framing_named_in_connection_is_kept_and_the_body_stays_a_body() {
+    let s = Stack::start(fast_queue()).await;
+    let rec = Recorder::start().await;
+    s.register("rec", "rec-1", rec.port, &[]).await;
+    s.until_routed("rec.localhost").await;
+    let inner =
+        "GET /smuggled HTTP/1.1\r\nHost: other.localhost\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+    for connection in ["Content-Length", "close, content-length, host"] {
+        let raw = format!(
+            "POST /ok HTTP/1.1\r\nHost: rec.localhost\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n{inner}",
+            inner.len()
+        );
+        let answer = send(s.addr, raw.as_bytes()).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The probe of `until_routed` was a GET; the two POSTs follow it.
+    let seen: Vec<_> = rec
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert_eq!(seen.len(), 2, "one request each: {seen:?}");
+    for r in &seen {
+        assert_eq!(r.target, "/ok");
+        assert_eq!(r.hosts, ["rec.localhost"], "Host kept");
+        assert_eq!(r.body, inner.as_bytes(), "the body arrives as a body");
+    }
+    assert!(rec.violations().is_empty(), "{:?}", rec.violations());
+}
