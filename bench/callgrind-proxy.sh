@@ -33,7 +33,7 @@ start() {
     echo "$name did not start" >&2; exit 1
 }
 
-registry=$(start registry "$bin" server --in-memory --http-addr 127.0.0.1:0 --log-level warn)
+registry=$(start registry "$bin" server --in-memory --http-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0 --log-level warn)
 start backend "$bin" hello --port 0 --name web --register "$registry" --log-level warn >/dev/null
 proxy=$(start proxy valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
     "$bin" proxy --registry "$registry" --listen 127.0.0.1:0 --stats-addr 127.0.0.1:0 --worker-threads 1 --log-level error)

@@ -7,5 +7,7 @@
 
 pub mod dispatch;
 pub mod full;
+#[cfg(test)]
+mod fuzz;
 pub mod plain;
 pub mod rewind;

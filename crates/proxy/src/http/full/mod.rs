@@ -6,7 +6,7 @@
 
 mod body;
 mod forward;
-mod framing;
+pub mod framing;
 pub mod headers;
 pub mod pool;
 

@@ -6,14 +6,14 @@
 //! with an instance (`exchange`) runs under the shared request rules
 //! (`crate::request`). `crate::http::dispatch` drives the connection.
 
-mod chunked;
+pub mod chunked;
 mod date;
 mod deadline;
 pub mod exchange;
 pub mod idle;
 mod relay;
 pub mod request;
-mod response;
+pub mod response;
 mod rewrite;
 pub mod route;
 mod upstream;
