@@ -4,6 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// How long in-flight requests get to finish at shutdown.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
 /// How a service's requests are spread over its instances.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Balance {

@@ -3,6 +3,7 @@
 //! kernel's SYN retries), hand each to the HTTP dispatcher or the TCP
 //! tunnel, and drain in-flight connections on shutdown.
 
+use crate::config::DRAIN;
 use crate::Shared;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,9 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// How long in-flight requests get to finish at shutdown.
-pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// The listen backlog asked for (the kernel caps it at `somaxconn`), as
 /// nginx and HAProxy do; the default of 128 turns a burst of connects
@@ -70,7 +68,7 @@ pub async fn serve(
                 let (shared, handler, cancel) = (shared.clone(), handler.clone(), cancel.clone());
                 conns.spawn(async move {
                     match handler {
-                        Handler::Http(fixed) => crate::http::dispatch::serve(shared, stream, peer, fixed, cancel).await,
+                        Handler::Http(fixed) => crate::http::plain::conn::serve(shared, stream, peer, fixed, cancel).await,
                         Handler::Tcp(service) => crate::tcp::serve(&shared, stream, peer, &service).await,
                     }
                     drop(permit);

@@ -111,8 +111,13 @@ async fn a_truncated_answer_is_an_instance_failure_and_the_client_sees_it_cut() 
         let good = hello("web");
         let cut = canned(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789").await;
         s.register("web", &good.id, good.port, &[]).await;
-        s.register("web", "cut", cut, &[]).await;
         s.until_routed("web.localhost").await;
+        s.register("web", "cut", cut, &[]).await;
+        // Routed once the cut instance shows in the stats.
+        shoal_testkit::assert_eventually!(
+            !instance(&s, "web", "cut").is_null(),
+            "cut instance never routed"
+        );
         let mut truncated = 0;
         for _ in 0..20 {
             let (status, text) = exchange(s.addr, &get(version, "web.localhost", "/json")).await;

@@ -10,8 +10,8 @@ pub mod framing;
 pub mod headers;
 pub mod pool;
 
+use crate::config::DRAIN;
 use crate::error::ProxyError;
-use crate::listen::DRAIN;
 use crate::Shared;
 use forward::{fail_to_proxy, handle, ProxyBody};
 use framing::Watched;

@@ -4,9 +4,10 @@
 //! upstream connection and relays the answer (`response`, `chunked`,
 //! `relay`), without hyper's server and client dispatch. Its exchange
 //! with an instance (`exchange`) runs under the shared request rules
-//! (`crate::request`). `crate::http::dispatch` drives the connection.
+//! (`crate::request`). `conn` drives the connection.
 
 pub mod chunked;
+pub mod conn;
 mod date;
 mod deadline;
 pub mod exchange;
