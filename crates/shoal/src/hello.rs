@@ -522,4 +522,35 @@ mod tests {
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
     }
+
+    mod fuzz {
+        use super::super::{escape, parse_status};
+        use proptest::prelude::*;
+
+        proptest! {
+            // proptest's default: 256 cases, or $PROPTEST_CASES (bench/fuzz.sh).
+            /// `/status/{code}`: any path segment is a status 100-599 or a 400, never a panic.
+            #[test]
+            fn fuzz_hello_status_code(code in "\\PC{0,8}|[0-9]{1,6}") {
+                if let Some(status) = parse_status(&code) {
+                    prop_assert!((100..=599).contains(&status.as_u16()));
+                    prop_assert_eq!(Ok(status.as_u16()), code.parse::<u16>());
+                }
+            }
+
+            /// The HTML page: no markup survives escaping, and nothing is lost.
+            #[test]
+            fn fuzz_hello_escape(s in "\\PC{0,64}") {
+                let out = escape(&s);
+                prop_assert!(!out.contains(['<', '>', '"', '\'']));
+                let back = out
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&quot;", "\"")
+                    .replace("&#39;", "'")
+                    .replace("&amp;", "&");
+                prop_assert_eq!(back, s);
+            }
+        }
+    }
 }

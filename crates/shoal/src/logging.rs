@@ -134,4 +134,21 @@ mod tests {
             );
         }
     }
+
+    mod fuzz {
+        use super::super::check_level;
+        use proptest::prelude::*;
+        use tracing_subscriber::EnvFilter;
+
+        proptest! {
+            // proptest's default: 256 cases, or $PROPTEST_CASES (bench/fuzz.sh).
+            /// Whatever `--log-level` accepts, tracing accepts too; nothing panics.
+            #[test]
+            fn fuzz_log_level(s in "\\PC{0,30}|([a-z_:]{0,10}=?(info|debug|warn|bogus)?,?){1,3}") {
+                if check_level(&s).is_ok() {
+                    prop_assert!(EnvFilter::try_new(&s).is_ok(), "{:?}", s);
+                }
+            }
+        }
+    }
 }
