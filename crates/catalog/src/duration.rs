@@ -169,4 +169,28 @@ mod tests {
             assert_eq!(format(d), want);
         }
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            // proptest's default: 256 cases, or $PROPTEST_CASES (bench/fuzz.sh).
+            /// Any text (and text made of duration-ish pieces): an answer,
+            /// never a panic.
+            #[test]
+            fn fuzz_duration_parse(s in "\\PC{0,24}|[+\\-]?([0-9.]{0,22}(ns|us|µs|ms|s|m|h|x)?){0,4}") {
+                let _ = parse(&s);
+            }
+
+            /// What Go's formatting writes parses back to the same duration
+            /// (exactly, up to 2^53 ns: ~104 days, beyond any check interval).
+            #[test]
+            fn fuzz_duration_round_trip(nanos in 0u64..(1 << 53)) {
+                let d = Duration::from_nanos(nanos);
+                let text = format(d);
+                prop_assert_eq!(parse(&text), Ok(d), "{}", text);
+            }
+        }
+    }
 }

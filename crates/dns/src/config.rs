@@ -85,6 +85,11 @@ impl ServiceTtl {
             let duration = shoal_catalog::duration::parse(duration.trim())
                 .map_err(|e| Error::Config(format!("service TTL {entry:?}: {e}")))?;
             let name = name.trim().to_ascii_lowercase();
+            if name.is_empty() {
+                return Err(Error::Config(format!(
+                    "service TTL {entry:?} has no service name (`*=DURATION` for every service)"
+                )));
+            }
             match name.strip_suffix('*') {
                 Some(prefix) => ttl.prefixes.push((prefix.to_string(), duration)),
                 None => ttl.exact.push((name, duration)),
@@ -124,7 +129,7 @@ mod tests {
             assert_eq!(ttl.get(name), Duration::from_secs(secs), "{name}");
         }
         assert_eq!(ServiceTtl::default().get("web"), Duration::ZERO);
-        for bad in ["web", "web=soon", "=5s=x"] {
+        for bad in ["web", "web=soon", "=5s=x", "=5s", " =5s"] {
             assert!(ServiceTtl::parse(&[bad]).is_err(), "{bad}");
         }
     }

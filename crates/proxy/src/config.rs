@@ -49,7 +49,9 @@ impl FromStr for Balance {
     }
 }
 
-/// A listener that sends everything to one service (`ADDR=SERVICE[/tcp]`).
+/// A listener that sends everything to one service. The binary builds it
+/// from its `--route ADDR=SERVICE[/KIND]` flag (`crates/shoal/src/route_flag.rs`,
+/// the one parser of that flag: host names, the accepted kinds).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortRoute {
     /// Where to listen.
@@ -58,31 +60,6 @@ pub struct PortRoute {
     pub service: String,
     /// Plain TCP instead of HTTP.
     pub tcp: bool,
-}
-
-impl FromStr for PortRoute {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, service) = s
-            .split_once('=')
-            .ok_or_else(|| format!("invalid route {s:?}: want ADDR=SERVICE or ADDR=SERVICE/tcp"))?;
-        let listen = addr
-            .parse()
-            .map_err(|e| format!("invalid route {s:?}: address {addr:?}: {e}"))?;
-        let (service, tcp) = match service.strip_suffix("/tcp") {
-            Some(name) => (name, true),
-            None => (service, false),
-        };
-        if service.is_empty() {
-            return Err(format!("invalid route {s:?}: missing service name"));
-        }
-        Ok(PortRoute {
-            listen,
-            service: service.to_string(),
-            tcp,
-        })
-    }
 }
 
 /// A trusted proxy address or network (`10.0.0.0/8`, `127.0.0.1`).
@@ -244,22 +221,6 @@ mod tests {
         ];
         for (s, want) in cases {
             assert_eq!(s.parse::<Balance>().ok(), want, "{s}");
-        }
-    }
-
-    #[test]
-    fn parses_port_routes() {
-        let r: PortRoute = "127.0.0.1:81=graphite".parse().unwrap();
-        assert_eq!((r.service.as_str(), r.tcp), ("graphite", false));
-        let r: PortRoute = "127.0.0.1:6379=redis/tcp".parse().unwrap();
-        assert_eq!((r.service.as_str(), r.tcp), ("redis", true));
-        for bad in [
-            "80=web",
-            "127.0.0.1:80",
-            "127.0.0.1:80=",
-            "127.0.0.1:80=/tcp",
-        ] {
-            assert!(bad.parse::<PortRoute>().is_err(), "{bad}");
         }
     }
 

@@ -4,11 +4,12 @@
 //! servers' catalog in line, with a heartbeat the servers enforce.
 
 use crate::identity;
+use crate::listen::{self, ListenAddr};
 use anyhow::Context;
 use shoal_agent::{AntiEntropy, CheckRunner, RunnerConfig, SyncConfig};
 use shoal_api::{ApiConfig, ApiState, RemoteCatalog, RemoteConfig};
 use shoal_catalog::{Catalog, Node, Registration, Registry};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -33,9 +34,10 @@ pub struct AgentArgs {
         required = true
     )]
     pub registry: Vec<String>,
-    /// Address of the agent's HTTP API (local apps register here).
+    /// Address of the agent's HTTP API (local apps register here; IP or
+    /// host name, every address a name resolves to is bound).
     #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:8500")]
-    pub http_addr: SocketAddr,
+    pub http_addr: ListenAddr,
     /// This host's node name (default: the hostname).
     #[arg(long, env = "SHOAL_NODE_NAME")]
     pub node_name: Option<String>,
@@ -74,10 +76,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let address = args
         .advertise
         .unwrap_or_else(|| identity::route_ip(servers.base_url()));
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} for the agent API", args.http_addr))?;
-    let local_addr = listener.local_addr().context("listener has no address")?;
+    let listeners = listen::bind_tcp(&args.http_addr, "the agent API").await?;
+    let locals = listen::addrs(&listeners);
     let config = ApiConfig {
         node_name: node_name.clone(),
         node_id: identity::node_id(None)?,
@@ -134,14 +134,26 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     tracing::info!(
         node = %node_name,
         address = %address,
-        http = %local_addr,
+        http = %listen::list(&locals),
         registry = %args.registry.join(","),
         heartbeat_ttl = ?args.heartbeat_ttl,
         "shoal agent started"
     );
-    println!("shoal agent: HTTP API listening on http://{local_addr}");
+    for addr in &locals {
+        println!("shoal agent: HTTP API listening on http://{addr}");
+    }
     let app = shoal_api::agent_router(ApiState::new(local.clone(), Arc::new(config)), servers);
-    let served = shoal_api::serve_router(listener, app, cancel.clone()).await;
+    let mut listeners = listeners.into_iter();
+    let first = listeners.next().context("no agent API listener")?;
+    for more in listeners {
+        let (app, cancel) = (app.clone(), cancel.clone());
+        tasks.spawn(async move {
+            if let Err(e) = shoal_api::serve_router(more.socket, app, cancel).await {
+                tracing::error!(error = %e, addr = %more.addr, "agent HTTP API failed");
+            }
+        });
+    }
+    let served = shoal_api::serve_router(first.socket, app, cancel.clone()).await;
     crate::server::wind_down(&cancel, tasks, &local).await;
     tracing::info!("shoal agent stopped");
     served.context("agent HTTP API failed")

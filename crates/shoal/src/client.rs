@@ -83,9 +83,11 @@ pub struct RegisterArgs {
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?} is not key=value"))
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+        Some(_) => Err(format!("{s:?} has no key: want key=value")),
+        None => Err(format!("{s:?} is not key=value")),
+    }
 }
 
 /// `shoal deregister ...`

@@ -4,6 +4,7 @@
 //! streaming echo and a WebSocket echo. With `--register` it registers
 //! itself with a registry and deregisters on SIGINT/SIGTERM.
 
+use crate::listen::{self, ListenAddr};
 use anyhow::Context;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -33,9 +34,10 @@ pub struct HelloArgs {
     /// Port to listen on (0: any free port; the line on stdout says which).
     #[arg(long, env = "SHOAL_HELLO_PORT", default_value_t = 0)]
     port: u16,
-    /// Address to listen on.
-    #[arg(long, env = "SHOAL_HELLO_ADDR", default_value = "127.0.0.1")]
-    addr: IpAddr,
+    /// Address to listen on (IP or host name; every address a name
+    /// resolves to is bound).
+    #[arg(long, env = "SHOAL_HELLO_ADDR", default_value = "127.0.0.1", value_parser = parse_host)]
+    addr: String,
     /// Service name, reported and registered.
     #[arg(long, env = "SHOAL_HELLO_NAME", default_value = "hello")]
     name: String,
@@ -90,6 +92,10 @@ impl Instance {
     }
 }
 
+fn parse_host(s: &str) -> Result<String, String> {
+    ListenAddr::with_port(s, 0).map(|_| s.to_string())
+}
+
 /// The state behind `/health`: failed by hand, or after `fail_after` probes.
 struct Health {
     failed: AtomicBool,
@@ -139,15 +145,22 @@ pub async fn run(args: HelloArgs) -> anyhow::Result<()> {
     // Installed before the address is announced, so a signal sent as soon
     // as the line appears is never lost.
     let mut signals = Signals::install()?;
-    let listener = tokio::net::TcpListener::bind((args.addr, args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.addr, args.port))?;
-    let addr = listener.local_addr().context("listener has no address")?;
+    let at = ListenAddr::with_port(&args.addr, args.port).map_err(anyhow::Error::msg)?;
+    let mut listeners = listen::bind_tcp(&at, "shoal hello").await?.into_iter();
+    let first = listeners.next().context("no listener")?;
+    let addr = first.addr;
     let instance = Arc::new(Instance::from_args(&args, addr));
     let cancel = CancellationToken::new();
     let app = router(instance.clone());
+    let mut also = Vec::new();
+    for more in listeners {
+        also.push(more.addr);
+        let serving = axum::serve(more.socket, app.clone())
+            .with_graceful_shutdown(cancel.clone().cancelled_owned());
+        tokio::spawn(serving.into_future());
+    }
     let serving =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        axum::serve(first.socket, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     let mut server = tokio::spawn(serving.into_future());
     let registry = match &args.register {
         Some(url) => Some(register(url, &args.tags, &instance).await?),
@@ -155,6 +168,9 @@ pub async fn run(args: HelloArgs) -> anyhow::Result<()> {
     };
     // A stable, parseable line for people and for test harnesses.
     println!("shoal hello: listening on http://{addr}");
+    for more in also {
+        println!("shoal hello: also listening on http://{more}");
+    }
     tracing::info!(id = %instance.id, name = %instance.name, %addr, "shoal hello started");
     tokio::select! {
         name = signals.recv() => tracing::info!("{name}: shutting down"),
@@ -505,5 +521,36 @@ mod tests {
             escape("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
+    }
+
+    mod fuzz {
+        use super::super::{escape, parse_status};
+        use proptest::prelude::*;
+
+        proptest! {
+            // proptest's default: 256 cases, or $PROPTEST_CASES (bench/fuzz.sh).
+            /// `/status/{code}`: any path segment is a status 100-599 or a 400, never a panic.
+            #[test]
+            fn fuzz_hello_status_code(code in "\\PC{0,8}|[0-9]{1,6}") {
+                if let Some(status) = parse_status(&code) {
+                    prop_assert!((100..=599).contains(&status.as_u16()));
+                    prop_assert_eq!(Ok(status.as_u16()), code.parse::<u16>());
+                }
+            }
+
+            /// The HTML page: no markup survives escaping, and nothing is lost.
+            #[test]
+            fn fuzz_hello_escape(s in "\\PC{0,64}") {
+                let out = escape(&s);
+                prop_assert!(!out.contains(['<', '>', '"', '\'']));
+                let back = out
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&quot;", "\"")
+                    .replace("&#39;", "'")
+                    .replace("&amp;", "&");
+                prop_assert_eq!(back, s);
+            }
+        }
     }
 }

@@ -8,8 +8,10 @@ mod client;
 mod docker;
 mod hello;
 mod identity;
+mod listen;
 mod logging;
 mod proxy;
+mod route_flag;
 mod server;
 mod table;
 

@@ -1,12 +1,13 @@
 //! The `proxy` role (a standalone load balancer following a registry over
 //! its HTTP API) and the proxy part of `shoal dev`.
 
+use crate::listen::{self, ListenAddr};
+use crate::route_flag::{RouteFlag, RouteKind};
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use shoal_catalog::Catalog;
 use shoal_proxy::{Balance, Cidr, PortRoute, Proxy, ProxyConfig};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -25,7 +26,7 @@ pub struct ProxyOptions {
         env = "SHOAL_PROXY_LISTEN",
         default_value = "127.0.0.1:8080"
     )]
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
     /// `Host: <service>.<domain>` routes to the service.
     #[arg(long, env = "SHOAL_DOMAIN", default_value = "localhost")]
     pub domain: String,
@@ -33,9 +34,10 @@ pub struct ProxyOptions {
     /// hash_header:NAME, hash_cookie:NAME (a `shoal.balance=` tag overrides).
     #[arg(long, env = "SHOAL_BALANCE", default_value = "round_robin")]
     pub balance: Balance,
-    /// Extra listener for one service: ADDR=SERVICE (HTTP) or ADDR=SERVICE/tcp (repeatable).
-    #[arg(long = "route")]
-    pub routes: Vec<PortRoute>,
+    /// Extra listener for one service: ADDR=SERVICE (HTTP; also
+    /// ADDR=SERVICE/http) or ADDR=SERVICE/tcp (repeatable).
+    #[arg(long = "route", value_name = "ADDR=SERVICE[/KIND]")]
+    pub routes: Vec<RouteFlag>,
     /// How long a request waits for a service with no instance yet.
     #[arg(long, env = "SHOAL_QUEUE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
@@ -95,7 +97,7 @@ pub struct ProxyArgs {
     pub registry: String,
     /// Where to serve /v1/proxy/stats and /metrics.
     #[arg(long, env = "SHOAL_STATS_ADDR", default_value = "127.0.0.1:9180")]
-    pub stats_addr: SocketAddr,
+    pub stats_addr: ListenAddr,
 }
 
 /// `/v1/proxy/stats` (JSON) and `/metrics` (Prometheus text) for `proxy`.
@@ -140,39 +142,36 @@ pub async fn start(
     cancel: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Proxy> {
-    let proxy = Proxy::start(catalog, options.config(), cancel.clone());
-    let main = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the proxy", options.listen))?;
-    let local = main.local_addr().context("listener has no address")?;
+    let main = listen::bind_tcp(&options.listen, "the proxy").await?;
     let mut routes = Vec::new();
-    for route in &options.routes {
-        let l = tokio::net::TcpListener::bind(route.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} for route to {}",
-                    route.listen, route.service
-                )
-            })?;
-        routes.push((l, route.clone()));
+    for flag in &options.routes {
+        let what = format!("the route to {}", flag.service);
+        for bound in listen::bind_tcp(&flag.listen, &what).await? {
+            let route = PortRoute {
+                listen: bound.addr,
+                service: flag.service.clone(),
+                tcp: flag.kind == RouteKind::Tcp,
+            };
+            routes.push((bound.socket, route, flag.kind));
+        }
     }
-    println!(
-        "shoal proxy: listening on http://{local} (http://<service>.{}:{})",
-        options.domain,
-        local.port()
-    );
-    let (p, c) = (proxy.clone(), cancel.clone());
-    tasks.spawn(async move { p.serve_http(main, c).await });
-    for (listener, route) in routes {
-        let kind = if route.tcp { "tcp" } else { "http" };
+    let proxy = Proxy::start(catalog, options.config(), cancel.clone());
+    for bound in main {
         println!(
-            "shoal proxy: route {kind}://{} -> {}",
-            listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            route.service
+            "shoal proxy: listening on http://{} (http://<service>.{}:{})",
+            bound.addr,
+            options.domain,
+            bound.addr.port()
+        );
+        let (p, c) = (proxy.clone(), cancel.clone());
+        tasks.spawn(async move { p.serve_http(bound.socket, c).await });
+    }
+    for (listener, route, kind) in routes {
+        println!(
+            "shoal proxy: route to {} listening on {}://{}",
+            route.service,
+            kind.name(),
+            route.listen
         );
         let (p, c) = (proxy.clone(), cancel.clone());
         tasks.spawn(async move { p.serve_route(listener, &route, c).await });
@@ -191,16 +190,16 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     tokio::spawn(crate::server::stop_on_signal(cancel.clone()));
     let mut tasks = JoinSet::new();
     let proxy = start(&args.options, Arc::new(catalog), cancel.clone(), &mut tasks).await?;
-    let stats = tokio::net::TcpListener::bind(args.stats_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} for proxy stats", args.stats_addr))?;
     let app = stats_routes(proxy);
-    let c = cancel.clone();
-    tasks.spawn(async move {
-        let _ = axum::serve(stats, app)
-            .with_graceful_shutdown(c.cancelled_owned())
-            .await;
-    });
+    for stats in listen::bind_tcp(&args.stats_addr, "proxy stats").await? {
+        println!("shoal proxy: stats listening on http://{}", stats.addr);
+        let (app, c) = (app.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let _ = axum::serve(stats.socket, app)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await;
+        });
+    }
     tracing::info!(registry = %args.registry, "shoal proxy started");
     while tasks.join_next().await.is_some() {}
     tracing::info!("shoal proxy stopped");

@@ -2,6 +2,7 @@
 //! the HTTP API, and shut down cleanly on SIGINT/SIGTERM.
 
 use crate::identity;
+use crate::listen::{self, ListenAddr};
 use crate::proxy::ProxyOptions;
 use anyhow::Context;
 use axum::Router;
@@ -19,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 /// Flags of `shoal server` and `shoal dev`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Address of the HTTP API.
+    /// Address of the HTTP API (IP or host name; every address a name
+    /// resolves to is bound).
     #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:8500")]
-    pub http_addr: SocketAddr,
+    pub http_addr: ListenAddr,
     /// Directory of the durable catalog.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
     pub data_dir: PathBuf,
@@ -44,7 +46,7 @@ pub struct DnsArgs {
     /// Address of the DNS interface, UDP and TCP on the same port (port 0:
     /// any free port, announced on stdout).
     #[arg(long, env = "SHOAL_DNS_ADDR", default_value = "127.0.0.1:8600")]
-    pub dns_addr: SocketAddr,
+    pub dns_addr: ListenAddr,
     /// Domain answered authoritatively (`web.service.consul`).
     #[arg(long, env = "SHOAL_DNS_DOMAIN", default_value = "consul.")]
     pub dns_domain: String,
@@ -143,14 +145,12 @@ async fn run_with(
     let store = open_store(&args)?;
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
     let registry = Registry::open(store).context("cannot load the catalog")?;
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} for the HTTP API", args.http_addr))?;
-    let local = listener.local_addr().context("listener has no address")?;
-    let (dns_udp, dns_tcp) = shoal_dns::bind(args.dns.dns_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} for DNS", args.dns.dns_addr))?;
-    let dns_local = dns_udp.local_addr().context("DNS socket has no address")?;
+    let listeners = listen::bind_tcp(&args.http_addr, "the HTTP API").await?;
+    let local = listeners[0].addr;
+    let dns_sockets = listen::bind_all(&args.dns.dns_addr, "DNS", shoal_dns::bind, |s| {
+        s.0.local_addr()
+    })
+    .await?;
     let config = ApiConfig {
         node_name: args.node_name.clone().unwrap_or_else(identity::hostname),
         node_id,
@@ -180,10 +180,16 @@ async fn run_with(
         registry.clone(),
         cancel.clone(),
     ));
+    let (http_locals, dns_locals) = (listen::addrs(&listeners), listen::addrs(&dns_sockets));
+    // Each address is served on its own; a second one (::1 beside
+    // 127.0.0.1) costs one more view of the catalog.
+    for listen::Bound {
+        socket: (udp, tcp), ..
+    } in dns_sockets
     {
-        let (registry, cancel) = (registry.clone(), cancel.clone());
+        let (registry, cancel, config) = (registry.clone(), cancel.clone(), dns_config.clone());
         tasks.spawn(async move {
-            if let Err(e) = shoal_dns::serve(dns_udp, dns_tcp, registry, dns_config, cancel).await {
+            if let Err(e) = shoal_dns::serve(udp, tcp, registry, config, cancel).await {
                 tracing::error!(error = %e, "DNS server failed");
             }
         });
@@ -207,8 +213,8 @@ async fn run_with(
     }
     tracing::info!(
         role,
-        http = %local,
-        dns = %dns_local,
+        http = %listen::list(&http_locals),
+        dns = %listen::list(&dns_locals),
         node = %config.node_name,
         datacenter = %config.datacenter,
         store = if args.in_memory { "memory" } else { "redb" },
@@ -216,11 +222,24 @@ async fn run_with(
         "shoal started"
     );
     // Stable, parseable lines for people and for test harnesses; the HTTP
-    // API's comes last: it says the process is ready.
-    println!("shoal {role}: DNS listening on dns://{dns_local} (UDP and TCP)");
-    println!("shoal {role}: HTTP API listening on http://{local}");
+    // API's come last: they say the process is ready.
+    for dns in &dns_locals {
+        println!("shoal {role}: DNS listening on dns://{dns} (UDP and TCP)");
+    }
     let state = ApiState::new(registry.clone(), Arc::new(config));
-    let served = shoal_api::serve_with(listener, state, extra, cancel.clone()).await;
+    let mut listeners = listeners.into_iter();
+    let first = listeners.next().context("no HTTP API listener")?;
+    println!("shoal {role}: HTTP API listening on http://{}", first.addr);
+    for more in listeners {
+        println!("shoal {role}: HTTP API listening on http://{}", more.addr);
+        let (state, extra, cancel) = (state.clone(), extra.clone(), cancel.clone());
+        tasks.spawn(async move {
+            if let Err(e) = shoal_api::serve_with(more.socket, state, extra, cancel).await {
+                tracing::error!(error = %e, addr = %more.addr, "HTTP API server failed");
+            }
+        });
+    }
+    let served = shoal_api::serve_with(first.socket, state, extra, cancel.clone()).await;
     wind_down(&cancel, tasks, &registry).await;
     tracing::info!("shoal stopped");
     served.context("HTTP API server failed")

@@ -491,3 +491,58 @@ async fn a_slow_check_delays_no_other() {
     // The slow one is still waiting for its first answer.
     assert_eq!(status(&api, "slow-check").await, "passing");
 }
+
+/// A free port on 127.0.0.1 that nothing listens on (yet).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_starting_app_is_passing_moments_after_it_listens() {
+    let (api, _proxy) = dev();
+    // Two HTTP and two TCP checks with a 10 s interval, registered before
+    // their app listens; each app listens 1.5 s later. The first run fails;
+    // waiting a random part of the interval for the next would miss the
+    // bound below for most of them.
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    for (i, port) in ports.iter().enumerate() {
+        let check = if i % 2 == 0 {
+            json!({"CheckID": format!("start-{i}"), "HTTP": format!("http://127.0.0.1:{port}/health"), "Interval": "10s"})
+        } else {
+            json!({"CheckID": format!("start-{i}"), "TCP": format!("127.0.0.1:{port}"), "Interval": "10s"})
+        };
+        let body =
+            json!({"ID": format!("start-{i}"), "Name": "start", "Port": port, "Check": check});
+        assert_eq!(
+            put(api.at("/v1/agent/service/register"), body).await.0,
+            StatusCode::OK
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut apps = Vec::new();
+    for port in &ports {
+        let app = ServerProcess::start_role(
+            bin(),
+            &["hello", "--port", &port.to_string(), "--log-level", "warn"],
+            "shoal hello",
+        );
+        apps.push((app, Instant::now()));
+    }
+    let mut late = Vec::new();
+    for (i, (_app, listening)) in apps.iter().enumerate() {
+        let id = format!("start-{i}");
+        while status(&api, &id).await != "passing" && listening.elapsed() < Duration::from_secs(12)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = listening.elapsed();
+        if took >= Duration::from_secs(2) {
+            late.push((id, took));
+        }
+    }
+    assert!(
+        late.is_empty(),
+        "passing too long after listening: {late:?}"
+    );
+}

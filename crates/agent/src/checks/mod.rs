@@ -7,6 +7,7 @@ mod http;
 mod http1;
 mod probe;
 mod report;
+mod schedule;
 mod status;
 mod task;
 mod tcp;

@@ -3,6 +3,7 @@
 
 use super::probe::Probe;
 use super::report::Reporter;
+use super::schedule::Schedule;
 use super::status::Thresholds;
 use rand::Rng;
 use shoal_catalog::{CheckDefinition, HealthStatus};
@@ -19,61 +20,35 @@ pub(crate) fn interval_of(def: &CheckDefinition) -> Duration {
     def.interval.unwrap_or(MIN_INTERVAL).max(MIN_INTERVAL)
 }
 
-/// Runs a probe at once, then every interval. The second run comes after
-/// a random part of the interval, so checks registered together spread
-/// over the interval instead of firing together forever after.
+/// Runs a probe at once (at registration), then as its [`Schedule`] says:
+/// quickly until it first answers, every interval after that.
 pub(crate) async fn run_probe(
     probe: Box<dyn Probe>,
     def: &CheckDefinition,
     mut reporter: Reporter,
 ) {
-    let interval = interval_of(def);
     let timeout = def
         .timeout
         .filter(|t| !t.is_zero())
         .unwrap_or(DEFAULT_TIMEOUT);
     let mut thresholds = Thresholds::new(def);
-    let mut next = Instant::now();
-    let mut first = true;
+    let mut schedule = Schedule::new(interval_of(def), Instant::now());
     loop {
-        sleep_until(next).await;
+        sleep_until(schedule.due()).await;
         let started = Instant::now();
         let outcome = match tokio::time::timeout(timeout, probe.run()).await {
             Ok(outcome) => outcome,
             Err(_) => probe.timed_out(timeout),
         };
+        let answered = outcome.status != HealthStatus::Critical;
         if let Some(status) = thresholds.observe(outcome.status) {
             // Boxed: a write's future is large and rare; thousands of
             // these loops should not each carry room for one.
             Box::pin(reporter.report(status, outcome.output)).await;
         }
-        next = if first {
-            let phase = rand::thread_rng().gen_range(0.0..1.0);
-            started + interval.mul_f64(phase)
-        } else {
-            next + interval
-        };
-        first = false;
-        // A run that took longer than the interval: no burst to catch up.
-        next = slot_of(next.max(Instant::now()));
+        let phase = rand::thread_rng().gen_range(0.0..1.0);
+        schedule.next(started, answered, phase, Instant::now());
     }
-}
-
-/// Later runs start on the next multiple of this since the process began,
-/// so that the checks due within one slot start on one wake-up of the
-/// thread (and their answers tend to arrive together): thousands of
-/// checks cost far fewer wake-ups and context switches than runs spread
-/// to the millisecond would.
-pub(crate) const SLOT: Duration = Duration::from_millis(25);
-
-/// `t` rounded up to the next slot boundary.
-pub(crate) fn slot_of(t: Instant) -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    let since = t.saturating_duration_since(epoch).as_nanos();
-    let slot = SLOT.as_nanos();
-    let slots = since.div_ceil(slot);
-    epoch + Duration::from_nanos((slots * slot) as u64)
 }
 
 /// What a TTL check's output says once it expired, as in Consul.
@@ -131,21 +106,6 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(interval_of(&def), want, "{asked:?}");
-        }
-    }
-
-    #[test]
-    fn later_runs_start_on_slot_boundaries() {
-        let base = slot_of(Instant::now());
-        let cases = [
-            (Duration::ZERO, Duration::ZERO),
-            (Duration::from_millis(1), SLOT),
-            (SLOT - Duration::from_nanos(1), SLOT),
-            (SLOT, SLOT),
-            (SLOT + Duration::from_millis(3), SLOT * 2),
-        ];
-        for (offset, want) in cases {
-            assert_eq!(slot_of(base + offset) - base, want, "{offset:?}");
         }
     }
 

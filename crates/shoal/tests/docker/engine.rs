@@ -30,31 +30,63 @@ fn try_docker(args: &[&str]) -> Output {
         .expect("cannot run the docker CLI")
 }
 
-/// Whether a Docker engine answers; says so loudly when not.
-pub fn available() -> bool {
-    static UP: OnceLock<bool> = OnceLock::new();
-    *UP.get_or_init(|| {
-        let up = Command::new("docker")
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !up {
-            eprintln!("\n*** SKIPPED: no Docker engine reachable (`docker info` failed): the Docker registrator tests did not run ***\n");
-        }
-        up
-    })
+/// Whether this run is CI's (`CI` set to anything but empty, `false` or
+/// `0`, as CI services set `CI=true`).
+fn in_ci(ci: Option<&str>) -> bool {
+    ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
-/// Whether `docker-compose` (v1) runs; says so loudly when not.
+/// What to do without `what` (the Docker engine, docker-compose): a
+/// developer's machine skips loudly; in CI a missing tool fails the run,
+/// so a CI without Docker never passes silently.
+fn missing(what: &str, ci: Option<&str>) -> Result<(), String> {
+    if in_ci(ci) {
+        return Err(format!(
+            "{what} is missing in CI (CI={:?}): the Docker tests must run there; \
+             scripts/test installs and starts Docker",
+            ci.unwrap_or_default()
+        ));
+    }
+    eprintln!("\n*** SKIPPED: {what} is missing: the Docker registrator tests did not run (set CI=true to make this an error) ***\n");
+    Ok(())
+}
+
+fn ci_env() -> Option<String> {
+    std::env::var("CI").ok()
+}
+
+/// Whether a Docker engine answers; when not, says so loudly (a
+/// developer's machine) or panics (CI).
+pub fn available() -> bool {
+    static UP: OnceLock<bool> = OnceLock::new();
+    let up = *UP.get_or_init(|| {
+        Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !up {
+        if let Err(e) = missing(
+            "a Docker engine (`docker info` failed)",
+            ci_env().as_deref(),
+        ) {
+            panic!("{e}");
+        }
+    }
+    up
+}
+
+/// Whether `docker-compose` (v1) runs; when not, says so loudly (a
+/// developer's machine) or panics (CI).
 pub fn compose_available() -> bool {
     let up = Command::new("docker-compose")
         .arg("version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !up {
-        eprintln!(
-            "\n*** SKIPPED: docker-compose not found: the compose scaling test did not run ***\n"
-        );
+        if let Err(e) = missing("docker-compose", ci_env().as_deref()) {
+            panic!("{e}");
+        }
     }
     up
 }
@@ -243,4 +275,24 @@ pub fn host_port(name: &str, port: &str) -> u16 {
 /// The container's IP on the default bridge.
 pub fn container_ip(name: &str) -> String {
     docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name])
+}
+
+#[test]
+fn a_missing_engine_fails_in_ci_and_skips_elsewhere() {
+    let cases = [
+        (Some("true"), false),
+        (Some("1"), false),
+        (Some("yes"), false),
+        (None, true),
+        (Some(""), true),
+        (Some("false"), true),
+        (Some("0"), true),
+    ];
+    for (ci, skips) in cases {
+        let got = missing("a Docker engine", ci);
+        assert_eq!(got.is_ok(), skips, "CI={ci:?}: {got:?}");
+        if let Err(e) = got {
+            assert!(e.contains("a Docker engine is missing in CI"), "{e}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The Docker registrator against the real Docker engine: conventions
 //! field by field, checks, scaling (docker run / rm, docker-compose),
 //! draining on stop and kill under load, catching up after downtime.
-//! Without a Docker engine every test says so loudly and returns.
+//! Without a Docker engine every test says so loudly and returns, except
+//! in CI (`CI=true`), where a missing engine fails the run.
 
 #[path = "../common/mod.rs"]
 mod common;
