@@ -6,16 +6,23 @@
 //! `not contains`, `in`, `not in`, `is empty`, `is not empty`, `and`, `or`,
 //! `not` and parentheses, with `"double"` or `` `raw` `` string values,
 //! numbers and booleans. `matches` is refused with a clear error.
+//!
+//! The filter comes from any client, so the parser bounds its recursion:
+//! parentheses and `not` may nest [`MAX_NESTING`] deep, beyond which the
+//! filter is refused (a 400) instead of overflowing the stack. Chains of
+//! `and` / `or` are kept flat (one node with a list), so however long a
+//! chain is, evaluating and dropping the tree never recurses deeper than
+//! the nesting the parser allowed.
 
 use serde_json::Value;
 
 /// A parsed filter expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    /// Both sides hold.
-    And(Box<Expr>, Box<Expr>),
-    /// Either side holds.
-    Or(Box<Expr>, Box<Expr>),
+    /// Every operand holds (a chain `a and b and c`, kept flat).
+    And(Vec<Expr>),
+    /// Some operand holds (a chain `a or b or c`, kept flat).
+    Or(Vec<Expr>),
     /// The inner expression does not hold.
     Not(Box<Expr>),
     /// One comparison.
@@ -115,9 +122,16 @@ fn tokenize(input: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// How deep parentheses and `not` may nest. Real filters nest a handful
+/// of levels; each level costs the parser a few stack frames, and this
+/// bound keeps the deepest parse far below a worker thread's stack.
+pub const MAX_NESTING: usize = 64;
+
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Open parentheses and `not`s around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -142,35 +156,51 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, String> {
-        let mut left = self.and()?;
+        let mut operands = vec![self.and()?];
         while self.peek_word("or") {
             self.pos += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+            operands.push(self.and()?);
         }
-        Ok(left)
+        Ok(flatten(operands, Expr::Or))
     }
 
     fn and(&mut self) -> Result<Expr, String> {
-        let mut left = self.unary()?;
+        let mut operands = vec![self.unary()?];
         while self.peek_word("and") {
             self.pos += 1;
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+            operands.push(self.unary()?);
         }
-        Ok(left)
+        Ok(flatten(operands, Expr::And))
+    }
+
+    /// One level deeper (a `(` or a `not`); refused past [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "expression nested more than {MAX_NESTING} levels deep (parentheses and \"not\")"
+            ));
+        }
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
         if self.peek_word("not") {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.nest()?;
+            let e = Expr::Not(Box::new(self.unary()?));
+            self.depth -= 1;
+            return Ok(e);
         }
         if self.peek_sym("(") {
             self.pos += 1;
+            self.nest()?;
             let e = self.or()?;
             if !self.peek_sym(")") {
                 return Err("expected \")\"".into());
             }
             self.pos += 1;
+            self.depth -= 1;
             return Ok(e);
         }
         self.matcher()
@@ -271,6 +301,14 @@ impl Parser {
     }
 }
 
+/// One operand as itself, several as one flat `And` / `Or`.
+fn flatten(operands: Vec<Expr>, chain: fn(Vec<Expr>) -> Expr) -> Expr {
+    match <[Expr; 1]>::try_from(operands) {
+        Ok([one]) => one,
+        Err(many) => chain(many),
+    }
+}
+
 /// Parses a filter expression; the error says what is wrong.
 pub fn parse(input: &str) -> Result<Expr, String> {
     let toks = tokenize(input)
@@ -278,7 +316,11 @@ pub fn parse(input: &str) -> Result<Expr, String> {
     if toks.is_empty() {
         return Err("Failed to create boolean expression evaluator: empty filter".into());
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p
         .or()
         .map_err(|e| format!("Failed to create boolean expression evaluator: {e}"))?;
@@ -327,8 +369,8 @@ impl Expr {
     /// Whether `item` (the JSON form of one result) matches.
     pub fn matches(&self, item: &Value) -> bool {
         match self {
-            Expr::And(a, b) => a.matches(item) && b.matches(item),
-            Expr::Or(a, b) => a.matches(item) || b.matches(item),
+            Expr::And(all) => all.iter().all(|e| e.matches(item)),
+            Expr::Or(any) => any.iter().any(|e| e.matches(item)),
             Expr::Not(e) => !e.matches(item),
             Expr::Match {
                 selector,
@@ -420,5 +462,46 @@ mod tests {
                 "{expr}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_chains_stay_flat() {
+        let leaf = r#"ServiceName == "web""#;
+        let parens = |n: usize| format!("{}{leaf}{}", "(".repeat(n), ")".repeat(n));
+        let nots = |n: usize| format!("{}{leaf}", "not ".repeat(n));
+        let chain = |n: usize, op: &str| vec![leaf; n].join(op);
+        // (expression, parses)
+        let cases = [
+            (parens(MAX_NESTING), true),
+            (parens(MAX_NESTING + 1), false),
+            (parens(3_000), false),
+            (parens(100_000), false),
+            ("(".repeat(100_000), false),
+            (nots(MAX_NESTING), true),
+            (nots(100_000), false),
+            (chain(100_000, " and "), true),
+            (chain(100_000, " or "), true),
+        ];
+        let item = json!({"ServiceName": "web"});
+        for (expr, parses) in cases {
+            let head = &expr[..expr.len().min(40)];
+            match parse(&expr) {
+                Ok(e) => {
+                    assert!(parses, "{head}... must be refused");
+                    // Evaluating and dropping a long chain must not recurse.
+                    let _ = e.matches(&item);
+                }
+                Err(err) => {
+                    assert!(!parses, "{head}...: {err}");
+                    assert!(
+                        err.contains("nested more than 64 levels")
+                            || err.contains("expected"),
+                        "{head}...: {err}"
+                    );
+                }
+            }
+        }
+        let err = parse(&parens(3_000)).unwrap_err();
+        assert!(err.contains("nested more than 64 levels"), "{err}");
     }
 }
