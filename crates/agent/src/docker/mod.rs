@@ -190,6 +190,7 @@ impl Registrator {
         if event.kind != "container" || event.actor.id.is_empty() {
             return Ok(());
         }
+        self.registry.metrics().docker_events.inc();
         self.last_event = Some(self.last_event.unwrap_or(0).max(event.time_nano));
         let id = event.actor.id.as_str();
         tracing::debug!(container = %&id[..id.len().min(12)], action = %event.action, "Docker event");
