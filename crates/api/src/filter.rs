@@ -494,8 +494,7 @@ mod tests {
                 Err(err) => {
                     assert!(!parses, "{head}...: {err}");
                     assert!(
-                        err.contains("nested more than 64 levels")
-                            || err.contains("expected"),
+                        err.contains("nested more than 64 levels") || err.contains("expected"),
                         "{head}...: {err}"
                     );
                 }

@@ -61,6 +61,8 @@ pub struct AgentArgs {
     /// The Docker registrator (`--docker`).
     #[command(flatten)]
     pub docker: crate::docker::DockerArgs,
+    #[command(flatten)]
+    pub access: crate::proxy::AccessLogArg,
 }
 
 /// Runs `shoal agent` until a signal arrives.
@@ -140,7 +142,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         "shoal agent started"
     );
     println!("shoal agent: HTTP API listening on http://{local_addr}");
-    let app = shoal_api::agent_router(ApiState::new(local.clone(), Arc::new(config)), servers);
+    let state =
+        ApiState::new(local.clone(), Arc::new(config)).with_access_log(args.access.access_log);
+    let app = shoal_api::agent_router(state, servers);
     let served = shoal_api::serve_router(listener, app, cancel.clone()).await;
     crate::server::wind_down(&cancel, tasks, &local).await;
     tracing::info!("shoal agent stopped");
