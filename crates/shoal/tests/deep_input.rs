@@ -33,17 +33,38 @@ async fn deep_filters_are_refused_and_nothing_dies() {
     let parens = |n: usize| format!("{}{leaf}{}", "(".repeat(n), ")".repeat(n));
     // (filter, status, the answer says)
     let cases = [
-        (parens(3_000), StatusCode::BAD_REQUEST, "nested more than 64 levels"),
+        (
+            parens(3_000),
+            StatusCode::BAD_REQUEST,
+            "nested more than 64 levels",
+        ),
         // A URI holds at most 64 KiB (the `http` crate's limit): as deep
         // as one can be.
-        (parens(30_000), StatusCode::BAD_REQUEST, "nested more than 64 levels"),
-        ("(".repeat(60_000), StatusCode::BAD_REQUEST, "nested more than 64 levels"),
-        (format!("{}{leaf}", "not+".repeat(15_000)), StatusCode::BAD_REQUEST, "nested more than 64 levels"),
+        (
+            parens(30_000),
+            StatusCode::BAD_REQUEST,
+            "nested more than 64 levels",
+        ),
+        (
+            "(".repeat(60_000),
+            StatusCode::BAD_REQUEST,
+            "nested more than 64 levels",
+        ),
+        (
+            format!("{}{leaf}", "not+".repeat(15_000)),
+            StatusCode::BAD_REQUEST,
+            "nested more than 64 levels",
+        ),
         (parens(64), StatusCode::OK, ""),
         (vec![leaf; 2_000].join("+and+"), StatusCode::OK, ""),
         (vec![leaf; 2_000].join("+or+"), StatusCode::OK, ""),
     ];
-    for path in ["/v1/catalog/service/web", "/v1/health/service/web", "/v1/catalog/nodes", "/v1/agent/services"] {
+    for path in [
+        "/v1/catalog/service/web",
+        "/v1/health/service/web",
+        "/v1/catalog/nodes",
+        "/v1/agent/services",
+    ] {
         for (filter, status, says) in &cases {
             let url = format!("{}?filter={}", dev.at(path), urlencode(filter));
             let head = &filter[..filter.len().min(30)];
@@ -73,16 +94,44 @@ const JSON_ENDPOINTS: &[&str] = &[
 #[tokio::test]
 async fn deep_and_huge_json_bodies_are_refused_on_every_endpoint() {
     let (dev, proxy) = ServerProcess::start_dev(bin(), &["--queue-timeout", "50ms"]);
-    ok(put(dev.at("/v1/agent/check/register"), r#"{"ID":"x","Name":"x","TTL":"30s"}"#).await);
+    ok(put(
+        dev.at("/v1/agent/check/register"),
+        r#"{"ID":"x","Name":"x","TTL":"30s"}"#,
+    )
+    .await);
     let deep_arrays = |n| format!("{}{}", "[".repeat(n), "]".repeat(n));
     let deep_objects = |n| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
     let bodies = [
-        (deep_arrays(100_000), StatusCode::BAD_REQUEST, "recursion limit exceeded"),
-        (deep_objects(100_000), StatusCode::BAD_REQUEST, "recursion limit exceeded"),
-        (deep_arrays(3_000), StatusCode::BAD_REQUEST, "recursion limit exceeded"),
-        (format!(r#"{{"Name":"x","Meta":{}}}"#, deep_objects(200)), StatusCode::BAD_REQUEST, "recursion limit exceeded"),
-        (deep_arrays(100), StatusCode::BAD_REQUEST, "Request decode failed"),
-        (format!("[{}1]", "1,".repeat(600_000)), StatusCode::PAYLOAD_TOO_LARGE, "too large"),
+        (
+            deep_arrays(100_000),
+            StatusCode::BAD_REQUEST,
+            "recursion limit exceeded",
+        ),
+        (
+            deep_objects(100_000),
+            StatusCode::BAD_REQUEST,
+            "recursion limit exceeded",
+        ),
+        (
+            deep_arrays(3_000),
+            StatusCode::BAD_REQUEST,
+            "recursion limit exceeded",
+        ),
+        (
+            format!(r#"{{"Name":"x","Meta":{}}}"#, deep_objects(200)),
+            StatusCode::BAD_REQUEST,
+            "recursion limit exceeded",
+        ),
+        (
+            deep_arrays(100),
+            StatusCode::BAD_REQUEST,
+            "Request decode failed",
+        ),
+        (
+            format!("[{}1]", "1,".repeat(600_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too large",
+        ),
     ];
     for path in JSON_ENDPOINTS {
         for (body, status, says) in &bodies {

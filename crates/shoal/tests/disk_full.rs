@@ -50,7 +50,11 @@ impl Drop for Tmpfs {
 }
 
 async fn leader(s: &ServerProcess) -> String {
-    ok(get(s.at("/v1/status/leader")).await).json().as_str().unwrap_or("?").to_string()
+    ok(get(s.at("/v1/status/leader")).await)
+        .json()
+        .as_str()
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// The status of the only check of service `web`, read with `?stale`,
@@ -62,7 +66,10 @@ async fn web_check_stale(s: &ServerProcess) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let known = r.headers()["X-Consul-KnownLeader"].to_str().unwrap().to_string();
+    let known = r.headers()["X-Consul-KnownLeader"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let body: serde_json::Value = r.json().await.unwrap();
     (body[0]["Status"].as_str().unwrap_or("").to_string(), known)
 }
@@ -128,7 +135,12 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
         }
     }
     let refused = refused.expect("8 MiB filled without a failed write");
-    assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", refused.text);
+    assert_eq!(
+        refused.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        refused.text
+    );
     assert!(refused.text.contains("storage error"), "{}", refused.text);
 
     // The instance dies while nothing can be recorded.
@@ -141,7 +153,11 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     let r = get(s.at("/v1/kv/fill/0")).await;
     assert!(r.text.contains("No cluster leader"), "{}", r.text);
     let (status, known) = web_check_stale(&s).await;
-    assert_eq!((status.as_str(), known.as_str()), ("passing", "false"), "a stale read says it may be stale");
+    assert_eq!(
+        (status.as_str(), known.as_str()),
+        ("passing", "false"),
+        "a stale read says it may be stale"
+    );
     assert_eq!(metric(&s, "shoal_catalog_store_failing").await, "1");
     assert_ne!(metric(&s, "shoal_catalog_store_errors_total").await, "0");
 
@@ -152,9 +168,11 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
         leader(&s).await == "127.0.0.1:8300"
     })
     .await;
-    eventually(Duration::from_secs(10), "the dead instance is critical", || async {
-        web_check_stale(&s).await == ("critical".into(), "true".into())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the dead instance is critical",
+        || async { web_check_stale(&s).await == ("critical".into(), "true".into()) },
+    )
     .await;
     let r = ok(get(s.at("/v1/health/service/web?passing")).await);
     assert_eq!(r.json(), json!([]), "no passing instance is left");
