@@ -333,6 +333,76 @@ pub fn parse(input: &str) -> Result<Expr, String> {
     Ok(e)
 }
 
+/// The canonical text of an expression: what [`parse`] reads back into
+/// the same expression (chains in parentheses, values quoted, selector
+/// parts that are not plain words in brackets).
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let chain = |f: &mut std::fmt::Formatter<'_>, all: &[Expr], op: &str| {
+            f.write_str("(")?;
+            for (i, e) in all.iter().enumerate() {
+                if i > 0 {
+                    write!(f, " {op} ")?;
+                }
+                write!(f, "{e}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Expr::And(all) => chain(f, all, "and"),
+            Expr::Or(any) => chain(f, any, "or"),
+            Expr::Not(e) => write!(f, "not {e}"),
+            Expr::Match {
+                selector,
+                op,
+                value,
+            } => {
+                for (i, part) in selector.iter().enumerate() {
+                    match (i, is_word(part)) {
+                        (0, _) => f.write_str(part)?,
+                        (_, true) => write!(f, ".{part}")?,
+                        (_, false) => write!(f, "[{}]", quote(part))?,
+                    }
+                }
+                match op {
+                    Op::Equal => write!(f, " == {}", quote(value)),
+                    Op::NotEqual => write!(f, " != {}", quote(value)),
+                    Op::Contains => write!(f, " contains {}", quote(value)),
+                    Op::NotContains => write!(f, " not contains {}", quote(value)),
+                    Op::IsEmpty => f.write_str(" is empty"),
+                    Op::IsNotEmpty => f.write_str(" is not empty"),
+                }
+            }
+        }
+    }
+}
+
+/// Whether the tokenizer reads `s` as one word.
+fn is_word(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '/' | ':'))
+}
+
+/// `s` as a double-quoted string the tokenizer reads back as `s`.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn resolve<'a>(item: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(item, |v, key| v.as_object()?.get(key))
 }
@@ -502,5 +572,103 @@ mod tests {
         }
         let err = parse(&parens(3_000)).unwrap_err();
         assert!(err.contains("nested more than 64 levels"), "{err}");
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Tokens filters are made of, so that random sequences reach deep
+        /// into the parser instead of failing at the first character.
+        fn token() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("(".to_string()),
+                Just(")".to_string()),
+                Just("not".to_string()),
+                Just("and".to_string()),
+                Just("or".to_string()),
+                Just("==".to_string()),
+                Just("!=".to_string()),
+                Just("contains".to_string()),
+                Just("in".to_string()),
+                Just("is".to_string()),
+                Just("empty".to_string()),
+                Just("matches".to_string()),
+                Just(".".to_string()),
+                Just("[".to_string()),
+                Just("]".to_string()),
+                "[A-Za-z_][A-Za-z0-9_/:-]{0,8}",
+                "\"[^\"]{0,6}\"",
+                "`[^`]{0,6}`",
+                any::<char>().prop_map(String::from),
+            ]
+        }
+
+        fn word() -> impl Strategy<Value = String> {
+            "[A-Z][A-Za-z0-9_]{0,6}".prop_filter("keyword", |w| {
+                ![
+                    "and", "or", "not", "in", "is", "contains", "empty", "matches",
+                ]
+                .contains(&w.as_str())
+            })
+        }
+
+        /// Any expression at most a few levels deep.
+        fn expr() -> impl Strategy<Value = Expr> {
+            let op = prop_oneof![
+                Just(Op::Equal),
+                Just(Op::NotEqual),
+                Just(Op::Contains),
+                Just(Op::NotContains),
+                Just(Op::IsEmpty),
+                Just(Op::IsNotEmpty),
+            ];
+            let part = prop_oneof![word(), any::<String>()];
+            let leaf = (
+                word(),
+                proptest::collection::vec(part, 0..3),
+                op,
+                any::<String>(),
+            )
+                .prop_map(|(first, rest, op, value)| {
+                    let empty_test = matches!(op, Op::IsEmpty | Op::IsNotEmpty);
+                    Expr::Match {
+                        selector: std::iter::once(first).chain(rest).collect(),
+                        op,
+                        value: if empty_test { String::new() } else { value },
+                    }
+                });
+            leaf.prop_recursive(6, 48, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 2..4).prop_map(Expr::And),
+                    proptest::collection::vec(inner.clone(), 2..4).prop_map(Expr::Or),
+                    inner.prop_map(|e| Expr::Not(Box::new(e))),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever the input: an answer (never a panic), and a parsed
+            /// filter evaluates without one.
+            #[test]
+            fn fuzz_filter_parse_never_panics(tokens in proptest::collection::vec(token(), 0..64), raw in any::<String>()) {
+                let item = serde_json::json!({"ServiceName": "web", "ServiceTags": ["a"], "ServiceMeta": {"k": "v"}});
+                for input in [tokens.join(" "), tokens.concat(), raw] {
+                    if let Ok(e) = parse(&input) {
+                        let _ = e.matches(&item);
+                    }
+                }
+            }
+
+            /// Printing an expression and parsing it gives it back.
+            #[test]
+            fn fuzz_filter_round_trip(e in expr()) {
+                let text = e.to_string();
+                let back = parse(&text).map_err(|err| TestCaseError::fail(format!("{text}: {err}")))?;
+                prop_assert_eq!(back, e, "{}", text);
+            }
+        }
     }
 }
