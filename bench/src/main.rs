@@ -6,7 +6,8 @@
 //! One subcommand per benchmark, one module per benchmark:
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
-//! ([`dns`]) and `shoal-bench docker` ([`docker`]).
+//! ([`dns`]), `shoal-bench docker` ([`docker`]) and `shoal-bench watchers`
+//! ([`watchers`]).
 #![forbid(unsafe_code)]
 
 mod agent;
@@ -17,6 +18,7 @@ mod registry;
 mod report;
 mod server;
 mod stats;
+mod watchers;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -51,6 +53,9 @@ enum Bench {
     /// The Docker registrator: from `docker start` to the first request
     /// through the proxy reaching the new container, over 20 containers.
     Docker(docker::Args),
+    /// Memory per blocking query: RSS of `shoal server` before and after
+    /// many parked blocking queries.
+    Watchers(watchers::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -76,5 +81,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Agent(args) => agent::run(&shoal, &args, &command).await,
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
+        Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
     }
 }

@@ -7,7 +7,7 @@
 //! 3. the wake-up delay of blocking queries on one service after a write.
 
 mod load;
-mod raw;
+pub(crate) mod raw;
 mod wakeup;
 
 use crate::report::{print_summary, Figure};

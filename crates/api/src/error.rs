@@ -50,7 +50,8 @@ impl IntoResponse for ApiError {
         if !body.ends_with('\n') {
             body.push('\n');
         }
-        (
+        let reason = crate::access::Refusal(body.as_str().into());
+        let mut resp = (
             self.status,
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -58,7 +59,9 @@ impl IntoResponse for ApiError {
             )],
             body,
         )
-            .into_response()
+            .into_response();
+        resp.extensions_mut().insert(reason);
+        resp
     }
 }
 

@@ -6,16 +6,23 @@
 //! `not contains`, `in`, `not in`, `is empty`, `is not empty`, `and`, `or`,
 //! `not` and parentheses, with `"double"` or `` `raw` `` string values,
 //! numbers and booleans. `matches` is refused with a clear error.
+//!
+//! The filter comes from any client, so the parser bounds its recursion:
+//! parentheses and `not` may nest [`MAX_NESTING`] deep, beyond which the
+//! filter is refused (a 400) instead of overflowing the stack. Chains of
+//! `and` / `or` are kept flat (one node with a list), so however long a
+//! chain is, evaluating and dropping the tree never recurses deeper than
+//! the nesting the parser allowed.
 
 use serde_json::Value;
 
 /// A parsed filter expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    /// Both sides hold.
-    And(Box<Expr>, Box<Expr>),
-    /// Either side holds.
-    Or(Box<Expr>, Box<Expr>),
+    /// Every operand holds (a chain `a and b and c`, kept flat).
+    And(Vec<Expr>),
+    /// Some operand holds (a chain `a or b or c`, kept flat).
+    Or(Vec<Expr>),
     /// The inner expression does not hold.
     Not(Box<Expr>),
     /// One comparison.
@@ -115,9 +122,16 @@ fn tokenize(input: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// How deep parentheses and `not` may nest. Real filters nest a handful
+/// of levels; each level costs the parser a few stack frames, and this
+/// bound keeps the deepest parse far below a worker thread's stack.
+pub const MAX_NESTING: usize = 64;
+
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Open parentheses and `not`s around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -142,35 +156,51 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, String> {
-        let mut left = self.and()?;
+        let mut operands = vec![self.and()?];
         while self.peek_word("or") {
             self.pos += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+            operands.push(self.and()?);
         }
-        Ok(left)
+        Ok(flatten(operands, Expr::Or))
     }
 
     fn and(&mut self) -> Result<Expr, String> {
-        let mut left = self.unary()?;
+        let mut operands = vec![self.unary()?];
         while self.peek_word("and") {
             self.pos += 1;
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+            operands.push(self.unary()?);
         }
-        Ok(left)
+        Ok(flatten(operands, Expr::And))
+    }
+
+    /// One level deeper (a `(` or a `not`); refused past [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "expression nested more than {MAX_NESTING} levels deep (parentheses and \"not\")"
+            ));
+        }
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
         if self.peek_word("not") {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.nest()?;
+            let e = Expr::Not(Box::new(self.unary()?));
+            self.depth -= 1;
+            return Ok(e);
         }
         if self.peek_sym("(") {
             self.pos += 1;
+            self.nest()?;
             let e = self.or()?;
             if !self.peek_sym(")") {
                 return Err("expected \")\"".into());
             }
             self.pos += 1;
+            self.depth -= 1;
             return Ok(e);
         }
         self.matcher()
@@ -271,6 +301,14 @@ impl Parser {
     }
 }
 
+/// One operand as itself, several as one flat `And` / `Or`.
+fn flatten(operands: Vec<Expr>, chain: fn(Vec<Expr>) -> Expr) -> Expr {
+    match <[Expr; 1]>::try_from(operands) {
+        Ok([one]) => one,
+        Err(many) => chain(many),
+    }
+}
+
 /// Parses a filter expression; the error says what is wrong.
 pub fn parse(input: &str) -> Result<Expr, String> {
     let toks = tokenize(input)
@@ -278,7 +316,11 @@ pub fn parse(input: &str) -> Result<Expr, String> {
     if toks.is_empty() {
         return Err("Failed to create boolean expression evaluator: empty filter".into());
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p
         .or()
         .map_err(|e| format!("Failed to create boolean expression evaluator: {e}"))?;
@@ -289,6 +331,76 @@ pub fn parse(input: &str) -> Result<Expr, String> {
         );
     }
     Ok(e)
+}
+
+/// The canonical text of an expression: what [`parse`] reads back into
+/// the same expression (chains in parentheses, values quoted, selector
+/// parts that are not plain words in brackets).
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let chain = |f: &mut std::fmt::Formatter<'_>, all: &[Expr], op: &str| {
+            f.write_str("(")?;
+            for (i, e) in all.iter().enumerate() {
+                if i > 0 {
+                    write!(f, " {op} ")?;
+                }
+                write!(f, "{e}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Expr::And(all) => chain(f, all, "and"),
+            Expr::Or(any) => chain(f, any, "or"),
+            Expr::Not(e) => write!(f, "not {e}"),
+            Expr::Match {
+                selector,
+                op,
+                value,
+            } => {
+                for (i, part) in selector.iter().enumerate() {
+                    match (i, is_word(part)) {
+                        (0, _) => f.write_str(part)?,
+                        (_, true) => write!(f, ".{part}")?,
+                        (_, false) => write!(f, "[{}]", quote(part))?,
+                    }
+                }
+                match op {
+                    Op::Equal => write!(f, " == {}", quote(value)),
+                    Op::NotEqual => write!(f, " != {}", quote(value)),
+                    Op::Contains => write!(f, " contains {}", quote(value)),
+                    Op::NotContains => write!(f, " not contains {}", quote(value)),
+                    Op::IsEmpty => f.write_str(" is empty"),
+                    Op::IsNotEmpty => f.write_str(" is not empty"),
+                }
+            }
+        }
+    }
+}
+
+/// Whether the tokenizer reads `s` as one word.
+fn is_word(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '/' | ':'))
+}
+
+/// `s` as a double-quoted string the tokenizer reads back as `s`.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn resolve<'a>(item: &'a Value, path: &[String]) -> Option<&'a Value> {
@@ -327,8 +439,8 @@ impl Expr {
     /// Whether `item` (the JSON form of one result) matches.
     pub fn matches(&self, item: &Value) -> bool {
         match self {
-            Expr::And(a, b) => a.matches(item) && b.matches(item),
-            Expr::Or(a, b) => a.matches(item) || b.matches(item),
+            Expr::And(all) => all.iter().all(|e| e.matches(item)),
+            Expr::Or(any) => any.iter().any(|e| e.matches(item)),
             Expr::Not(e) => !e.matches(item),
             Expr::Match {
                 selector,
@@ -419,6 +531,144 @@ mod tests {
                 err.starts_with("Failed to create boolean expression evaluator"),
                 "{expr}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_chains_stay_flat() {
+        let leaf = r#"ServiceName == "web""#;
+        let parens = |n: usize| format!("{}{leaf}{}", "(".repeat(n), ")".repeat(n));
+        let nots = |n: usize| format!("{}{leaf}", "not ".repeat(n));
+        let chain = |n: usize, op: &str| vec![leaf; n].join(op);
+        // (expression, parses)
+        let cases = [
+            (parens(MAX_NESTING), true),
+            (parens(MAX_NESTING + 1), false),
+            (parens(3_000), false),
+            (parens(100_000), false),
+            ("(".repeat(100_000), false),
+            (nots(MAX_NESTING), true),
+            (nots(100_000), false),
+            (chain(100_000, " and "), true),
+            (chain(100_000, " or "), true),
+        ];
+        let item = json!({"ServiceName": "web"});
+        for (expr, parses) in cases {
+            let head = &expr[..expr.len().min(40)];
+            match parse(&expr) {
+                Ok(e) => {
+                    assert!(parses, "{head}... must be refused");
+                    // Evaluating and dropping a long chain must not recurse.
+                    let _ = e.matches(&item);
+                }
+                Err(err) => {
+                    assert!(!parses, "{head}...: {err}");
+                    assert!(
+                        err.contains("nested more than 64 levels") || err.contains("expected"),
+                        "{head}...: {err}"
+                    );
+                }
+            }
+        }
+        let err = parse(&parens(3_000)).unwrap_err();
+        assert!(err.contains("nested more than 64 levels"), "{err}");
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Tokens filters are made of, so that random sequences reach deep
+        /// into the parser instead of failing at the first character.
+        fn token() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("(".to_string()),
+                Just(")".to_string()),
+                Just("not".to_string()),
+                Just("and".to_string()),
+                Just("or".to_string()),
+                Just("==".to_string()),
+                Just("!=".to_string()),
+                Just("contains".to_string()),
+                Just("in".to_string()),
+                Just("is".to_string()),
+                Just("empty".to_string()),
+                Just("matches".to_string()),
+                Just(".".to_string()),
+                Just("[".to_string()),
+                Just("]".to_string()),
+                "[A-Za-z_][A-Za-z0-9_/:-]{0,8}",
+                "\"[^\"]{0,6}\"",
+                "`[^`]{0,6}`",
+                any::<char>().prop_map(String::from),
+            ]
+        }
+
+        fn word() -> impl Strategy<Value = String> {
+            "[A-Z][A-Za-z0-9_]{0,6}".prop_filter("keyword", |w| {
+                ![
+                    "and", "or", "not", "in", "is", "contains", "empty", "matches",
+                ]
+                .contains(&w.as_str())
+            })
+        }
+
+        /// Any expression at most a few levels deep.
+        fn expr() -> impl Strategy<Value = Expr> {
+            let op = prop_oneof![
+                Just(Op::Equal),
+                Just(Op::NotEqual),
+                Just(Op::Contains),
+                Just(Op::NotContains),
+                Just(Op::IsEmpty),
+                Just(Op::IsNotEmpty),
+            ];
+            let part = prop_oneof![word(), any::<String>()];
+            let leaf = (
+                word(),
+                proptest::collection::vec(part, 0..3),
+                op,
+                any::<String>(),
+            )
+                .prop_map(|(first, rest, op, value)| {
+                    let empty_test = matches!(op, Op::IsEmpty | Op::IsNotEmpty);
+                    Expr::Match {
+                        selector: std::iter::once(first).chain(rest).collect(),
+                        op,
+                        value: if empty_test { String::new() } else { value },
+                    }
+                });
+            leaf.prop_recursive(6, 48, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 2..4).prop_map(Expr::And),
+                    proptest::collection::vec(inner.clone(), 2..4).prop_map(Expr::Or),
+                    inner.prop_map(|e| Expr::Not(Box::new(e))),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever the input: an answer (never a panic), and a parsed
+            /// filter evaluates without one.
+            #[test]
+            fn fuzz_filter_parse_never_panics(tokens in proptest::collection::vec(token(), 0..64), raw in any::<String>()) {
+                let item = serde_json::json!({"ServiceName": "web", "ServiceTags": ["a"], "ServiceMeta": {"k": "v"}});
+                for input in [tokens.join(" "), tokens.concat(), raw] {
+                    if let Ok(e) = parse(&input) {
+                        let _ = e.matches(&item);
+                    }
+                }
+            }
+
+            /// Printing an expression and parsing it gives it back.
+            #[test]
+            fn fuzz_filter_round_trip(e in expr()) {
+                let text = e.to_string();
+                let back = parse(&text).map_err(|err| TestCaseError::fail(format!("{text}: {err}")))?;
+                prop_assert_eq!(back, e, "{}", text);
+            }
         }
     }
 }

@@ -33,9 +33,10 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 
 /// The router of a `shoal agent`; see the module doc.
 pub fn agent_router(state: ApiState, servers: RemoteCatalog) -> Router {
-    agent_routes::routes()
-        .with_state(state)
-        .fallback(move |req: Request| forward(servers.clone(), req))
+    let routes = agent_routes::routes()
+        .merge(crate::metrics_routes::routes())
+        .fallback(move |req: Request| forward(servers.clone(), req));
+    crate::with_layers(routes, state)
 }
 
 async fn forward(servers: RemoteCatalog, req: Request) -> Response {

@@ -5,6 +5,7 @@
 //! [`Catalog`]: shoal_catalog::Catalog
 #![forbid(unsafe_code)]
 
+mod access;
 mod agent_routes;
 mod cache;
 mod catalog_routes;
@@ -14,6 +15,8 @@ pub mod filter;
 mod forward;
 mod health_routes;
 mod kv_routes;
+pub mod leadership;
+mod metrics_routes;
 mod remote;
 
 pub mod request;
@@ -60,6 +63,10 @@ impl Default for ApiConfig {
     }
 }
 
+/// Metrics of something served beside the API (the proxy in `shoal
+/// dev`), read at each scrape of `/metrics` and `/v1/agent/metrics`.
+pub type MetricSource = Arc<dyn Fn() -> Vec<shoal_catalog::metrics::Family> + Send + Sync>;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
@@ -69,6 +76,12 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
     /// Rendered answers shared by identical reads of one snapshot.
     cache: Arc<cache::ResponseCache>,
+    /// `--access-log`: one line per request (see [`access`]).
+    access_log: bool,
+    /// More metrics than the registry's.
+    metric_sources: Arc<Vec<MetricSource>>,
+    /// When the API started (the rates of `/v1/agent/metrics`).
+    started: std::time::Instant,
 }
 
 impl ApiState {
@@ -78,7 +91,22 @@ impl ApiState {
             registry,
             config,
             cache: Arc::default(),
+            access_log: false,
+            metric_sources: Arc::default(),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// With `--access-log`: logs one line per request.
+    pub fn with_access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
+    /// Also reports `source`'s metrics on `/metrics` and `/v1/agent/metrics`.
+    pub fn with_metrics(mut self, source: MetricSource) -> Self {
+        Arc::make_mut(&mut self.metric_sources).push(source);
+        self
     }
 
     /// A JSON answer for `ctx`'s request read from `snapshot`: `render`
@@ -99,16 +127,27 @@ impl ApiState {
 /// for clients that gate features on it.
 pub const CONSUL_COMPAT_VERSION: &str = "1.17.0";
 
-/// The full `/v1` router.
+/// The full `/v1` router (and `/metrics`).
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(catalog_routes::routes())
         .merge(health_routes::routes())
         .merge(agent_routes::routes())
         .merge(kv_routes::routes())
         .merge(status_routes::routes())
+        .merge(metrics_routes::routes())
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    with_layers(routes, state)
+}
+
+/// What wraps every route of a server's or an agent's API, outermost
+/// first: the request log, then what the API says while the store fails.
+fn with_layers(routes: Router<ApiState>, state: ApiState) -> Router {
+    use axum::middleware::from_fn_with_state;
+    routes
+        .layer(from_fn_with_state(state.clone(), leadership::guard))
+        .layer(from_fn_with_state(state.clone(), access::log))
         .with_state(state)
 }
 
@@ -154,6 +193,7 @@ pub async fn serve_router(
     app: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let graceful =
         axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     tokio::select! {

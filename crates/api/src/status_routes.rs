@@ -24,8 +24,14 @@ fn server_addr(api: &ApiState) -> String {
     }
 }
 
+/// This server while its store can commit; `""` (Consul's answer when
+/// there is no leader) while it cannot: see [`crate::leadership`].
 async fn leader(State(api): State<ApiState>, ctx: Ctx) -> Response {
-    json(None, ctx.pretty, &server_addr(&api))
+    let leader = match crate::leadership::failure(&api) {
+        None => server_addr(&api),
+        Some(_) => String::new(),
+    };
+    json(None, ctx.pretty, &leader)
 }
 
 async fn peers(State(api): State<ApiState>, ctx: Ctx) -> Response {

@@ -15,11 +15,13 @@ mod command;
 pub mod duration;
 mod error;
 mod heartbeat;
+pub mod metrics;
 mod model;
 mod records;
 mod registry;
 mod state;
 pub mod store;
+mod store_health;
 mod watch;
 
 pub use apply::MAX_KV_KEY_LEN;
@@ -32,7 +34,7 @@ pub use model::{
     NODE_HEALTH_CHECK,
 };
 pub use records::Mutation;
-pub use registry::{blocking_wait, topic_index, Registry, DEFAULT_WAIT, MAX_WAIT};
+pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_WAIT, MAX_WAIT};
 pub use state::State;
 pub use store::{MemoryStore, RedbStore, Store};
 pub use watch::Topic;

@@ -8,9 +8,12 @@ use crate::catalog::{Catalog, Indexed, InstanceFilter, NodeContents, QueryOption
 use crate::command::{Command, Outcome, Registration};
 use crate::error::{Error, Result};
 use crate::heartbeat::Heartbeats;
+use crate::metrics::{Family, RegistryMetrics};
 use crate::model::{HealthStatus, KvEntry, ServiceEntry};
 use crate::state::State;
 use crate::store::Store;
+pub use crate::store_health::StoreFailure;
+use crate::store_health::StoreHealth;
 use crate::watch::{Topic, WatchHub};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -46,6 +49,8 @@ enum Msg {
 struct Shared {
     current: ArcSwap<State>,
     hub: WatchHub,
+    metrics: RegistryMetrics,
+    store_health: StoreHealth,
 }
 
 /// The in-process catalog.
@@ -62,6 +67,8 @@ impl Registry {
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(state),
             hub: WatchHub::new(),
+            metrics: RegistryMetrics::default(),
+            store_health: StoreHealth::default(),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer_shared = shared.clone();
@@ -93,6 +100,25 @@ impl Registry {
     /// The current snapshot. Cheap; never blocks on writers.
     pub fn snapshot(&self) -> Arc<State> {
         self.shared.current.load_full()
+    }
+
+    /// The registry's counters (the agent side adds check runs and Docker
+    /// events to them).
+    pub fn metrics(&self) -> &RegistryMetrics {
+        &self.shared.metrics
+    }
+
+    /// Every metric of this registry, ready to render.
+    pub fn metric_families(&self) -> Vec<Family> {
+        self.shared
+            .metrics
+            .families(self.shared.hub.subscriptions())
+    }
+
+    /// `Some` while the store cannot commit: writes fail, and what reads
+    /// return may be stale (check results that could not be recorded).
+    pub fn store_failure(&self) -> Option<StoreFailure> {
+        self.shared.store_health.failure()
     }
 
     /// When TTL checks were last refreshed (kept in memory only).
@@ -165,11 +191,29 @@ impl Registry {
             };
             let any_change =
                 futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+            let _parked = Parked::new(&self.shared.metrics.blocking_queries);
             tokio::select! {
                 _ = any_change => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+    }
+}
+
+/// Counts one parked blocking query for as long as it lives (a query
+/// whose client went away is dropped mid-wait, and uncounted then).
+struct Parked<'a>(&'a crate::metrics::Gauge);
+
+impl<'a> Parked<'a> {
+    fn new(gauge: &'a crate::metrics::Gauge) -> Self {
+        gauge.add(1);
+        Parked(gauge)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.add(-1);
     }
 }
 
@@ -187,13 +231,55 @@ pub fn blocking_wait(asked: Option<Duration>) -> Duration {
     wait + Duration::from_millis(jitter)
 }
 
+/// While the store fails, how often it is probed when no write comes.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// While the store fails, how often the queue is polled between probes.
+const FAILING_POLL: Duration = Duration::from_millis(20);
+
+/// What the writer does next.
+enum Next {
+    Msg(Msg),
+    /// Try the failing store again (no write came for a while).
+    Probe,
+    /// Every sender is gone.
+    Closed,
+}
+
+/// The next message; while the store fails, polls the queue so the store
+/// can be probed every [`PROBE_INTERVAL`] even when no write comes.
+fn next_message(rx: &mut mpsc::Receiver<Msg>, health: &StoreHealth) -> Next {
+    if health.failure().is_none() {
+        return rx.blocking_recv().map_or(Next::Closed, Next::Msg);
+    }
+    let since = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(msg) => return Next::Msg(msg),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Next::Closed,
+            Err(mpsc::error::TryRecvError::Empty) if since.elapsed() >= PROBE_INTERVAL => {
+                return Next::Probe
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(FAILING_POLL),
+        }
+    }
+}
+
 /// Runs until shutdown (returning who to tell) or until every sender is gone.
 fn writer_loop(
     shared: &Shared,
     store: &dyn Store,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Option<oneshot::Sender<()>> {
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        let first = match next_message(&mut rx, &shared.store_health) {
+            Next::Msg(msg) => msg,
+            Next::Probe => {
+                let probed = store.probe();
+                shared.store_health.record(&probed, &shared.metrics);
+                continue;
+            }
+            Next::Closed => return None,
+        };
         let mut batch = Vec::new();
         let mut shutdown = None;
         match first {
@@ -220,10 +306,10 @@ fn writer_loop(
             return Some(done);
         }
     }
-    None
 }
 
 fn commit_batch(shared: &Shared, store: &dyn Store, batch: Vec<Request>) {
+    shared.metrics.writes.add(batch.len() as u64);
     let mut next = (*shared.current.load_full()).clone();
     let mut txn = Txn::new(&mut next);
     let mut replies = Vec::with_capacity(batch.len());
@@ -236,6 +322,8 @@ fn commit_batch(shared: &Shared, store: &dyn Store, batch: Vec<Request>) {
         let started = std::time::Instant::now();
         let committed = store.commit(&mutations);
         let took = started.elapsed();
+        shared.metrics.commit_seconds.observe(took);
+        shared.store_health.record(&committed, &shared.metrics);
         tracing::debug!(
             writes = replies.len(),
             records = mutations.len(),
@@ -256,6 +344,7 @@ fn commit_batch(shared: &Shared, store: &dyn Store, batch: Vec<Request>) {
             }
             return;
         }
+        shared.metrics.commits.inc();
         let index = next.index();
         shared.current.store(Arc::new(next));
         shared.hub.notify(&changes, index);

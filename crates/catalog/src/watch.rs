@@ -72,6 +72,16 @@ impl WatchHub {
         sender.subscribe()
     }
 
+    /// Receivers subscribed now, over every topic (a metric).
+    pub fn subscriptions(&self) -> usize {
+        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.exact
+            .values()
+            .chain(subs.kv.values())
+            .map(|s| s.receiver_count())
+            .sum()
+    }
+
     /// Wakes the subscribers of everything `changes` touched.
     pub fn notify(&self, changes: &Changes, index: u64) {
         let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());

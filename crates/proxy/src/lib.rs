@@ -154,18 +154,26 @@ impl Proxy {
         json!({ "proxy": self.shared.stats.to_json(), "generation": table.generation, "services": services })
     }
 
-    /// The same counters in Prometheus text format.
-    pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        self.shared.stats.write_prometheus(&mut out);
-        for up in self.shared.discovery.table().services() {
+    /// The same counters as metric families (for `/metrics`).
+    pub fn metric_families(&self) -> Vec<shoal_catalog::metrics::Family> {
+        let table = self.shared.discovery.table();
+        let services = table.services();
+        let mut instances = Vec::new();
+        for up in &services {
             for i in &up.instances {
-                let active = i.state.outstanding.load(Ordering::Relaxed);
-                i.state
-                    .stats
-                    .write_prometheus(&mut out, &up.service, &i.id, active);
+                instances.push(stats::InstanceSample {
+                    service: &up.service,
+                    instance: &i.id,
+                    stats: &i.state.stats,
+                    active: i.state.outstanding.load(Ordering::Relaxed),
+                });
             }
         }
-        out
+        stats::families(&self.shared.stats, &instances)
+    }
+
+    /// The same counters in Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        shoal_catalog::metrics::text::render(&self.metric_families())
     }
 }

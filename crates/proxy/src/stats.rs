@@ -1,8 +1,8 @@
 //! Counters per instance (kept in its shared state) and for the proxy as a
 //! whole, rendered as JSON (`/v1/proxy/stats`) and Prometheus text (`/metrics`).
 
-use serde_json::{json, Map, Value};
-use std::fmt::Write;
+use serde_json::{json, Map, Value as Json};
+use shoal_catalog::metrics::{Family, HistogramSnapshot, Kind, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -44,9 +44,9 @@ impl InstanceStats {
     }
 
     /// JSON form; `active` is the requests in flight now.
-    pub fn to_json(&self, active: usize) -> Value {
+    pub fn to_json(&self, active: usize) -> Json {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let buckets: Map<String, Value> = BUCKETS_MS
+        let buckets: Map<String, Json> = BUCKETS_MS
             .iter()
             .map(|b| format!("le_{b}ms"))
             .chain(std::iter::once("le_inf".to_string()))
@@ -65,71 +65,108 @@ impl InstanceStats {
         })
     }
 
-    /// Prometheus lines for this instance.
-    pub fn write_prometheus(&self, out: &mut String, service: &str, instance: &str, active: usize) {
+    /// Its latency histogram in the shared metrics model (seconds).
+    fn latency_snapshot(&self) -> HistogramSnapshot {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let l = format!(
-            "service=\"{}\",instance=\"{}\"",
-            escape(service),
-            escape(instance)
-        );
-        let _ = writeln!(
-            out,
-            "shoal_proxy_requests_total{{{l}}} {}",
-            get(&self.requests)
-        );
-        for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "shoal_proxy_responses_total{{{l},code=\"{class}\"}} {}",
-                get(&self.by_class[i])
-            );
+        let mut h = HistogramSnapshot::default();
+        for (slot, n) in h.buckets.iter_mut().zip(&self.latency) {
+            *slot = get(n);
         }
-        let _ = writeln!(
-            out,
-            "shoal_proxy_upstream_errors_total{{{l}}} {}",
-            get(&self.errors)
-        );
-        let _ = writeln!(
-            out,
-            "shoal_proxy_retries_total{{{l}}} {}",
-            get(&self.retries)
-        );
-        let _ = writeln!(
-            out,
-            "shoal_proxy_ejections_total{{{l}}} {}",
-            get(&self.ejections)
-        );
-        let _ = writeln!(out, "shoal_proxy_active_requests{{{l}}} {active}");
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS_MS
-            .iter()
-            .map(|b| format!("{}", *b as f64 / 1000.0))
-            .chain(std::iter::once("+Inf".to_string()))
-            .enumerate()
-        {
-            cumulative += get(&self.latency[i]);
-            let _ = writeln!(
-                out,
-                "shoal_proxy_upstream_latency_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "shoal_proxy_upstream_latency_seconds_sum{{{l}}} {}",
-            get(&self.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "shoal_proxy_upstream_latency_seconds_count{{{l}}} {cumulative}"
-        );
+        h.count = h.buckets.iter().sum();
+        h.sum = get(&self.latency_sum_us) as f64 / 1e6;
+        h
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// One instance's counters with its labels, for [`families`].
+pub struct InstanceSample<'a> {
+    /// Service name.
+    pub service: &'a str,
+    /// Instance ID.
+    pub instance: &'a str,
+    /// Its counters.
+    pub stats: &'a InstanceStats,
+    /// Requests in flight now.
+    pub active: usize,
+}
+
+/// The proxy's metrics as families (one per metric, every instance's
+/// sample in it), rendered by the one Prometheus writer of
+/// `shoal_catalog::metrics::text`.
+pub fn families(proxy: &ProxyStats, instances: &[InstanceSample<'_>]) -> Vec<Family> {
+    let get = |a: &AtomicU64| Value::Int(a.load(Ordering::Relaxed) as i64);
+    let mut out = proxy.families();
+    let per = |name, help, kind, value: &dyn Fn(&InstanceSample<'_>) -> Value| Family {
+        name,
+        help,
+        kind,
+        samples: instances
+            .iter()
+            .map(|i| (labels(i, None), value(i)))
+            .collect(),
+    };
+    out.push(per(
+        "shoal_proxy_requests_total",
+        "Requests sent to the instance.",
+        Kind::Counter,
+        &|i| get(&i.stats.requests),
+    ));
+    out.push(Family {
+        name: "shoal_proxy_responses_total",
+        help: "Answers from the instance, by status class.",
+        kind: Kind::Counter,
+        samples: instances
+            .iter()
+            .flat_map(|i| {
+                ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                    .iter()
+                    .zip(&i.stats.by_class)
+                    .map(move |(class, n)| (labels(i, Some(class)), get(n)))
+            })
+            .collect(),
+    });
+    out.push(per(
+        "shoal_proxy_upstream_errors_total",
+        "Attempts on the instance that failed before an answer.",
+        Kind::Counter,
+        &|i| get(&i.stats.errors),
+    ));
+    out.push(per(
+        "shoal_proxy_retries_total",
+        "Requests retried away from the instance.",
+        Kind::Counter,
+        &|i| get(&i.stats.retries),
+    ));
+    out.push(per(
+        "shoal_proxy_ejections_total",
+        "Times passive health ejected the instance.",
+        Kind::Counter,
+        &|i| get(&i.stats.ejections),
+    ));
+    out.push(per(
+        "shoal_proxy_active_requests",
+        "Requests in flight to the instance now.",
+        Kind::Gauge,
+        &|i| Value::Int(i.active as i64),
+    ));
+    out.push(per(
+        "shoal_proxy_upstream_latency_seconds",
+        "Time to the instance's response head.",
+        Kind::Histogram,
+        &|i| Value::Histogram(i.stats.latency_snapshot()),
+    ));
+    out
+}
+
+fn labels(i: &InstanceSample<'_>, code: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut l = vec![
+        ("service", i.service.to_string()),
+        ("instance", i.instance.to_string()),
+    ];
+    if let Some(code) = code {
+        l.push(("code", code.to_string()));
+    }
+    l
 }
 
 /// Counters of the proxy as a whole.
@@ -151,7 +188,7 @@ pub struct ProxyStats {
 
 impl ProxyStats {
     /// JSON form.
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Json {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         json!({
             "requests": get(&self.requests),
@@ -163,29 +200,55 @@ impl ProxyStats {
         })
     }
 
-    /// Prometheus lines.
-    pub fn write_prometheus(&self, out: &mut String) {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "shoal_proxy_received_requests_total {}",
-            get(&self.requests)
-        );
-        let _ = writeln!(out, "shoal_proxy_no_route_total {}", get(&self.no_route));
-        let _ = writeln!(out, "shoal_proxy_queued_total {}", get(&self.queued));
-        let _ = writeln!(
-            out,
-            "shoal_proxy_queue_timeouts_total {}",
-            get(&self.queue_timeouts)
-        );
-        let _ = writeln!(out, "shoal_proxy_rejected_total {}", get(&self.rejected));
-        let _ = writeln!(out, "shoal_proxy_loops_total {}", get(&self.loops));
+    /// Its families (no labels).
+    fn families(&self) -> Vec<Family> {
+        let c = |name, help, a: &AtomicU64| {
+            Family::single(
+                name,
+                help,
+                Kind::Counter,
+                Value::Int(a.load(Ordering::Relaxed) as i64),
+            )
+        };
+        vec![
+            c(
+                "shoal_proxy_received_requests_total",
+                "Requests received by the proxy.",
+                &self.requests,
+            ),
+            c(
+                "shoal_proxy_no_route_total",
+                "Requests that matched no route (404).",
+                &self.no_route,
+            ),
+            c(
+                "shoal_proxy_queued_total",
+                "Requests that waited for a first instance.",
+                &self.queued,
+            ),
+            c(
+                "shoal_proxy_queue_timeouts_total",
+                "Queued requests that timed out (503).",
+                &self.queue_timeouts,
+            ),
+            c(
+                "shoal_proxy_rejected_total",
+                "Requests refused for bad framing or limits.",
+                &self.rejected,
+            ),
+                    c(
+                "shoal_proxy_loops_total",
+                "Requests refused with 508 because they would loop back into the proxy.",
+                &self.loops,
+            ),
+        ]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_catalog::metrics::text;
 
     #[test]
     fn records_classes_and_buckets() {
@@ -201,9 +264,19 @@ mod tests {
         assert_eq!(v["latency"]["le_5ms"], 1);
         assert_eq!(v["latency"]["le_1000ms"], 1);
         assert_eq!(v["latency"]["le_inf"], 1);
-        let mut text = String::new();
-        s.write_prometheus(&mut text, "web", "web-1", 2);
+        let one = |instance, active| InstanceSample {
+            service: "web",
+            instance,
+            stats: &s,
+            active,
+        };
+        let text = text::render(&families(
+            &ProxyStats::default(),
+            &[one("web-1", 2), one("web-2", 0)],
+        ));
+        text::validate(&text).unwrap();
         assert!(text.contains("shoal_proxy_upstream_latency_seconds_bucket{service=\"web\",instance=\"web-1\",le=\"+Inf\"} 3"));
         assert!(text.contains("shoal_proxy_active_requests{service=\"web\",instance=\"web-1\"} 2"));
+        assert!(text.contains("# TYPE shoal_proxy_requests_total counter"));
     }
 }

@@ -55,8 +55,9 @@ pub struct ProxyOptions {
     /// Peers whose X-Forwarded-* headers are believed (address or CIDR, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
-    /// Log one line per request (target shoal::access).
-    #[arg(long)]
+    /// Log one line per request (target shoal::access): set from the
+    /// role's `--access-log` ([`AccessLogArg`]), shared with the API in `dev`.
+    #[arg(skip)]
     pub access_log: bool,
     /// Also send an RFC 7239 `Forwarded` header to the instances.
     #[arg(long)]
@@ -83,11 +84,22 @@ impl ProxyOptions {
     }
 }
 
+/// `--access-log`, one flag per role: in `shoal dev` it logs the API's
+/// requests and the proxy's alike.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AccessLogArg {
+    /// Log one line per request (target shoal::access).
+    #[arg(long)]
+    pub access_log: bool,
+}
+
 /// Flags of `shoal proxy`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProxyArgs {
     #[command(flatten)]
     pub options: ProxyOptions,
+    #[command(flatten)]
+    pub access: AccessLogArg,
     /// Registry HTTP API to follow (a shoal server or a Consul agent).
     #[arg(
         long,
@@ -100,38 +112,47 @@ pub struct ProxyArgs {
     pub stats_addr: ListenAddr,
 }
 
+/// `/v1/proxy/stats` (JSON): beside the API in `shoal dev`, whose
+/// `/metrics` then includes the proxy's ([`metric_source`]).
+pub fn stats_json_route(proxy: Proxy) -> Router {
+    Router::new().route(
+        "/v1/proxy/stats",
+        get(move || {
+            let p = proxy.clone();
+            async move {
+                let body = serde_json::to_string_pretty(&p.stats_json()).unwrap_or_default();
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+/// The proxy's metrics, for the API's `/metrics` in `shoal dev`.
+pub fn metric_source(proxy: Proxy) -> shoal_api::MetricSource {
+    Arc::new(move || proxy.metric_families())
+}
+
 /// `/v1/proxy/stats` (JSON) and `/metrics` (Prometheus text) for `proxy`.
 pub fn stats_routes(proxy: Proxy) -> Router {
-    let json_proxy = proxy.clone();
-    Router::new()
-        .route(
-            "/v1/proxy/stats",
-            get(move || {
-                let p = json_proxy.clone();
-                async move {
-                    let body = serde_json::to_string_pretty(&p.stats_json()).unwrap_or_default();
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        body,
-                    )
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let p = proxy.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        p.prometheus(),
-                    )
-                }
-            }),
-        )
+    let p = proxy.clone();
+    stats_json_route(proxy).route(
+        "/metrics",
+        get(move || {
+            let p = p.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        shoal_catalog::metrics::text::CONTENT_TYPE,
+                    )],
+                    p.prometheus(),
+                )
+            }
+        }),
+    )
 }
 
 /// Binds every listener first (so a taken port fails start-up clearly),
@@ -180,7 +201,8 @@ pub async fn start(
 }
 
 /// Runs `shoal proxy` until a signal arrives.
-pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ProxyArgs) -> anyhow::Result<()> {
+    args.options.access_log = args.access.access_log;
     let mut config = shoal_api::RemoteConfig::new(args.registry.clone());
     config.token = std::env::var("CONSUL_HTTP_TOKEN")
         .ok()

@@ -38,6 +38,8 @@ pub struct ServerArgs {
     pub datacenter: String,
     #[command(flatten)]
     pub dns: DnsArgs,
+    #[command(flatten)]
+    pub access: crate::proxy::AccessLogArg,
 }
 
 /// Flags of the DNS interface (part of `shoal server` and `shoal dev`).
@@ -128,10 +130,11 @@ pub async fn run(args: ServerArgs, role: &str) -> anyhow::Result<()> {
 pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs {
         server,
-        proxy,
+        mut proxy,
         demo,
         docker,
     } = args;
+    proxy.access_log = server.access.access_log;
     run_with(server, "dev", Some((proxy, demo, docker))).await
 }
 
@@ -195,11 +198,14 @@ async fn run_with(
         });
     }
     let mut extra = Router::new();
+    let mut state = ApiState::new(registry.clone(), Arc::new(config.clone()))
+        .with_access_log(args.access.access_log);
     if let Some((proxy_options, demo, docker)) = dev {
         let catalog: Arc<dyn Catalog> = registry.clone();
         let proxy =
             crate::proxy::start(&proxy_options, catalog, cancel.clone(), &mut tasks).await?;
-        extra = crate::proxy::stats_routes(proxy);
+        extra = crate::proxy::stats_json_route(proxy.clone());
+        state = state.with_metrics(crate::proxy::metric_source(proxy));
         start_demo(&registry, &config, demo, &cancel).await?;
         crate::docker::start(
             &docker,
@@ -226,7 +232,6 @@ async fn run_with(
     for dns in &dns_locals {
         println!("shoal {role}: DNS listening on dns://{dns} (UDP and TCP)");
     }
-    let state = ApiState::new(registry.clone(), Arc::new(config));
     let mut listeners = listeners.into_iter();
     let first = listeners.next().context("no HTTP API listener")?;
     println!("shoal {role}: HTTP API listening on http://{}", first.addr);

@@ -41,6 +41,7 @@ pub(crate) async fn run_probe(
             Err(_) => probe.timed_out(timeout),
         };
         let answered = outcome.status != HealthStatus::Critical;
+        reporter.registry.metrics().check_runs.inc();
         if let Some(status) = thresholds.observe(outcome.status) {
             // Boxed: a write's future is large and rare; thousands of
             // these loops should not each carry room for one.
@@ -76,6 +77,7 @@ pub(crate) async fn run_ttl(ttl: Duration, mut reporter: Reporter) {
             continue;
         }
         if expired_at != Some(last) {
+            reporter.registry.metrics().check_runs.inc();
             if let Some(output) = reporter.current_output() {
                 reporter
                     .report(HealthStatus::Critical, expired_output(&output))

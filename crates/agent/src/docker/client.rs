@@ -273,7 +273,7 @@ impl Drop for EventStream {
 
 /// Takes the first complete line off `buf` and parses it as an event
 /// (blank lines skipped).
-fn split_event(buf: &mut BytesMut) -> Option<Result<Event>> {
+pub(super) fn split_event(buf: &mut BytesMut) -> Option<Result<Event>> {
     loop {
         let nl = buf.iter().position(|&b| b == b'\n')?;
         let line = buf.split_to(nl + 1);

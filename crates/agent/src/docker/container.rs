@@ -44,7 +44,7 @@ impl Container {
 
     /// The first 12 characters of the ID, as `docker ps` shows it.
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        short_id(&self.id)
     }
 
     /// The container's own IP: the default bridge's, else the first
@@ -60,6 +60,12 @@ impl Container {
             .find(|ip| !ip.is_empty())
             .unwrap_or_default()
     }
+}
+
+/// The first 12 characters of a container ID (characters, not bytes: an
+/// ID from the daemon is hex, but one that is not must not panic).
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }
 
 /// `State` of a container.

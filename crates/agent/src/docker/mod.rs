@@ -17,6 +17,8 @@ mod checks;
 mod client;
 mod container;
 mod convention;
+#[cfg(test)]
+mod fuzz_tests;
 
 pub use client::{DockerClient, DockerError, DEFAULT_SOCKET};
 pub use convention::Settings;
@@ -190,9 +192,10 @@ impl Registrator {
         if event.kind != "container" || event.actor.id.is_empty() {
             return Ok(());
         }
+        self.registry.metrics().docker_events.inc();
         self.last_event = Some(self.last_event.unwrap_or(0).max(event.time_nano));
         let id = event.actor.id.as_str();
-        tracing::debug!(container = %&id[..id.len().min(12)], action = %event.action, "Docker event");
+        tracing::debug!(container = %container::short_id(id), action = %event.action, "Docker event");
         match event.action.as_str() {
             "start" | "unpause" => self.add(id).await?,
             "kill" if !stops(event.actor.attributes.get("signal")) => {}

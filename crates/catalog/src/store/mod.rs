@@ -19,4 +19,10 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<State>;
     /// Applies a batch of mutations atomically and durably.
     fn commit(&self, mutations: &[Mutation]) -> Result<()>;
+    /// A small durable write that changes no record: after a failed
+    /// commit, the registry calls it now and then to learn, without
+    /// waiting for a client's write, that the store works again.
+    fn probe(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -1,0 +1,95 @@
+//! What the API says while the store cannot commit. This server is its
+//! own leader only as long as it can record writes: when commits fail
+//! (disk full, I/O error), it answers as a Consul server without a leader
+//! does, so no client takes what it reads then for fresh (a check result
+//! that could not be recorded leaves a dead instance `passing`):
+//!
+//! - `/v1/status/leader` answers `""`;
+//! - reads in the default and `?consistent` modes answer 500
+//!   `No cluster leader`;
+//! - `?stale` reads are served, with `X-Consul-KnownLeader: false` and
+//!   `X-Consul-LastContact` the milliseconds since the store failed;
+//! - writes fail (500, the storage error) as the store refuses them.
+//!
+//! All of it ends by itself once a commit succeeds again.
+
+use crate::error::ApiError;
+use crate::request::Params;
+use crate::ApiState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shoal_catalog::StoreFailure;
+
+/// Consul's message for a read that needs a leader when there is none.
+pub const NO_LEADER: &str = "No cluster leader";
+
+/// Whether this server leads now (it can commit), and if not, since when.
+pub(crate) fn failure(api: &ApiState) -> Option<StoreFailure> {
+    api.registry.store_failure()
+}
+
+/// Reads that need a leader: everything that reports `X-Consul-Index`
+/// from the replicated state (agent endpoints answer from local state).
+fn needs_leader(method: &Method, path: &str, params: &Params) -> bool {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let replicated = ["/v1/catalog/", "/v1/health/", "/v1/kv"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    read && replicated && !params.has("stale")
+}
+
+/// The middleware: see the module doc.
+pub(crate) async fn guard(State(api): State<ApiState>, req: Request, next: Next) -> Response {
+    let Some(failure) = failure(&api) else {
+        return next.run(req).await;
+    };
+    let params = Params::parse(req.uri().query());
+    if needs_leader(req.method(), req.uri().path(), &params) {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, NO_LEADER).into_response();
+    }
+    let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
+    if headers.contains_key("X-Consul-KnownLeader") {
+        let since = failure.since.elapsed().as_millis() as u64;
+        headers.insert("X-Consul-KnownLeader", HeaderValue::from_static("false"));
+        headers.insert("X-Consul-LastContact", HeaderValue::from(since));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_requests_need_a_leader() {
+        // (method, path, query, needs a leader)
+        let cases = [
+            (Method::GET, "/v1/health/service/web", "", true),
+            (
+                Method::GET,
+                "/v1/health/service/web",
+                "index=3&consistent",
+                true,
+            ),
+            (Method::GET, "/v1/health/service/web", "stale", false),
+            (Method::GET, "/v1/catalog/services", "", true),
+            (Method::GET, "/v1/kv/a", "", true),
+            (Method::GET, "/v1/kv", "recurse", true),
+            (Method::PUT, "/v1/kv/a", "", false),
+            (Method::GET, "/v1/agent/services", "", false),
+            (Method::GET, "/v1/status/leader", "", false),
+            (Method::GET, "/metrics", "", false),
+        ];
+        for (method, path, query, want) in cases {
+            let params = Params::parse(Some(query));
+            assert_eq!(
+                needs_leader(&method, path, &params),
+                want,
+                "{method} {path}?{query}"
+            );
+        }
+    }
+}
