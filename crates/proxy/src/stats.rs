@@ -236,7 +236,7 @@ impl ProxyStats {
                 "Requests refused for bad framing or limits.",
                 &self.rejected,
             ),
-                    c(
+            c(
                 "shoal_proxy_loops_total",
                 "Requests refused with 508 because they would loop back into the proxy.",
                 &self.loops,

@@ -144,7 +144,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     for addr in &locals {
         println!("shoal agent: HTTP API listening on http://{addr}");
     }
-    let app = shoal_api::agent_router(ApiState::new(local.clone(), Arc::new(config)).with_access_log(args.access.access_log), servers);
+    let app = shoal_api::agent_router(
+        ApiState::new(local.clone(), Arc::new(config)).with_access_log(args.access.access_log),
+        servers,
+    );
     let mut listeners = listeners.into_iter();
     let first = listeners.next().context("no agent API listener")?;
     for more in listeners {
