@@ -96,6 +96,21 @@ fn funcs() -> FuncMap {
     f
 }
 
+/// Cases where shoal deliberately or knowingly differs from Go, with why.
+/// The test checks that each still differs, so the list stays true.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    ("number_complex_literal", "complex constants are not supported (no complex Value)"),
+    ("number_imaginary", "complex constants are not supported (no complex Value)"),
+    (
+        "slice_out_of_range",
+        "Go slices up to the capacity encoding/json happened to allocate; shoal's capacity is the length",
+    ),
+    (
+        "template_recursion_limit",
+        "the depth limit is 200 (fits a 2 MiB stack), not Go's 100000",
+    ),
+];
+
 fn run(case: &Case) -> Result<String, String> {
     let data = match &case.data {
         None => Value::Nil,
@@ -156,6 +171,15 @@ fn conformance_with_go_text_template() {
             _ => panic!("case {} has neither output nor error", case.name),
         };
         let got = run(case);
+        if let Some((_, why)) = KNOWN_DIFFERENCES.iter().find(|(n, _)| *n == case.name) {
+            if got == want {
+                failures.push(format!(
+                    "--- {} is listed as a known difference ({why}) but now matches Go",
+                    case.name
+                ));
+            }
+            continue;
+        }
         if got != want {
             failures.push(format!(
                 "--- {}\n  template: {:?}\n  go:   {:?}\n  rust: {:?}",

@@ -88,6 +88,14 @@ impl<'a> State<'a> {
         Ok(value)
     }
 
+    /// A parenthesised pipeline: one level of the depth budget.
+    fn eval_nested_pipeline(&mut self, dot: &Ev, pipe: &'a Pipe) -> ExecResult<Ev> {
+        self.enter()?;
+        let r = self.eval_pipeline(dot, pipe);
+        self.leave();
+        r
+    }
+
     fn not_a_function(&self, args: &[Arg], fin: &Option<Ev>) -> ExecResult<()> {
         if args.len() > 1 || fin.is_some() {
             return self.fail(format!("can't give argument to non-function {}", args[0]));
@@ -109,7 +117,7 @@ impl<'a> State<'a> {
             }
             Arg::Pipe(p) => {
                 self.not_a_function(&cmd.args, &fin)?;
-                return self.eval_pipeline(dot, p);
+                return self.eval_nested_pipeline(dot, p);
             }
             Arg::Variable { .. } => return self.eval_variable(dot, first, Some(&cmd.args), fin),
             _ => {}
@@ -244,10 +252,12 @@ impl<'a> State<'a> {
                         argv.push(f.value());
                     }
                     if let Some(r) = o.method(name, &argv) {
-                        self.at = At::Arg(node);
                         return match r {
                             Ok(v) => Ok(Ev::Plain(v)),
-                            Err(e) => self.fail(format!("error calling {name}: {e}")),
+                            Err(e) => {
+                                self.at = At::Arg(node);
+                                self.fail(format!("error calling {name}: {e}"))
+                            }
                         };
                     }
                 }
@@ -306,7 +316,7 @@ impl<'a> State<'a> {
                 self.eval_field_chain(dot, dot.clone(), n, ident, None, None)?
             }
             Arg::Variable { .. } => self.eval_variable(dot, n, None, None)?,
-            Arg::Pipe(p) => self.eval_pipeline(dot, p)?,
+            Arg::Pipe(p) => self.eval_nested_pipeline(dot, p)?,
             Arg::Identifier { name, .. } => {
                 self.at = At::Arg(n);
                 self.eval_function_node(dot, name, At::Arg(n), n, None)?
@@ -319,7 +329,6 @@ impl<'a> State<'a> {
             Arg::Number { num, .. } if param != Param::Str => return self.ideal_constant(num),
             other => return self.fail(format!("expected string; found {other}")),
         };
-        self.at = At::Arg(n);
         self.validate(v, param)
     }
 
@@ -377,10 +386,12 @@ impl<'a> State<'a> {
             if let Some(f) = &fin {
                 argv.push(f.value());
             }
-            self.at = call_at;
             return match f(&argv) {
                 Ok(v) => Ok(Ev::Plain(v)),
-                Err(e) => self.fail(format!("error calling {name}: {e}")),
+                Err(e) => {
+                    self.at = call_at;
+                    self.fail(format!("error calling {name}: {e}"))
+                }
             };
         }
         let Some(b) = builtins::lookup(name) else {
@@ -451,11 +462,12 @@ impl<'a> State<'a> {
         } else {
             None
         };
-        let r = (b.run)(&argv, call_name.as_deref());
-        self.at = call_at;
-        match r {
+        match (b.run)(&argv, call_name.as_deref()) {
             Ok(v) => Ok(v),
-            Err(e) => self.fail(format!("error calling {}: {e}", b.name)),
+            Err(e) => {
+                self.at = call_at;
+                self.fail(format!("error calling {}: {e}", b.name))
+            }
         }
     }
 }

@@ -122,6 +122,24 @@ impl<'a> State<'a> {
         Ok(())
     }
 
+    /// Counts one level of recursion (a control structure, a parenthesised
+    /// pipeline or a template call) against the one depth budget, so that
+    /// no template, however nested or recursive, can exhaust the stack.
+    pub fn enter(&mut self) -> ExecResult<()> {
+        if self.depth >= self.limits.max_exec_depth {
+            return self.fail(format!(
+                "exceeded maximum template depth ({})",
+                self.limits.max_exec_depth
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    pub fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
     pub fn mark(&self) -> usize {
         self.vars.len()
     }
@@ -203,6 +221,7 @@ impl<'a> State<'a> {
     }
 
     fn walk_if_or_with(&mut self, with: bool, dot: &Ev, b: &'a Branch) -> ExecResult<Flow> {
+        self.enter()?;
         let mark = self.mark();
         let r = (|| {
             let val = self.eval_pipeline(dot, &b.pipe)?;
@@ -216,13 +235,16 @@ impl<'a> State<'a> {
             }
         })();
         self.pop(mark);
+        self.leave();
         r
     }
 
     fn walk_range(&mut self, dot: &Ev, b: &'a Branch) -> ExecResult<Flow> {
+        self.enter()?;
         let outer = self.mark();
         let r = self.range_body(dot, b);
         self.pop(outer);
+        self.leave();
         r.map(|_| Flow::Normal)
     }
 
@@ -324,9 +346,14 @@ impl<'a> State<'a> {
             .get_key_value(name)
             .map_or(saved_name, |(k, _)| k.as_str());
         self.source = &tree.source;
-        self.depth += 1;
-        let r = self.walk_list(&new_dot, &tree.root);
-        self.depth -= 1;
+        let r = match self.enter() {
+            Ok(()) => {
+                let r = self.walk_list(&new_dot, &tree.root);
+                self.leave();
+                r
+            }
+            Err(e) => Err(e),
+        };
         self.name = saved_name;
         self.source = saved_source;
         self.vars = saved_vars;

@@ -127,7 +127,8 @@ pub(crate) fn parse_float(s: &str) -> Option<f64> {
         }
         body.parse::<f64>().ok()?
     };
-    Some(if neg { -v } else { v })
+    // Out of range is an error in Go (ErrRange), not an infinity.
+    v.is_finite().then_some(if neg { -v } else { v })
 }
 
 /// A hex float mantissa `h[.h]p[+-]d` (the exponent is mandatory in Go).

@@ -44,10 +44,11 @@ pub(crate) fn parse(
         trees: TreeSet::new(),
         depth: 0,
         max_depth,
+        err_line: None,
     };
     let root = p
         .parse_top()
-        .map_err(|m| Error::parse(name, p.token[0].line, m))?;
+        .map_err(|m| Error::parse(name, p.err_line.unwrap_or(p.token[0].line), m))?;
     p.add(name, root)
         .map_err(|m| Error::parse(name, p.token[0].line, m))?;
     Ok(p.trees)
@@ -94,6 +95,10 @@ struct Parser<'a> {
     trees: TreeSet,
     depth: usize,
     max_depth: usize,
+    /// The line of a failure inside a `define`/`block` body, taken before
+    /// the enclosing tree's tokens are restored (Go reports the inner
+    /// tree's current token).
+    err_line: Option<usize>,
 }
 
 /// Per-tree parser state, saved while a `define` or `block` body is parsed
@@ -207,6 +212,13 @@ impl Parser<'_> {
         }
     }
 
+    fn restore_after<T>(&mut self, s: Saved, r: &Fail<T>) {
+        if r.is_err() && self.err_line.is_none() {
+            self.err_line = Some(self.token[0].line);
+        }
+        self.restore(s);
+    }
+
     fn restore(&mut self, s: Saved) {
         self.vars = s.vars;
         self.range_depth = s.range_depth;
@@ -241,7 +253,7 @@ impl Parser<'_> {
                 if self.next_non_space().typ == ItemType::Define {
                     let saved = self.save();
                     let r = self.parse_definition();
-                    self.restore(saved);
+                    self.restore_after(saved, &r);
                     r?;
                     continue;
                 }
@@ -414,7 +426,7 @@ impl Parser<'_> {
             Ok((_, end)) => Err(format!("unexpected {} in {context}", end.describe())),
             Err(e) => Err(e),
         };
-        self.restore(saved);
+        self.restore_after(saved, &r);
         r?;
         Ok(Node::Template {
             pos: token.pos,

@@ -33,8 +33,10 @@ pub struct Limits {
     pub max_parse_depth: usize,
     /// Longest template text accepted, in bytes.
     pub max_template_bytes: usize,
-    /// Deepest `template`/`block` call chain at execution (Go's is 100000,
-    /// more than a thread's stack holds here).
+    /// Deepest recursion at execution: nested `if`/`range`/`with`,
+    /// parenthesised pipelines and `template` calls together. Go bounds
+    /// only template calls, at 100000 — more than a 2 MiB thread stack
+    /// holds; the default fits a 2 MiB stack in a debug build.
     pub max_exec_depth: usize,
     /// Largest output, in bytes, before execution stops with an error.
     pub max_output_bytes: usize,
@@ -43,9 +45,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_parse_depth: 200,
+            max_parse_depth: 100,
             max_template_bytes: 16 << 20,
-            max_exec_depth: 1000,
+            max_exec_depth: 200,
             max_output_bytes: 256 << 20,
         }
     }

@@ -88,7 +88,79 @@ fn fmt_f(out: &mut String, digs: &Digits, prec: i32) {
     }
 }
 
-/// `strconv.FormatFloat(v, fmt, prec, 64)` for fmt in `eEfgG`.
+/// The binary form: `(mantissa, exponent)` with value = mant × 2^(exp-52)
+/// as `strconv` decomposes a float64 before `b` and `x` formatting.
+fn decompose(v: f64) -> (u64, i32) {
+    let bits = v.to_bits();
+    let mut exp = ((bits >> 52) & 0x7FF) as i32;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    if exp == 0 {
+        exp += 1;
+    } else {
+        mant |= 1u64 << 52;
+    }
+    (mant, exp - 1023)
+}
+
+/// `%b`: `4503599627370496p-52`.
+fn fmt_b(out: &mut String, v: f64) {
+    let (mant, exp) = decompose(v);
+    let exp = exp - 52;
+    out.push_str(&format!("{mant}p{}{exp}", if exp >= 0 { "+" } else { "" }));
+}
+
+/// `%x`/`%X`: `0x1.8p+00`, rounded to `prec` hex digits when `prec >= 0`.
+fn fmt_x(out: &mut String, v: f64, prec: i32, fmt: char) {
+    let (mut mant, mut exp) = decompose(v);
+    if mant == 0 {
+        exp = 0;
+    }
+    mant <<= 60 - 52;
+    while mant != 0 && mant & (1 << 60) == 0 {
+        mant <<= 1;
+        exp -= 1;
+    }
+    if (0..15).contains(&prec) {
+        let shift = (prec * 4) as u32;
+        let extra = (mant << shift) & ((1 << 60) - 1);
+        mant >>= 60 - shift;
+        if extra | (mant & 1) > 1 << 59 {
+            mant += 1;
+        }
+        mant <<= 60 - shift;
+        if mant & (1 << 61) != 0 {
+            mant >>= 1;
+            exp += 1;
+        }
+    }
+    let hex: &[u8; 16] = if fmt == 'X' {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    out.push('0');
+    out.push(fmt);
+    out.push(if (mant >> 60) & 1 == 1 { '1' } else { '0' });
+    mant <<= 4;
+    if prec < 0 && mant != 0 {
+        out.push('.');
+        while mant != 0 {
+            out.push(hex[((mant >> 60) & 15) as usize] as char);
+            mant <<= 4;
+        }
+    } else if prec > 0 {
+        out.push('.');
+        for _ in 0..prec {
+            out.push(hex[((mant >> 60) & 15) as usize] as char);
+            mant <<= 4;
+        }
+    }
+    out.push(if fmt == 'X' { 'P' } else { 'p' });
+    out.push(if exp < 0 { '-' } else { '+' });
+    out.push_str(&format!("{:02}", exp.unsigned_abs()));
+}
+
+/// `strconv.FormatFloat(v, fmt, prec, 64)` for fmt in `bxXeEfgG`.
 pub(crate) fn format_float(v: f64, fmt: char, prec: i32) -> String {
     if v.is_nan() {
         return "NaN".into();
@@ -106,6 +178,8 @@ pub(crate) fn format_float(v: f64, fmt: char, prec: i32) -> String {
     }
     let a = v.abs();
     match fmt {
+        'b' => fmt_b(&mut out, a),
+        'x' | 'X' => fmt_x(&mut out, a, prec, fmt),
         'f' if prec >= 0 => out.push_str(&format!("{:.*}", prec as usize, a)),
         'f' => {
             let digs = shortest(a);

@@ -189,8 +189,10 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
                 arg_num = next;
                 match pr {
                     Some(pr) if pr >= 0 => p.f.prec = Some(pr as usize),
-                    Some(_) => p.f.prec = None,
-                    None => p.buf.push_str("%!(BADPREC)"),
+                    _ => {
+                        p.f.prec = None;
+                        p.buf.push_str("%!(BADPREC)");
+                    }
                 }
                 after_index = false;
             } else {
@@ -620,7 +622,7 @@ impl Printer {
     fn fmt_float_verb(&mut self, v: &Value, x: f64, verb: char) {
         match verb {
             'v' => self.fmt_float(x, 'g', -1),
-            'g' | 'G' => self.fmt_float(x, verb, -1),
+            'g' | 'G' | 'x' | 'X' | 'b' => self.fmt_float(x, verb, -1),
             'f' | 'e' | 'E' => self.fmt_float(x, verb, 6),
             'F' => self.fmt_float(x, 'f', 6),
             _ => self.bad_verb(v, verb),
@@ -646,7 +648,7 @@ impl Printer {
             self.pad_nozero(&num);
             return;
         }
-        if self.f.sharp {
+        if self.f.sharp && verb != 'b' && verb != 'x' && verb != 'X' {
             num = sharp_float(&num, verb, prec);
         }
         if self.f.plus || !num.starts_with('+') {
