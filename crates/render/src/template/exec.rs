@@ -79,6 +79,8 @@ pub(crate) struct State<'a> {
     pub at: At<'a>,
     pub vars: Vec<(String, Ev)>,
     pub depth: usize,
+    /// Nodes walked so far, against `Limits::max_steps`.
+    pub steps: u64,
     pub out: String,
 }
 
@@ -186,6 +188,13 @@ impl<'a> State<'a> {
 
     fn walk(&mut self, dot: &Ev, node: &'a Node) -> ExecResult<Flow> {
         self.at = At::Node(node);
+        self.steps += 1;
+        if self.steps > self.limits.max_steps {
+            return self.fail(format!(
+                "execution exceeded {} steps",
+                self.limits.max_steps
+            ));
+        }
         match node {
             Node::Text(t) => self.write(t)?,
             Node::Action { pipe, .. } => {

@@ -415,6 +415,13 @@ impl Parser<'_> {
     }
 
     fn block_control(&mut self) -> Fail<Node> {
+        self.enter()?;
+        let r = self.block_body();
+        self.depth -= 1;
+        r
+    }
+
+    fn block_body(&mut self) -> Fail<Node> {
         let context = "block clause";
         let token = self.next_non_space();
         let name = self.template_name(&token, context)?;

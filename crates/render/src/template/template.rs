@@ -40,6 +40,10 @@ pub struct Limits {
     pub max_exec_depth: usize,
     /// Largest output, in bytes, before execution stops with an error.
     pub max_output_bytes: usize,
+    /// Most nodes one execution may walk (range iterations included), so
+    /// nested ranges that print nothing still end instead of spinning for
+    /// ever. A large consul-template file walks well under a million.
+    pub max_steps: u64,
 }
 
 impl Default for Limits {
@@ -49,6 +53,7 @@ impl Default for Limits {
             max_template_bytes: 16 << 20,
             max_exec_depth: 200,
             max_output_bytes: 256 << 20,
+            max_steps: 50_000_000,
         }
     }
 }
@@ -216,9 +221,21 @@ impl Template {
             at: At::None,
             vars: vec![("$".to_string(), dot.clone())],
             depth: 0,
+            steps: 0,
             out: String::new(),
         };
         state.walk_list(&dot, &tree.root)?;
         Ok(state.out)
+    }
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("name", &self.name)
+            .field("templates", &self.templates())
+            .field("delims", &(&self.left, &self.right))
+            .field("missing_key", &self.missing_key)
+            .finish_non_exhaustive()
     }
 }
