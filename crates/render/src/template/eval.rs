@@ -8,7 +8,7 @@ use super::exec::{At, ExecResult, State};
 use super::node::{Arg, Command, Pipe};
 use super::number::Number;
 use super::template::MissingKey;
-use super::value::Value;
+use super::value::{Value, ARITY_PREFIX};
 
 /// A value during evaluation, as Go's `reflect.Value` distinguishes it.
 #[derive(Clone, Debug)]
@@ -252,13 +252,8 @@ impl<'a> State<'a> {
                         argv.push(f.value());
                     }
                     if let Some(r) = o.method(name, &argv) {
-                        return match r {
-                            Ok(v) => Ok(Ev::Plain(v)),
-                            Err(e) => {
-                                self.at = At::Arg(node);
-                                self.fail(format!("error calling {name}: {e}"))
-                            }
-                        };
+                        self.at = At::Arg(node);
+                        return self.call_result(name, r);
                     }
                 }
                 self.at = At::Arg(node);
@@ -286,6 +281,16 @@ impl<'a> State<'a> {
             }
             Value::Nil => self.fail(format!("nil pointer evaluating {typ}.{name}")),
             _ => self.fail(format!("can't evaluate field {name} in type {typ}")),
+        }
+    }
+
+    /// A function's or method's result: its error as Go reports it (an
+    /// arity error as the engine's own check words it).
+    fn call_result(&self, name: &str, r: Result<Value, String>) -> ExecResult<Ev> {
+        match r {
+            Ok(v) => Ok(Ev::Plain(v)),
+            Err(e) if e.starts_with(ARITY_PREFIX) => self.fail(e),
+            Err(e) => self.fail(format!("error calling {name}: {e}")),
         }
     }
 
@@ -386,13 +391,13 @@ impl<'a> State<'a> {
             if let Some(f) = &fin {
                 argv.push(f.value());
             }
-            return match f(&argv) {
-                Ok(v) => Ok(Ev::Plain(v)),
-                Err(e) => {
-                    self.at = call_at;
-                    self.fail(format!("error calling {name}: {e}"))
-                }
-            };
+            let r = f(&argv);
+            if matches!(&r, Err(e) if e.starts_with(ARITY_PREFIX)) {
+                self.at = At::Arg(ident);
+            } else {
+                self.at = call_at;
+            }
+            return self.call_result(name, r);
         }
         let Some(b) = builtins::lookup(name) else {
             return self.fail(format!(

@@ -222,6 +222,10 @@ impl<'a> State<'a> {
                 self.fail(format!("can't print {node} of type {t}"))
             }
             Ev::Plain(Value::String(s)) | Ev::Iface(Value::String(s)) => self.write(s),
+            Ev::Plain(Value::Object(o)) | Ev::Iface(Value::Object(o)) => {
+                let s = o.display_action();
+                self.write(&s)
+            }
             Ev::Plain(v) | Ev::Iface(v) => {
                 let s = display(v);
                 self.write(&s)

@@ -65,4 +65,4 @@ mod value;
 pub use error::{Error, ErrorKind, Result};
 pub use fmt::{display, sprint, sprintf, sprintln};
 pub use template::{Limits, MissingKey, Template};
-pub use value::{Func, FuncMap, Object, Value};
+pub use value::{wrong_number_of_args, Func, FuncMap, Object, Value};

@@ -11,12 +11,14 @@ use std::fmt;
 use std::rc::Rc;
 
 /// A template function: receives the evaluated arguments (the piped value,
-/// if any, is the last one, as in Go) and returns a value or an error
-/// message. The message is reported as Go reports an error returned by a
-/// function: `error calling NAME: MESSAGE`.
+/// if any, is the last one, as in Go; a missing value arrives as
+/// [`Value::Nil`]) and returns a value or an error message. The message is
+/// reported as Go reports an error returned by a function:
+/// `error calling NAME: MESSAGE`.
 ///
-/// A function checks its own arity and argument kinds; the usual wording is
-/// Go's, e.g. `wrong number of args for join: want 2 got 1`.
+/// A function checks its own arity: return the text of
+/// [`wrong_number_of_args`] and the engine reports it as Go's own argument
+/// check does (at the function's name, without `error calling`).
 pub type Func = Rc<dyn Fn(&[Value]) -> Result<Value, String>>;
 
 /// Functions by name, as Go's `template.FuncMap`. The names must be known
@@ -80,9 +82,16 @@ pub trait Object {
         None
     }
 
-    /// What `{{.}}`, `print` and `%v` show (Go's `fmt` output for the
-    /// value, e.g. `&{node1 10.0.0.1 ...}` for a struct pointer).
+    /// What `print`, `%v` and `%s` show (Go's `fmt` output for the value,
+    /// e.g. `&{node1 10.0.0.1 ...}` for a struct pointer).
     fn display(&self) -> String;
+
+    /// What an action (`{{.}}`) prints. Go dereferences a pointer before
+    /// printing an action's value, so a `*T` prints `{...}` here but
+    /// `&{...}` through `print`/`printf`; override for pointer types.
+    fn display_action(&self) -> String {
+        self.display()
+    }
 
     /// Go's truthiness (`if`, `and`, `or`, `not`): a non-nil pointer or a
     /// struct is true.
@@ -110,6 +119,17 @@ pub trait Object {
         Value::Nil
     }
 }
+
+/// Go's arity error for a function or method `name` with `want` fixed
+/// parameters (`variadic`: at least that many) called with `got`
+/// arguments. A [`Func`] or [`Object::method`] returning exactly this text
+/// gets Go's report of it.
+pub fn wrong_number_of_args(name: &str, want: usize, variadic: bool, got: usize) -> String {
+    let at_least = if variadic { "at least " } else { "" };
+    format!("{ARITY_PREFIX}{name}: want {at_least}{want} got {got}")
+}
+
+pub(crate) const ARITY_PREFIX: &str = "wrong number of args for ";
 
 impl Value {
     /// Builds a string value.
