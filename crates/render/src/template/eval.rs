@@ -252,7 +252,9 @@ impl<'a> State<'a> {
                         argv.push(f.value());
                     }
                     if let Some(r) = o.method(name, &argv) {
-                        self.at = At::Arg(node);
+                        if r.is_err() {
+                            self.at = At::Arg(node);
+                        }
                         return self.call_result(name, r);
                     }
                 }
@@ -392,10 +394,11 @@ impl<'a> State<'a> {
                 argv.push(f.value());
             }
             let r = f(&argv);
-            if matches!(&r, Err(e) if e.starts_with(ARITY_PREFIX)) {
-                self.at = At::Arg(ident);
-            } else {
-                self.at = call_at;
+            // Go moves the error position only when the call fails.
+            match &r {
+                Err(e) if e.starts_with(ARITY_PREFIX) => self.at = At::Arg(ident),
+                Err(_) => self.at = call_at,
+                Ok(_) => {}
             }
             return self.call_result(name, r);
         }
