@@ -250,3 +250,17 @@ fn errors_carry_their_parts() {
         (3, None, "missing value for if")
     );
 }
+
+/// A function's nil result ranges like Go's nil slice (zero times, else
+/// branch) and prints `<nil>`.
+#[test]
+fn nil_results_range_like_nil_slices() {
+    let mut funcs = FuncMap::new();
+    let none: Func = Rc::new(|_: &[Value]| Ok(Value::Nil));
+    funcs.insert("none".into(), none);
+    let t = Template::new("t")
+        .funcs(funcs)
+        .parse("{{range none}}x{{else}}empty{{end}} {{none}}")
+        .expect("parses");
+    assert_eq!(t.execute(&Value::Nil).unwrap(), "empty <nil>");
+}

@@ -243,7 +243,9 @@ impl<'a> State<'a> {
         };
         match &value {
             Value::Object(o) => {
-                if has_args || o.field(name).is_none() {
+                // Methods first, as Go looks them up before fields.
+                let field = if has_args { None } else { o.field(name) };
+                if field.is_none() {
                     let mut argv = Vec::new();
                     for a in args.map_or(&[][..], |a| &a[1..]) {
                         argv.push(self.eval_arg(dot, Param::Any, a)?.value());
@@ -259,7 +261,8 @@ impl<'a> State<'a> {
                     }
                 }
                 self.at = At::Arg(node);
-                if let Some(v) = o.field(name) {
+                let field = if has_args { o.field(name) } else { field };
+                if let Some(v) = field {
                     if has_args {
                         return self.fail(format!(
                             "{name} has arguments but cannot be invoked as function"

@@ -265,7 +265,9 @@ impl<'a> State<'a> {
         let val = self.eval_pipeline(dot, &b.pipe)?;
         let mark = self.mark();
         let items: Vec<(Ev, Ev)> = match &val {
-            Ev::Missing => Vec::new(),
+            // A nil from a function or field ranges like Go's nil slice or
+            // map (consul-template's functions return those when empty).
+            Ev::Missing | Ev::Plain(Value::Nil) => Vec::new(),
             Ev::Plain(Value::List(l)) | Ev::Iface(Value::List(l)) => l
                 .iter()
                 .enumerate()

@@ -35,8 +35,10 @@ pub type FuncMap = BTreeMap<String, Func>;
 #[derive(Clone, Default)]
 pub enum Value {
     /// Go's `nil` (a nil interface, pointer, map or slice). Prints as
-    /// `<nil>`; a missing map key prints as `<no value>` instead, which the
-    /// evaluator tracks separately.
+    /// `<nil>`; `range` over it runs zero times (its `else`), as over a nil
+    /// slice. A missing map key prints as `<no value>` instead, which the
+    /// evaluator tracks separately; as the data of `execute`, `Nil` is Go's
+    /// `nil` data (`{{.}}` prints `<no value>`).
     #[default]
     Nil,
     /// `bool`.
