@@ -6,7 +6,8 @@
 //! One subcommand per benchmark, one module per benchmark:
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
-//! ([`dns`]) and `shoal-bench docker` ([`docker`]).
+//! ([`dns`]), `shoal-bench docker` ([`docker`]) and `shoal-bench template`
+//! ([`template`], in-process, no server).
 #![forbid(unsafe_code)]
 
 mod agent;
@@ -17,6 +18,7 @@ mod registry;
 mod report;
 mod server;
 mod stats;
+mod template;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -51,6 +53,9 @@ enum Bench {
     /// The Docker registrator: from `docker start` to the first request
     /// through the proxy reaching the new container, over 20 containers.
     Docker(docker::Args),
+    /// The text/template engine: render time over 1,000 services x 10
+    /// instances, side by side with Go's text/template. In-process.
+    Template(template::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -68,13 +73,18 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let shoal = server::locate(cli.shoal)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Bench::Template(args) = &cli.bench {
+        // In-process: needs no shoal binary.
+        return template::run(args, &command);
+    }
+    let shoal = server::locate(cli.shoal)?;
     match cli.bench {
         Bench::Registry(args) => registry::run(&shoal, &args, &command).await,
         Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
         Bench::Agent(args) => agent::run(&shoal, &args, &command).await,
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
+        Bench::Template(_) => unreachable!("run in-process above"),
     }
 }

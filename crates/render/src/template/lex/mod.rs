@@ -5,89 +5,10 @@
 
 use super::quote::go_unicode_sharp;
 
-/// What kind of item the lexer produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ItemType {
-    Error,
-    Bool,
-    Char,
-    CharConstant,
-    Complex,
-    Assign,
-    Declare,
-    Eof,
-    Field,
-    Identifier,
-    LeftDelim,
-    LeftParen,
-    Number,
-    Pipe,
-    RawString,
-    RightDelim,
-    RightParen,
-    Space,
-    String,
-    Text,
-    Variable,
-    // Keywords.
-    Block,
-    Break,
-    Continue,
-    Dot,
-    Define,
-    Else,
-    End,
-    If,
-    Nil,
-    Range,
-    Template,
-    With,
-}
+mod item;
 
-impl ItemType {
-    fn is_keyword(self) -> bool {
-        matches!(
-            self,
-            ItemType::Block
-                | ItemType::Break
-                | ItemType::Continue
-                | ItemType::Dot
-                | ItemType::Define
-                | ItemType::Else
-                | ItemType::End
-                | ItemType::If
-                | ItemType::Nil
-                | ItemType::Range
-                | ItemType::Template
-                | ItemType::With
-        )
-    }
-}
-
-/// One lexed item: its type, byte offset, text and starting line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Item {
-    pub typ: ItemType,
-    pub pos: usize,
-    pub val: String,
-    pub line: usize,
-}
-
-impl Item {
-    /// The item as Go's parser names it in "unexpected X in Y" messages.
-    pub fn describe(&self) -> String {
-        match self.typ {
-            ItemType::Eof => "EOF".into(),
-            ItemType::Error => self.val.clone(),
-            t if t.is_keyword() => format!("<{}>", self.val),
-            _ if self.val.chars().count() > 10 => {
-                let head: String = self.val.chars().take(10).collect();
-                format!("{}...", super::quote::quote(&head))
-            }
-            _ => super::quote::quote(&self.val),
-        }
-    }
-}
+use item::keyword;
+pub(crate) use item::{Item, ItemType};
 
 /// Options that change what the lexer emits.
 pub(crate) struct LexOptions<'a> {
@@ -606,24 +527,6 @@ impl Lexer<'_> {
 
 fn left_trim_len(s: &str) -> usize {
     s.len() - s.trim_start_matches(SPACE_CHARS).len()
-}
-
-fn keyword(word: &str) -> Option<ItemType> {
-    Some(match word {
-        "." => ItemType::Dot,
-        "block" => ItemType::Block,
-        "break" => ItemType::Break,
-        "continue" => ItemType::Continue,
-        "define" => ItemType::Define,
-        "else" => ItemType::Else,
-        "end" => ItemType::End,
-        "if" => ItemType::If,
-        "range" => ItemType::Range,
-        "nil" => ItemType::Nil,
-        "template" => ItemType::Template,
-        "with" => ItemType::With,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
