@@ -6,8 +6,8 @@
 //! One subcommand per benchmark, one module per benchmark:
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
-//! ([`dns`]), `shoal-bench docker` ([`docker`]) and `shoal-bench watchers`
-//! ([`watchers`]).
+//! ([`dns`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
+//! ([`watchers`]) and `shoal-bench template` ([`template`], in-process, no server).
 #![forbid(unsafe_code)]
 
 mod agent;
@@ -19,6 +19,7 @@ mod report;
 mod server;
 mod stats;
 mod watchers;
+mod template;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Bench {
     /// Memory per blocking query: RSS of `shoal server` before and after
     /// many parked blocking queries.
     Watchers(watchers::Args),
+    /// The text/template engine: render time over 1,000 services x 10
+    /// instances, side by side with Go's text/template. In-process.
+    Template(template::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -73,8 +77,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let shoal = server::locate(cli.shoal)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Bench::Template(args) = &cli.bench {
+        // In-process: needs no shoal binary.
+        return template::run(args, &command);
+    }
+    let shoal = server::locate(cli.shoal)?;
     match cli.bench {
         Bench::Registry(args) => registry::run(&shoal, &args, &command).await,
         Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
@@ -82,5 +90,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
+        Bench::Template(_) => unreachable!("run in-process above"),
     }
 }

@@ -1,0 +1,8 @@
+//! shoal's renderer, `shoal render`: consul-template compatible config
+//! rendering. [`template`] is Go's `text/template` reimplemented exactly (so
+//! existing templates render byte for byte as before); consul-template's
+//! functions, the dependency watcher, its config and the reload/exec logic
+//! build on it.
+#![forbid(unsafe_code)]
+
+pub mod template;
