@@ -6,3 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod template;
+
+pub mod deps;
+mod error;
+pub mod funcs;
+pub mod source;
+
+pub use error::{Error, Result};
