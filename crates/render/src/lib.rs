@@ -7,9 +7,14 @@
 
 pub mod template;
 
+pub mod command;
+pub mod config;
 pub mod deps;
 mod error;
 pub mod funcs;
+pub mod runner;
 pub mod source;
+pub mod watch;
+pub mod write;
 
 pub use error::{Error, Result};

@@ -79,9 +79,9 @@ impl Context {
         }
     }
 
-    /// What the render touched.
-    pub fn into_touched(self) -> Touched {
-        self.touched.into_inner()
+    /// What the render touched so far.
+    pub fn touched(&self) -> Touched {
+        self.touched.borrow().clone()
     }
 
     /// Records `dep` as used and returns its value, or records it missing.
