@@ -39,7 +39,6 @@ pub enum ErrorKind {
 /// Result alias of the template engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[allow(dead_code)] // used by the parser and evaluator, which follow this skeleton
 impl Error {
     /// A parse error as Go words it: `template: NAME:LINE: MESSAGE`.
     pub(crate) fn parse(template: &str, line: usize, message: impl Into<String>) -> Error {
@@ -57,7 +56,10 @@ impl Error {
 
     /// An execution error as Go words it:
     /// `template: NAME:LINE:COL: executing "NAME" at <CONTEXT>: MESSAGE`.
+    /// `parse_name` is the name of the parse the node came from (the
+    /// position's file), `template` the one being executed.
     pub(crate) fn exec(
+        parse_name: &str,
         template: &str,
         line: usize,
         col: usize,
@@ -66,7 +68,8 @@ impl Error {
     ) -> Error {
         let message = message.into();
         let text = format!(
-            "template: {template}:{line}:{col}: executing \"{template}\" at <{context}>: {message}"
+            "template: {parse_name}:{line}:{col}: executing {} at <{context}>: {message}",
+            super::quote::quote(template)
         );
         Error {
             kind: ErrorKind::Exec,
@@ -74,6 +77,18 @@ impl Error {
             line,
             col: Some(col),
             message,
+            text,
+        }
+    }
+
+    /// An error with Go's text as is (`ExecuteTemplate` of an unknown name).
+    pub(crate) fn plain(text: String) -> Error {
+        Error {
+            kind: ErrorKind::Exec,
+            template: String::new(),
+            line: 0,
+            col: None,
+            message: text.trim_start_matches("template: ").to_string(),
             text,
         }
     }

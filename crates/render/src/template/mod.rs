@@ -47,11 +47,22 @@
 //! (`template: NAME:LINE:COL: executing "NAME" at <.X>: ...`), with the
 //! parts available as fields of [`Error`].
 
+mod builtins;
 mod error;
+mod escape;
+mod eval;
+mod exec;
+mod fmt;
+mod lex;
+mod node;
+mod number;
+mod parse;
+mod quote;
 #[allow(clippy::module_inception)]
 mod template;
 mod value;
 
 pub use error::{Error, ErrorKind, Result};
+pub use fmt::{display, sprint, sprintf, sprintln};
 pub use template::{Limits, MissingKey, Template};
 pub use value::{Func, FuncMap, Object, Value};

@@ -3,8 +3,12 @@
 //! executed against a [`Value`].
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
-use super::error::Result;
+use super::error::{Error, Result};
+use super::eval::Ev;
+use super::exec::{At, Source, State, Tree};
+use super::node::is_empty_tree;
 use super::value::{FuncMap, Value};
 
 /// What a missing map key evaluates to (Go's `missingkey=` option).
@@ -60,7 +64,7 @@ pub struct Template {
     funcs: FuncMap,
     missing_key: MissingKey,
     limits: Limits,
-    trees: BTreeMap<String, ()>,
+    trees: BTreeMap<String, Rc<Tree>>,
 }
 
 impl Template {
@@ -115,9 +119,43 @@ impl Template {
     /// Parses `text` as the body of the main template; its `define`s and
     /// `block`s become associated templates. May be called again to add
     /// definitions, as Go's `Parse` may.
-    pub fn parse(self, text: &str) -> Result<Template> {
-        let _ = text;
-        unimplemented!("skeleton")
+    pub fn parse(mut self, text: &str) -> Result<Template> {
+        if text.len() > self.limits.max_template_bytes {
+            let msg = format!(
+                "template is {} bytes, more than the limit of {}",
+                text.len(),
+                self.limits.max_template_bytes
+            );
+            return Err(Error::parse(&self.name, 0, msg));
+        }
+        let funcs = &self.funcs;
+        let has_func = |n: &str| funcs.contains_key(n) || super::builtins::lookup(n).is_some();
+        let trees = super::parse::parse(
+            &self.name,
+            text,
+            &self.left,
+            &self.right,
+            &has_func,
+            self.limits.max_parse_depth,
+        )?;
+        let source = Rc::new(Source {
+            parse_name: self.name.clone(),
+            text: text.to_string(),
+        });
+        for (name, root) in trees {
+            // Go's `associate`: an empty body never replaces a definition.
+            if self.trees.contains_key(&name) && is_empty_tree(&root) {
+                continue;
+            }
+            self.trees.insert(
+                name,
+                Rc::new(Tree {
+                    root,
+                    source: source.clone(),
+                }),
+            );
+        }
+        Ok(self)
     }
 
     /// The main template's name.
@@ -150,7 +188,35 @@ impl Template {
     }
 
     fn execute_template_with(&self, name: &str, data: &Value, funcs: &FuncMap) -> Result<String> {
-        let _ = (name, data, funcs, self.missing_key);
-        unimplemented!("skeleton")
+        let Some((key, tree)) = self.trees.get_key_value(name) else {
+            if name == self.name {
+                let msg = format!(
+                    "{} is an incomplete or empty template",
+                    super::quote::quote(name)
+                );
+                return Err(Error::exec_plain(name, msg));
+            }
+            let msg = format!(
+                "template: no template {} associated with template {}",
+                super::quote::quote(name),
+                super::quote::quote(&self.name)
+            );
+            return Err(Error::plain(msg));
+        };
+        let dot = Ev::from_data(data);
+        let mut state = State {
+            trees: &self.trees,
+            funcs,
+            missing_key: self.missing_key,
+            limits: &self.limits,
+            name: key,
+            source: &tree.source,
+            at: At::None,
+            vars: vec![("$".to_string(), dot.clone())],
+            depth: 0,
+            out: String::new(),
+        };
+        state.walk_list(&dot, &tree.root)?;
+        Ok(state.out)
     }
 }
