@@ -307,8 +307,10 @@ mod tests {
         let cases = [
             ("in.tmpl", "in.tmpl", "", ""),
             ("in.tmpl:out.conf", "in.tmpl", "out.conf", ""),
-            ("a:b:nginx -s reload", "a", "b", "nginx -s reload"),
-            ("a:b:echo x:y", "a", "b", "echo x:y"),
+            ("in:out:nginx -s reload", "in", "out", "nginx -s reload"),
+            ("in:out:echo x:y", "in", "out", "echo x:y"),
+            // Go's `([a-zA-Z]:)?([^:]+)` takes a one-letter source for a drive.
+            ("a:b:c", "a:b", "c", ""),
             ("C:\\t.tmpl:D:\\o.conf", "C:\\t.tmpl", "D:\\o.conf", ""),
         ];
         for (flag, src, dst, cmd) in cases {

@@ -442,12 +442,12 @@ mod tests {
         let v = Value::map([
             (
                 "a",
-                Value::map([("x", Value::str("1")), ("y", Value::str("true"))]),
+                Value::map([("x", Value::str("1")), ("v", Value::str("true"))]),
             ),
             ("l", Value::list(vec![Value::str("p"), Value::str("q")])),
         ]);
         let mut out = String::new();
         yaml(&mut out, &node(&v, 0).unwrap(), 0);
-        assert_eq!(out, "a:\n  x: \"1\"\n  y: \"true\"\nl:\n- p\n- q\n");
+        assert_eq!(out, "a:\n  v: \"true\"\n  x: \"1\"\nl:\n- p\n- q\n");
     }
 }
