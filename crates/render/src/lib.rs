@@ -6,3 +6,15 @@
 #![forbid(unsafe_code)]
 
 pub mod template;
+
+pub mod command;
+pub mod config;
+pub mod deps;
+mod error;
+pub mod funcs;
+pub mod runner;
+pub mod source;
+pub mod watch;
+pub mod write;
+
+pub use error::{Error, Result};

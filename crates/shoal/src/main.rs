@@ -11,6 +11,7 @@ mod identity;
 mod listen;
 mod logging;
 mod proxy;
+mod render;
 mod route_flag;
 mod server;
 mod table;
@@ -60,10 +61,12 @@ enum Command {
     Kv(client::KvCommand),
     /// Run a tiny demo backend that says which instance answered.
     Hello(hello::HelloArgs),
+    /// Render consul-template templates from the catalog and run their reload commands.
+    Render(render::RenderArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(render::normalize_args(std::env::args_os().collect()));
     if let Err(e) = logging::init(&cli.log_level, cli.log_format) {
         eprintln!("shoal: {e:#}");
         return std::process::ExitCode::from(2);
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
             Command::Deregister(args) => client::deregister(args).await,
             Command::Kv(cmd) => client::kv(cmd).await,
             Command::Hello(args) => hello::run(args).await,
+            Command::Render(args) => render::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,207 @@
+//! `shoal render`: consul-template's command line over shoal-render.
+//! Flags are spelled as consul-template spells them and a single dash is
+//! accepted (`-template`, `-once`); `-config` files are consul-template's
+//! HCL. The registry is a shoal server or a real Consul (blocking queries).
+
+use anyhow::Context;
+use async_trait::async_trait;
+use shoal_api::RemoteCatalog;
+use shoal_catalog::{Indexed, Node, QueryOptions};
+use shoal_render::config::{Config, ExecConfig, TemplateConfig, Wait};
+use shoal_render::runner::{Exit, Options, Runner};
+use shoal_render::source::{CatalogExtras, CatalogSource};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Flags of `shoal render` (consul-template's).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RenderArgs {
+    /// A template: SOURCE:DESTINATION[:COMMAND] (repeatable). A command
+    /// with spaces runs through `sh -c`.
+    #[arg(long = "template")]
+    pub templates: Vec<String>,
+    /// consul-template HCL config file or directory (repeatable).
+    #[arg(long = "config")]
+    pub config: Vec<PathBuf>,
+    /// Registry address (a shoal server or Consul agent).
+    #[arg(long = "consul-addr", env = "CONSUL_HTTP_ADDR")]
+    pub consul_addr: Option<String>,
+    /// ACL token.
+    #[arg(
+        long = "consul-token",
+        env = "CONSUL_HTTP_TOKEN",
+        hide_env_values = true
+    )]
+    pub consul_token: Option<String>,
+    /// Render each template once its data is there, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Print renders to stdout (`> DEST` then the content); write nothing, run nothing.
+    #[arg(long)]
+    pub dry: bool,
+    /// Quiescence MIN[:MAX] before rendering (MAX defaults to 4×MIN).
+    #[arg(long)]
+    pub wait: Option<String>,
+    /// A child to supervise: started after the first render, sent the
+    /// reload signal on change; shoal render exits with it.
+    #[arg(long)]
+    pub exec: Option<String>,
+    /// Signal sent to the child on change (default: restart it).
+    #[arg(long = "exec-reload-signal")]
+    pub exec_reload_signal: Option<String>,
+    /// Signal that stops the child (default SIGTERM).
+    #[arg(long = "exec-kill-signal")]
+    pub exec_kill_signal: Option<String>,
+    /// How long the child may take to stop.
+    #[arg(long = "exec-kill-timeout", value_parser = parse_duration)]
+    pub exec_kill_timeout: Option<std::time::Duration>,
+    /// Signal that reloads the configuration (default SIGHUP).
+    #[arg(long = "reload-signal")]
+    pub reload_signal: Option<String>,
+    /// Accepted for compatibility (shoal's reads are consistent).
+    #[arg(long = "max-stale", value_parser = parse_duration)]
+    pub max_stale: Option<std::time::Duration>,
+    /// Write the process ID here.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    shoal_catalog::duration::parse(s)
+}
+
+/// consul-template's flags take one dash; clap wants two for long names.
+/// Rewrites `-name[=v]` to `--name[=v]` after the `render` subcommand.
+pub fn normalize_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(at) = args.iter().position(|a| a == "render") else {
+        return args;
+    };
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| match a.to_str() {
+            Some(s) if i > at && s.len() > 2 && s.starts_with('-') && !s.starts_with("--") => {
+                format!("-{s}").into()
+            }
+            _ => a,
+        })
+        .collect()
+}
+
+impl RenderArgs {
+    /// Files first, then flags (which win), as consul-template merges.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load_paths(&self.config)?;
+        let mut flags = Config::default();
+        for t in &self.templates {
+            flags.templates.push(TemplateConfig::parse_flag(t)?);
+        }
+        flags.consul.address = self.consul_addr.clone();
+        flags.consul.token = self.consul_token.clone();
+        flags.wait = self.wait.as_deref().map(Wait::parse).transpose()?;
+        flags.exec = self.exec.as_ref().map(|c| ExecConfig {
+            command: vec![c.clone()],
+            reload_signal: self.exec_reload_signal.clone(),
+            kill_signal: self.exec_kill_signal.clone(),
+            kill_timeout: self.exec_kill_timeout,
+        });
+        flags.reload_signal = self.reload_signal.clone();
+        flags.max_stale = self.max_stale;
+        flags.pid_file = self.pid_file.clone();
+        config.merge(flags);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `nodes` and `node` without a name, over the HTTP API.
+struct HttpExtras(RemoteCatalog);
+
+#[async_trait]
+impl CatalogExtras for HttpExtras {
+    async fn nodes(&self, q: QueryOptions) -> shoal_render::Result<Indexed<Vec<Node>>> {
+        let wait = q
+            .wait
+            .map(|w| format!("&wait={}ms", w.as_millis()))
+            .unwrap_or_default();
+        let path = format!("/v1/catalog/nodes?index={}{wait}", q.index);
+        let resp = self
+            .0
+            .forward(
+                reqwest::Method::GET,
+                &path,
+                Default::default(),
+                Default::default(),
+            )
+            .await?;
+        let index = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let value: Vec<Node> = resp
+            .json()
+            .await
+            .map_err(|e| shoal_catalog::Error::Remote(format!("GET /v1/catalog/nodes: {e}")))?;
+        Ok(Indexed { index, value })
+    }
+
+    async fn agent_node_name(&self) -> shoal_render::Result<String> {
+        let resp = self
+            .0
+            .forward(
+                reqwest::Method::GET,
+                "/v1/agent/self",
+                Default::default(),
+                Default::default(),
+            )
+            .await?;
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| shoal_catalog::Error::Remote(format!("GET /v1/agent/self: {e}")))?;
+        v.pointer("/Config/NodeName")
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                shoal_catalog::Error::Remote("agent/self has no Config.NodeName".into()).into()
+            })
+    }
+}
+
+/// Runs `shoal render` until stopped; the exit code follows consul-template's.
+pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
+    loop {
+        let config = args.config().context("render configuration")?;
+        if let Some(pid) = &config.pid_file {
+            std::fs::write(pid, format!("{}\n", std::process::id()))
+                .with_context(|| format!("cannot write pid file {}", pid.display()))?;
+        }
+        let address = config
+            .consul
+            .address
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:8500".into());
+        let mut remote = shoal_api::RemoteConfig::new(address);
+        remote.token = config.consul.token.clone().filter(|t| !t.is_empty());
+        let catalog = RemoteCatalog::new(remote).context("bad -consul-addr")?;
+        let extras: Arc<dyn CatalogExtras> = Arc::new(HttpExtras(catalog.clone()));
+        let source = Arc::new(CatalogSource::new(Arc::new(catalog), Some(extras)));
+        let opts = Options {
+            once: args.once,
+            dry: args.dry,
+        };
+        let runner = Runner::new(config, source, opts)?;
+        match runner.run().await? {
+            Exit::Reload => {
+                tracing::info!("render: reloading configuration");
+                continue;
+            }
+            Exit::Stopped | Exit::Done => return Ok(()),
+            Exit::Child(0) => return Ok(()),
+            Exit::Child(code) => {
+                std::process::exit(code);
+            }
+        }
+    }
+}

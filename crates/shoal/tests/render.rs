@@ -1,0 +1,149 @@
+//! `shoal render` end to end against a real `shoal server` over HTTP
+//! (blocking queries, the path a real Consul takes): templates written
+//! here, rendered with `-once`, `-dry`, and a long-running render that
+//! follows a registration and runs its command once.
+
+use shoal_testkit::ServerProcess;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_shoal"))
+}
+
+async fn register(server: &ServerProcess, id: &str, port: u16, status: &str) {
+    let body = serde_json::json!({
+        "Node": "node1", "Address": "127.0.0.1",
+        "Service": {"ID": id, "Service": "web", "Port": port, "Tags": ["b", "a"]},
+        "Check": {"CheckID": format!("c-{id}"), "ServiceID": id, "Name": "c", "Status": status},
+    });
+    let resp = reqwest::Client::new()
+        .put(server.at("/v1/catalog/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert!(resp.status().is_success(), "register: {}", resp.status());
+}
+
+const UPSTREAM: &str = "upstream web {\n{{- range service \"web\" }}\n  server {{ .Address }}:{{ .Port }}; # {{ join \",\" .Tags }}\n{{- else }}\n  server 127.0.0.1:1 down;\n{{- end }}\n}\n";
+
+fn render(server: &ServerProcess, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("render")
+        .args(["-consul-addr", &server.url, "-log-level", "warn"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shoal render")
+}
+
+#[tokio::test]
+async fn once_renders_healthy_instances_sorted_and_dry_prints_dest() {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    register(&server, "web-2", 8002, "passing").await;
+    register(&server, "web-1", 8001, "passing").await;
+    register(&server, "web-3", 8003, "critical").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("up.ctmpl");
+    std::fs::write(&src, UPSTREAM).unwrap();
+    let dest = dir.path().join("out/up.conf");
+    let spec = format!("{}:{}", src.display(), dest.display());
+    let out = render(&server, &["-template", &spec, "-once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want =
+        "upstream web {\n  server 127.0.0.1:8001; # a,b\n  server 127.0.0.1:8002; # a,b\n}\n";
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), want);
+
+    std::fs::remove_file(&dest).unwrap();
+    let out = render(&server, &["-template", &spec, "-once", "-dry"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("> {}\n{want}", dest.display())
+    );
+    assert!(!dest.exists(), "-dry writes nothing");
+}
+
+#[tokio::test]
+async fn a_broken_template_reports_file_line_col_and_keeps_the_old_file() {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    register(&server, "web-1", 8001, "passing").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bad.ctmpl");
+    std::fs::write(
+        &src,
+        "ok\n{{ range service \"web\" }}{{ .Port | toLower }}{{ end }}\n",
+    )
+    .unwrap();
+    let dest = dir.path().join("out.conf");
+    std::fs::write(&dest, "old\n").unwrap();
+    let spec = format!("{}:{}", src.display(), dest.display());
+    let out = render(&server, &["-template", &spec, "-once"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2:", src.display())),
+        "no file:line in {err}"
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old\n");
+}
+
+#[tokio::test]
+async fn key_waits_for_the_key_and_the_command_runs_once_after_the_change() {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("k.ctmpl");
+    std::fs::write(&src, "mode={{ key \"cfg/mode\" }}\n").unwrap();
+    let dest = dir.path().join("k.out");
+    let marker = dir.path().join("ran");
+    let spec = format!(
+        "{}:{}:echo x >> {}",
+        src.display(),
+        dest.display(),
+        marker.display()
+    );
+    let mut child = Command::new(bin())
+        .arg("render")
+        .args([
+            "-consul-addr",
+            &server.url,
+            "-template",
+            &spec,
+            "-wait",
+            "100ms:1s",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!dest.exists(), "rendered before the key existed");
+    let put = reqwest::Client::new()
+        .put(server.at("/v1/kv/cfg/mode"))
+        .body("http")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "mode=http\n");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "x\n",
+        "command ran once"
+    );
+}
