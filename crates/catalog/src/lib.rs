@@ -16,10 +16,14 @@ pub mod duration;
 mod error;
 mod heartbeat;
 mod model;
+pub mod query;
 mod records;
 mod registry;
+pub mod session;
+mod session_timers;
 mod state;
 pub mod store;
+pub mod txn;
 mod watch;
 
 pub use apply::MAX_KV_KEY_LEN;
@@ -32,6 +36,8 @@ pub use model::{
     NODE_HEALTH_CHECK,
 };
 pub use records::Mutation;
+pub use session::{Behavior, LockRequest, Session};
+pub use session_timers::{expire_sessions, SessionTimers};
 pub use registry::{blocking_wait, topic_index, Registry, DEFAULT_WAIT, MAX_WAIT};
 pub use state::State;
 pub use store::{MemoryStore, RedbStore, Store};
