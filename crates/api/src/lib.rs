@@ -5,16 +5,23 @@
 //! [`Catalog`]: shoal_catalog::Catalog
 #![forbid(unsafe_code)]
 
+mod agent_health_routes;
 mod agent_routes;
 mod cache;
 mod catalog_routes;
+mod coordinate_routes;
 mod dto;
 mod error;
+mod event_routes;
 pub mod filter;
 mod forward;
 mod health_routes;
 mod kv_routes;
+mod node_services_routes;
+mod query_routes;
 mod remote;
+mod session_routes;
+mod txn_routes;
 
 pub mod request;
 pub mod response;
@@ -69,6 +76,8 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
     /// Rendered answers shared by identical reads of one snapshot.
     cache: Arc<cache::ResponseCache>,
+    /// User events this agent accepted (kept in memory, as Consul's).
+    events: Arc<event_routes::EventLog>,
 }
 
 impl ApiState {
@@ -78,6 +87,7 @@ impl ApiState {
             registry,
             config,
             cache: Arc::default(),
+            events: Arc::default(),
         }
     }
 
@@ -107,9 +117,22 @@ pub fn router(state: ApiState) -> Router {
         .merge(agent_routes::routes())
         .merge(kv_routes::routes())
         .merge(status_routes::routes())
+        .merge(coordination_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Sessions, transactions, events, prepared queries and the agent and
+/// catalog endpoints that coordination tools call.
+fn coordination_routes() -> Router<ApiState> {
+    Router::new()
+        .merge(session_routes::routes())
+        .merge(txn_routes::routes())
+        .merge(event_routes::routes())
+        .merge(query_routes::routes())
+        .merge(coordinate_routes::routes())
+        .merge(node_services_routes::routes())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

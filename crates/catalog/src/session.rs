@@ -51,7 +51,7 @@ impl Behavior {
         match s {
             "" | "release" => Ok(Behavior::Release),
             "delete" => Ok(Behavior::Delete),
-            other => Err(Error::invalid(format!(
+            other => Err(Error::Rejected(format!(
                 "Invalid Behavior setting '{other}'"
             ))),
         }
