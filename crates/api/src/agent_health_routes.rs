@@ -94,16 +94,29 @@ async fn by_name(State(api): State<ApiState>, Path(name): Path<String>, ctx: Ctx
     let node = &api.config.node_name;
     let mut worst: Option<HealthStatus> = None;
     let mut list = Vec::new();
-    for svc in snapshot.node_services(node).iter().filter(|s| s.name == name) {
+    for svc in snapshot
+        .node_services(node)
+        .iter()
+        .filter(|s| s.name == name)
+    {
         let (status, body) = service_health(&snapshot, node, svc, &api.config.datacenter);
         worst = Some(worst.map_or(status, |w| w.max(status)));
         list.push(body);
     }
     let (status, reason) = match worst {
         Some(s) => (code(s), s.as_str().to_string()),
-        None => (StatusCode::NOT_FOUND, format!("ServiceName {name} Not Found")),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("ServiceName {name} Not Found"),
+        ),
     };
-    answer(status, wants_text(&ctx), &reason, &Value::Array(list), ctx.pretty)
+    answer(
+        status,
+        wants_text(&ctx),
+        &reason,
+        &Value::Array(list),
+        ctx.pretty,
+    )
 }
 
 async fn by_id(State(api): State<ApiState>, Path(id): Path<String>, ctx: Ctx) -> Response {
@@ -112,10 +125,22 @@ async fn by_id(State(api): State<ApiState>, Path(id): Path<String>, ctx: Ctx) ->
     let Some(svc) = snapshot.service(node, &id) else {
         let reason = format!("ServiceId {id} not found");
         let body = j!({"AggregatedStatus": "critical", "Service": null, "Checks": null});
-        return answer(StatusCode::NOT_FOUND, wants_text(&ctx), &reason, &body, ctx.pretty);
+        return answer(
+            StatusCode::NOT_FOUND,
+            wants_text(&ctx),
+            &reason,
+            &body,
+            ctx.pretty,
+        );
     };
     let (status, body) = service_health(&snapshot, node, &svc, &api.config.datacenter);
-    answer(code(status), wants_text(&ctx), status.as_str(), &body, ctx.pretty)
+    answer(
+        code(status),
+        wants_text(&ctx),
+        status.as_str(),
+        &body,
+        ctx.pretty,
+    )
 }
 
 /// Consul's `strconv.ParseBool`.

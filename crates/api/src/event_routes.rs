@@ -143,7 +143,8 @@ async fn fire(
             "cannot provide tag filter without service filter",
         ));
     }
-    let size = name.len() + payload.len() + node_filter.len() + service_filter.len() + tag_filter.len();
+    let size =
+        name.len() + payload.len() + node_filter.len() + service_filter.len() + tag_filter.len();
     if size > SIZE_LIMIT {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

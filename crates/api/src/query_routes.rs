@@ -50,7 +50,12 @@ async fn update(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    if api.registry.snapshot().query(&id).is_none_or(|q| q.id != id) {
+    if api
+        .registry
+        .snapshot()
+        .query(&id)
+        .is_none_or(|q| q.id != id)
+    {
         return Err(not_found());
     }
     let mut q = query_body(body).await?;
@@ -72,7 +77,11 @@ async fn list(State(api): State<ApiState>, ctx: Ctx) -> Response {
     json(Some(out.index), ctx.pretty, &out.value)
 }
 
-async fn read(State(api): State<ApiState>, Path(id): Path<String>, ctx: Ctx) -> ApiResult<Response> {
+async fn read(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+    ctx: Ctx,
+) -> ApiResult<Response> {
     let out = api
         .registry
         .block(&[Topic::Queries], ctx.q, |s| (s.queries().0, s.query(&id)))

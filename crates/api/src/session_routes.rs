@@ -70,11 +70,11 @@ fn lock_delay(v: &Value) -> ApiResult<Duration> {
             .map_err(decode_failed)?
             .as_nanos()
             .min(u64::MAX as u128) as u64,
-        Value::Number(n) => n
-            .as_f64()
-            .filter(|f| *f >= 0.0 && f.is_finite())
-            .ok_or_else(|| decode_failed(format!("invalid LockDelay {n}")))?
-            as u64,
+        Value::Number(n) => {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.is_finite())
+                .ok_or_else(|| decode_failed(format!("invalid LockDelay {n}")))? as u64
+        }
         Value::Null => return Ok(DEFAULT_LOCK_DELAY),
         other => return Err(decode_failed(format!("invalid LockDelay {other}"))),
     };
@@ -247,7 +247,11 @@ mod tests {
         for (sent, want) in cases {
             assert_eq!(lock_delay(&sent).unwrap(), want, "{sent}");
         }
-        for bad in [serde_json::json!("soon"), serde_json::json!(-1), serde_json::json!({})] {
+        for bad in [
+            serde_json::json!("soon"),
+            serde_json::json!(-1),
+            serde_json::json!({}),
+        ] {
             let err = lock_delay(&bad).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
         }

@@ -44,7 +44,9 @@ fn str_of(obj: &Map<String, Value>, name: &str) -> ApiResult<String> {
     match field(obj, name) {
         None => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(parse_failed(format!("{name}: expected a string, got {other}"))),
+        Some(other) => Err(parse_failed(format!(
+            "{name}: expected a string, got {other}"
+        ))),
     }
 }
 
@@ -136,7 +138,9 @@ fn op(v: &Value, datacenter: &str) -> ApiResult<TxnOp> {
             check: decode_model::<Check>(field(c, "Check"), "Check")?,
         });
     }
-    Err(parse_failed("an operation needs one of KV, Node, Service or Check"))
+    Err(parse_failed(
+        "an operation needs one of KV, Node, Service or Check",
+    ))
 }
 
 /// The body's operations, after the limits.
@@ -208,11 +212,31 @@ mod tests {
         // (body, status or None for ok, message part)
         let cases: Vec<(String, Option<StatusCode>, &str)> = vec![
             (exact, None, ""),
-            (many, Some(StatusCode::PAYLOAD_TOO_LARGE), "too many operations (129 > 128)"),
-            ("{}".into(), Some(StatusCode::BAD_REQUEST), "expected a JSON array"),
-            ("[{\"KV\":{\"Verb\":\"frob\"}}]".into(), Some(StatusCode::BAD_REQUEST), "unknown KV verb"),
-            ("[{\"kv\":{\"verb\":\"get\",\"key\":\"a\"}}]".into(), None, ""),
-            ("[{\"KV\":{\"Verb\":\"set\",\"Value\":\"!!\"}}]".into(), Some(StatusCode::BAD_REQUEST), "failed to decode value"),
+            (
+                many,
+                Some(StatusCode::PAYLOAD_TOO_LARGE),
+                "too many operations (129 > 128)",
+            ),
+            (
+                "{}".into(),
+                Some(StatusCode::BAD_REQUEST),
+                "expected a JSON array",
+            ),
+            (
+                "[{\"KV\":{\"Verb\":\"frob\"}}]".into(),
+                Some(StatusCode::BAD_REQUEST),
+                "unknown KV verb",
+            ),
+            (
+                "[{\"kv\":{\"verb\":\"get\",\"key\":\"a\"}}]".into(),
+                None,
+                "",
+            ),
+            (
+                "[{\"KV\":{\"Verb\":\"set\",\"Value\":\"!!\"}}]".into(),
+                Some(StatusCode::BAD_REQUEST),
+                "failed to decode value",
+            ),
             ("[{}]".into(), Some(StatusCode::BAD_REQUEST), "needs one of"),
         ];
         for (body, status, part) in cases {

@@ -386,7 +386,13 @@ impl<'a> Txn<'a> {
         self.changes.kv_keys.push(key.to_string());
     }
 
-    pub(crate) fn kv_put(&mut self, key: String, value: Bytes, flags: u64, cas: Option<u64>) -> Result<bool> {
+    pub(crate) fn kv_put(
+        &mut self,
+        key: String,
+        value: Bytes,
+        flags: u64,
+        cas: Option<u64>,
+    ) -> Result<bool> {
         validate_kv_key(&key)?;
         let existing = self.st.kv.get(&key).cloned();
         match (cas, &existing) {

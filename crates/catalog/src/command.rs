@@ -5,8 +5,8 @@ use crate::model::{Check, HealthStatus, Node, Service};
 use crate::query::PreparedQuery;
 use crate::session::{LockRequest, Session};
 use crate::txn::{TxnOp, TxnReport};
-use std::sync::Arc;
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// A node, optionally with one service instance and checks, as
 /// `/v1/catalog/register` carries it. Agent registrations use it too.

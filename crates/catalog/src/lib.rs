@@ -36,9 +36,9 @@ pub use model::{
     NODE_HEALTH_CHECK,
 };
 pub use records::Mutation;
+pub use registry::{blocking_wait, topic_index, Registry, DEFAULT_WAIT, MAX_WAIT};
 pub use session::{Behavior, LockRequest, Session};
 pub use session_timers::{expire_sessions, SessionTimers};
-pub use registry::{blocking_wait, topic_index, Registry, DEFAULT_WAIT, MAX_WAIT};
 pub use state::State;
 pub use store::{MemoryStore, RedbStore, Store};
 pub use watch::Topic;

@@ -137,10 +137,7 @@ impl Txn<'_> {
             ));
         }
         if !q.session.is_empty() && !self.st.sessions.contains_key(&q.session) {
-            return Err(Error::Rejected(format!(
-                "invalid session {:?}",
-                q.session
-            )));
+            return Err(Error::Rejected(format!("invalid session {:?}", q.session)));
         }
         if !q.name.is_empty() {
             if let Some(other) = self

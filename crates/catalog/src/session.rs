@@ -183,7 +183,10 @@ impl Txn<'_> {
         }
         validate_ttl(&s.ttl)?;
         if self.st.sessions.contains_key(&s.id) {
-            return Err(Error::Rejected(format!("Session {:?} already exists", s.id)));
+            return Err(Error::Rejected(format!(
+                "Session {:?} already exists",
+                s.id
+            )));
         }
         if !self.st.nodes.contains_key(&s.node) {
             return Err(Error::Rejected("Missing node registration".into()));
@@ -194,7 +197,9 @@ impl Txn<'_> {
             .chain(s.service_checks.iter().map(|c| &c.id));
         for id in ids {
             let Some(check) = self.st.check(&s.node, id) else {
-                return Err(Error::Rejected(format!("Missing check '{id}' registration")));
+                return Err(Error::Rejected(format!(
+                    "Missing check '{id}' registration"
+                )));
             };
             if check.status == HealthStatus::Critical {
                 return Err(Error::Rejected(format!(
@@ -345,7 +350,10 @@ impl Txn<'_> {
 
     fn kv_acquire(&mut self, req: LockRequest, existing: Option<Arc<KvEntry>>) -> Result<bool> {
         if !self.st.sessions.contains_key(&req.session) {
-            return Err(Error::Rejected(format!("invalid session {:?}", req.session)));
+            return Err(Error::Rejected(format!(
+                "invalid session {:?}",
+                req.session
+            )));
         }
         if let Some(until) = self.st.lock_delays.get(&req.key) {
             if *until > Instant::now() {

@@ -117,7 +117,11 @@ fn lock_table() {
     for (i, (cmd, applied, holder, lock_index)) in steps.into_iter().enumerate() {
         assert_eq!(apply(&mut st, cmd).unwrap().applied, applied, "step {i}");
         let e = st.kv_get("k").1.unwrap();
-        assert_eq!((e.session.as_str(), e.lock_index), (holder, lock_index), "step {i}");
+        assert_eq!(
+            (e.session.as_str(), e.lock_index),
+            (holder, lock_index),
+            "step {i}"
+        );
     }
     let err = apply(&mut st, lock("k2", "ghost", true)).unwrap_err();
     assert!(err.to_string().contains("invalid session"), "{err}");

@@ -231,7 +231,10 @@ impl Txn<'_> {
         match verb {
             KvVerb::Set | KvVerb::Cas => {
                 let cas = (verb == KvVerb::Cas).then_some(index);
-                if !self.kv_put(key.clone(), value, flags, cas).map_err(err_text)? {
+                if !self
+                    .kv_put(key.clone(), value, flags, cas)
+                    .map_err(err_text)?
+                {
                     return Err(format!("failed to set key {key:?}, index is stale"));
                 }
                 Ok(self.kv_result(&key))
@@ -344,8 +347,9 @@ impl Txn<'_> {
         };
         let current = self.st.service(node, &id);
         let current_index = current.as_ref().map_or(0, |s| s.modify_index);
-        let stale =
-            |what: &str| format!("failed to {what} service {id:?} on node {node:?}, index is stale");
+        let stale = |what: &str| {
+            format!("failed to {what} service {id:?} on node {node:?}, index is stale")
+        };
         match verb {
             CatalogVerb::Get => current
                 .map(|s| vec![TxnResult::Service((*s).clone())])
