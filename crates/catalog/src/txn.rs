@@ -93,6 +93,8 @@ impl CatalogVerb {
 }
 
 /// One operation of a transaction.
+// At most 128 of these live for one request: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum TxnOp {
     /// A KV operation.
@@ -136,6 +138,7 @@ pub enum TxnOp {
 }
 
 /// One result of a transaction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxnResult {
     /// A KV entry (its value only for `get` and `get-tree`).
