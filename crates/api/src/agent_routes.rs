@@ -41,10 +41,11 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/agent/check/update/{id}", put(check_update))
         .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/members", get(members))
+        .merge(crate::agent_health_routes::routes())
 }
 
 /// This node as registered (address and identity from the config).
-fn local_node(api: &ApiState) -> Node {
+pub(crate) fn local_node(api: &ApiState) -> Node {
     let cfg = &api.config;
     Node {
         id: cfg.node_id.clone(),
@@ -55,7 +56,7 @@ fn local_node(api: &ApiState) -> Node {
     }
 }
 
-async fn register_local(
+pub(crate) async fn register_local(
     api: &ApiState,
     service: Option<Service>,
     checks: Vec<Check>,
@@ -161,7 +162,7 @@ async fn service_maintenance(
 /// A service as the agent endpoints describe it.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct AgentService<'a> {
+pub(crate) struct AgentService<'a> {
     #[serde(rename = "ID")]
     id: &'a str,
     service: &'a str,
@@ -176,7 +177,7 @@ struct AgentService<'a> {
     content_hash: Option<String>,
 }
 
-fn agent_service<'a>(s: &'a Service, dc: &'a str) -> AgentService<'a> {
+pub(crate) fn agent_service<'a>(s: &'a Service, dc: &'a str) -> AgentService<'a> {
     AgentService {
         id: &s.id,
         service: &s.name,
@@ -430,6 +431,9 @@ async fn agent_self(State(api): State<ApiState>, ctx: Ctx) -> Response {
                 "Revision": "",
                 "Version": CONSUL_COMPAT_VERSION,
                 "ShoalVersion": env!("CARGO_PKG_VERSION"),
+            },
+            "DebugConfig": {
+                "SessionTTLMin": shoal_catalog::duration::format(shoal_catalog::session::SESSION_TTL_MIN),
             },
             "Member": me,
             "Meta": {},

@@ -38,7 +38,9 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(_) => StatusCode::BAD_REQUEST,
             CatalogError::NotFound(_) => StatusCode::NOT_FOUND,
             CatalogError::Closed => StatusCode::SERVICE_UNAVAILABLE,
-            CatalogError::Storage(_) | CatalogError::Remote(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CatalogError::Storage(_) | CatalogError::Remote(_) | CatalogError::Rejected(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, e.to_string())
     }

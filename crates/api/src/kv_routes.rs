@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use shoal_catalog::{Command, KvEntry, Topic};
+use shoal_catalog::{Command, KvEntry, LockRequest, Topic};
 use std::sync::Arc;
 
 /// Largest value accepted, as Consul's default `kv_max_value_size`.
@@ -131,15 +131,10 @@ async fn kv_get(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiResult
     })
 }
 
-fn refuse_sessions(ctx: &Ctx) -> ApiResult<()> {
-    for p in ["acquire", "release"] {
-        if ctx.params.get(p).is_some() {
-            return Err(ApiError::bad_request(format!(
-                "?{p} needs sessions, which shoal does not support yet"
-            )));
-        }
-    }
-    Ok(())
+/// `?acquire=<session>` or `?release=<session>`, if either is given.
+fn lock_param(ctx: &Ctx) -> Option<(String, bool)> {
+    let acquire = ctx.params.get("acquire").map(|s| (s.to_string(), true));
+    acquire.or_else(|| ctx.params.get("release").map(|s| (s.to_string(), false)))
 }
 
 async fn kv_put(
@@ -151,22 +146,29 @@ async fn kv_put(
     if key.is_empty() {
         return Err(ApiError::bad_request("Missing key name"));
     }
-    refuse_sessions(&ctx)?;
     let flags = ctx.params.u64("flags", "flags")?.unwrap_or(0);
     let cas = ctx.params.u64("cas", "cas index")?;
     let value = read_body(body, MAX_VALUE, |max| {
         format!("Request body too large, max size: {max} bytes (KV values are limited to 512 KiB)")
     })
     .await?;
-    let out = api
-        .registry
-        .write(Command::KvPut {
+    let cmd = match lock_param(&ctx) {
+        Some((session, acquire)) => Command::KvLock(Box::new(LockRequest {
             key,
             value,
             flags,
             cas,
-        })
-        .await?;
+            session,
+            acquire,
+        })),
+        None => Command::KvPut {
+            key,
+            value,
+            flags,
+            cas,
+        },
+    };
+    let out = api.registry.write(cmd).await?;
     Ok(boolean(out.applied))
 }
 

@@ -6,18 +6,25 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod agent_health_routes;
 mod agent_routes;
 mod cache;
 mod catalog_routes;
+mod coordinate_routes;
 mod dto;
 mod error;
+mod event_routes;
 pub mod filter;
 mod forward;
 mod health_routes;
 mod kv_routes;
 pub mod leadership;
 mod metrics_routes;
+mod node_services_routes;
+mod query_routes;
 mod remote;
+mod session_routes;
+mod txn_routes;
 
 pub mod request;
 pub mod response;
@@ -82,6 +89,8 @@ pub struct ApiState {
     metric_sources: Arc<Vec<MetricSource>>,
     /// When the API started (the rates of `/v1/agent/metrics`).
     started: std::time::Instant,
+    /// User events this agent accepted (kept in memory, as Consul's).
+    events: Arc<event_routes::EventLog>,
 }
 
 impl ApiState {
@@ -94,6 +103,7 @@ impl ApiState {
             access_log: false,
             metric_sources: Arc::default(),
             started: std::time::Instant::now(),
+            events: Arc::default(),
         }
     }
 
@@ -136,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(kv_routes::routes())
         .merge(status_routes::routes())
         .merge(metrics_routes::routes())
+        .merge(coordination_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_layers(routes, state)
@@ -149,6 +160,18 @@ fn with_layers(routes: Router<ApiState>, state: ApiState) -> Router {
         .layer(from_fn_with_state(state.clone(), leadership::guard))
         .layer(from_fn_with_state(state.clone(), access::log))
         .with_state(state)
+}
+
+/// Sessions, transactions, events, prepared queries and the agent and
+/// catalog endpoints that coordination tools call.
+fn coordination_routes() -> Router<ApiState> {
+    Router::new()
+        .merge(session_routes::routes())
+        .merge(txn_routes::routes())
+        .merge(event_routes::routes())
+        .merge(query_routes::routes())
+        .merge(coordinate_routes::routes())
+        .merge(node_services_routes::routes())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

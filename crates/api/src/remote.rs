@@ -539,6 +539,8 @@ impl Catalog for RemoteCatalog {
             Topic::Node(name) => (format!("/v1/catalog/node/{}", encode_segment(name)), vec![]),
             Topic::Checks => ("/v1/health/state/any".into(), vec![]),
             Topic::KvPrefix(p) => (format!("/v1/kv/{}", encode_key(p)), vec![("keys", "true".into())]),
+            Topic::Sessions => ("/v1/session/list".into(), vec![]),
+            Topic::Queries => ("/v1/query".into(), vec![]),
             Topic::Any => {
                 return Err(Error::invalid(
                     "a remote catalog cannot wait on every change at once; wait on a service, node or KV prefix",

@@ -15,13 +15,13 @@ use std::sync::Arc;
 
 /// A batch of commands being applied to a state.
 pub(crate) struct Txn<'a> {
-    st: &'a mut State,
-    mutations: BTreeMap<String, Option<Vec<u8>>>,
+    pub(crate) st: &'a mut State,
+    pub(crate) mutations: BTreeMap<String, Option<Vec<u8>>>,
     pub changes: Changes,
     /// The index the command being applied commits at.
-    idx: u64,
+    pub(crate) idx: u64,
     /// Whether the command being applied changed anything.
-    dirty: bool,
+    pub(crate) dirty: bool,
 }
 
 impl<'a> Txn<'a> {
@@ -49,6 +49,7 @@ impl<'a> Txn<'a> {
     pub fn apply(&mut self, cmd: Command) -> Result<Outcome> {
         self.idx = self.st.index + 1;
         self.dirty = false;
+        let mut report = None;
         let applied = match cmd {
             Command::Register(reg) => self.register(*reg).map(|_| true),
             Command::DeregisterNode { node } => self.deregister_node(&node).map(|_| true),
@@ -73,6 +74,17 @@ impl<'a> Txn<'a> {
                 cas,
             } => self.kv_put(key, value, flags, cas),
             Command::KvDelete { key, recurse, cas } => self.kv_delete(&key, recurse, cas),
+            Command::SessionCreate(s) => self.session_create(*s).map(|_| true),
+            Command::SessionDestroy { id } => self.session_destroy(&id).map(|_| true),
+            Command::KvLock(req) => self.kv_lock(*req),
+            Command::Txn(ops) => {
+                let r = self.apply_txn(ops);
+                let ok = r.errors.is_empty();
+                report = Some(std::sync::Arc::new(r));
+                Ok(ok)
+            }
+            Command::QueryPut(q) => self.query_put(*q).map(|_| true),
+            Command::QueryDelete { id } => self.query_delete(&id).map(|_| true),
         }?;
         if self.dirty {
             self.st.index = self.idx;
@@ -83,14 +95,15 @@ impl<'a> Txn<'a> {
         Ok(Outcome {
             index: self.st.index(),
             applied,
+            txn: report,
         })
     }
 
-    fn put<T: serde::Serialize>(&mut self, key: String, value: T) {
+    pub(crate) fn put<T: serde::Serialize>(&mut self, key: String, value: T) {
         self.mutations.insert(key, Some(encode(&value)));
     }
 
-    fn delete(&mut self, key: String) {
+    pub(crate) fn delete(&mut self, key: String) {
         self.mutations.insert(key, None);
     }
 
@@ -123,7 +136,7 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn register(&mut self, reg: Registration) -> Result<()> {
+    pub(crate) fn register(&mut self, reg: Registration) -> Result<()> {
         validate_registration(self.st, &reg)?;
         let node_name = reg.node.name.clone();
         self.upsert_node(reg.node, reg.skip_node_update);
@@ -258,9 +271,14 @@ impl<'a> Txn<'a> {
         let node = check.node.clone();
         let service = check.service_name.clone();
         let node_level = check.service_id.is_empty();
+        let critical = check.status == HealthStatus::Critical;
+        let check_id = check.check_id.clone();
         self.st
             .checks
             .insert((node.clone(), check.check_id.clone()), Arc::new(check));
+        if critical {
+            self.invalidate_for_check(&node, &check_id);
+        }
         if node_level {
             self.touch_node_wide(&node);
         } else {
@@ -276,6 +294,7 @@ impl<'a> Txn<'a> {
             .remove(&(node.to_string(), check_id.to_string()))
         {
             self.delete(key_check(node, check_id));
+            self.invalidate_for_check(node, check_id);
             self.st.tables.checks = self.idx;
             self.changes.topics.insert(Topic::Checks);
             if old.service_id.is_empty() {
@@ -287,7 +306,7 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn deregister_service(&mut self, node: &str, id: &str) -> Result<()> {
+    pub(crate) fn deregister_service(&mut self, node: &str, id: &str) -> Result<()> {
         let key = (node.to_string(), id.to_string());
         let Some(old) = self.st.services.remove(&key) else {
             return Ok(());
@@ -308,10 +327,11 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    fn deregister_node(&mut self, node: &str) -> Result<()> {
+    pub(crate) fn deregister_node(&mut self, node: &str) -> Result<()> {
         if !self.st.nodes.contains_key(node) {
             return Ok(());
         }
+        self.invalidate_for_node(node);
         for svc in self.st.node_services(node) {
             self.deregister_service(node, &svc.id)?;
         }
@@ -331,7 +351,7 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    fn deregister_check(&mut self, node: &str, check_id: &str) -> Result<()> {
+    pub(crate) fn deregister_check(&mut self, node: &str, check_id: &str) -> Result<()> {
         self.remove_check(node, check_id);
         Ok(())
     }
@@ -360,13 +380,19 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    fn touch_kv(&mut self, key: &str) {
+    pub(crate) fn touch_kv(&mut self, key: &str) {
         self.dirty = true;
         self.st.tables.kv = self.idx;
         self.changes.kv_keys.push(key.to_string());
     }
 
-    fn kv_put(&mut self, key: String, value: Bytes, flags: u64, cas: Option<u64>) -> Result<bool> {
+    pub(crate) fn kv_put(
+        &mut self,
+        key: String,
+        value: Bytes,
+        flags: u64,
+        cas: Option<u64>,
+    ) -> Result<bool> {
         validate_kv_key(&key)?;
         let existing = self.st.kv.get(&key).cloned();
         match (cas, &existing) {
@@ -375,24 +401,23 @@ impl<'a> Txn<'a> {
             (Some(i), None) if i != 0 => return Ok(false),
             _ => {}
         }
+        // A plain set keeps the key's lock, as Consul's does.
         let entry = KvEntry {
             lock_index: existing.as_ref().map_or(0, |e| e.lock_index),
-            key: key.clone(),
+            key,
             flags,
             value,
+            session: existing
+                .as_ref()
+                .map_or_else(String::new, |e| e.session.clone()),
             create_index: existing.as_ref().map_or(self.idx, |e| e.create_index),
             modify_index: self.idx,
         };
-        self.put(key_kv(&key), &entry);
-        self.st.kv.insert(key.clone(), Arc::new(entry));
-        if self.st.kv_tombstones.remove(&key).is_some() {
-            self.delete(key_tombstone(&key));
-        }
-        self.touch_kv(&key);
+        self.store_kv(entry);
         Ok(true)
     }
 
-    fn kv_delete(&mut self, key: &str, recurse: bool, cas: Option<u64>) -> Result<bool> {
+    pub(crate) fn kv_delete(&mut self, key: &str, recurse: bool, cas: Option<u64>) -> Result<bool> {
         if recurse {
             let keys: Vec<String> = self
                 .st
@@ -416,8 +441,11 @@ impl<'a> Txn<'a> {
         Ok(true)
     }
 
-    fn kv_remove(&mut self, key: &str) {
-        if self.st.kv.remove(key).is_some() {
+    pub(crate) fn kv_remove(&mut self, key: &str) {
+        if let Some(old) = self.st.kv.remove(key) {
+            if !old.session.is_empty() {
+                self.unlink_lock(&old.session, key);
+            }
             self.delete(key_kv(key));
             self.st.kv_tombstones.insert(key.to_string(), self.idx);
             self.put(key_tombstone(key), self.idx);

@@ -2,7 +2,11 @@
 //! applied atomically by the registry's writer and committed durably.
 
 use crate::model::{Check, HealthStatus, Node, Service};
+use crate::query::PreparedQuery;
+use crate::session::{LockRequest, Session};
+use crate::txn::{TxnOp, TxnReport};
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// A node, optionally with one service instance and checks, as
 /// `/v1/catalog/register` carries it. Agent registrations use it too.
@@ -75,14 +79,34 @@ pub enum Command {
         /// Only delete if ModifyIndex is this (ignored with `recurse`).
         cas: Option<u64>,
     },
+    /// Create a session; its ID is chosen before the write.
+    SessionCreate(Box<Session>),
+    /// Invalidate a session (destroy, TTL expiry).
+    SessionDestroy {
+        /// Session ID.
+        id: String,
+    },
+    /// `?acquire=` / `?release=` on a key.
+    KvLock(Box<LockRequest>),
+    /// An all-or-nothing transaction (`/v1/txn`).
+    Txn(Vec<TxnOp>),
+    /// Create or replace a prepared query.
+    QueryPut(Box<PreparedQuery>),
+    /// Delete a prepared query.
+    QueryDelete {
+        /// Query ID.
+        id: String,
+    },
 }
 
 /// What a command did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The index after the command: its own commit index if it changed
     /// something, else the index current when it was applied.
     pub index: u64,
     /// False when a check-and-set did not match (nothing was written).
     pub applied: bool,
+    /// What a [`Command::Txn`] read and wrote, or why it was rolled back.
+    pub txn: Option<Arc<TxnReport>>,
 }

@@ -10,6 +10,11 @@ pub enum Error {
     /// The thing the request names does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Refused the way Consul's RPC layer refuses (unknown session, TTL
+    /// out of range...): Consul answers these as 500 with the message, and
+    /// clients match on that, so shoal does too.
+    #[error("{0}")]
+    Rejected(String),
     /// The durable store failed; the write was not applied.
     #[error("storage error: {0}")]
     Storage(String),

@@ -17,11 +17,15 @@ mod error;
 mod heartbeat;
 pub mod metrics;
 mod model;
+pub mod query;
 mod records;
 mod registry;
+pub mod session;
+mod session_timers;
 mod state;
 pub mod store;
 mod store_health;
+pub mod txn;
 mod watch;
 
 pub use apply::MAX_KV_KEY_LEN;
@@ -35,6 +39,8 @@ pub use model::{
 };
 pub use records::Mutation;
 pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_WAIT, MAX_WAIT};
+pub use session::{Behavior, LockRequest, Session};
+pub use session_timers::{expire_sessions, SessionTimers};
 pub use state::State;
 pub use store::{MemoryStore, RedbStore, Store};
 pub use watch::Topic;

@@ -245,6 +245,9 @@ pub struct KvEntry {
     /// The value, base64 in JSON (null when empty), as Consul writes it.
     #[serde(with = "base64_value")]
     pub value: Bytes,
+    /// The session holding the key's lock, if any.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub session: String,
     /// Index of the commit that created the key.
     pub create_index: u64,
     /// Index of the commit that last changed the key.

@@ -39,6 +39,12 @@ pub(crate) fn key_service_index(name: &str) -> String {
 pub(crate) fn key_node_index(name: &str) -> String {
     format!("in/{name}")
 }
+pub(crate) fn key_session(id: &str) -> String {
+    format!("x/{id}")
+}
+pub(crate) fn key_query(id: &str) -> String {
+    format!("q/{id}")
+}
 pub(crate) const KEY_TABLES: &str = "m/tables";
 pub(crate) const KEY_INDEX: &str = "m/index";
 
@@ -81,8 +87,20 @@ impl State {
                 st.checks
                     .insert(pair, Arc::new(decode::<Check>(key, bytes)?));
             } else if let Some(k) = key.strip_prefix("k/") {
-                st.kv
-                    .insert(k.to_string(), Arc::new(decode::<KvEntry>(key, bytes)?));
+                let entry = decode::<KvEntry>(key, bytes)?;
+                if !entry.session.is_empty() {
+                    st.session_keys
+                        .entry(entry.session.clone())
+                        .or_default()
+                        .insert(k.to_string());
+                }
+                st.kv.insert(k.to_string(), Arc::new(entry));
+            } else if let Some(id) = key.strip_prefix("x/") {
+                st.sessions
+                    .insert(id.to_string(), Arc::new(decode(key, bytes)?));
+            } else if let Some(id) = key.strip_prefix("q/") {
+                st.queries
+                    .insert(id.to_string(), Arc::new(decode(key, bytes)?));
             } else if let Some(k) = key.strip_prefix("t/") {
                 st.kv_tombstones.insert(k.to_string(), decode(key, bytes)?);
             } else if let Some(n) = key.strip_prefix("is/") {

@@ -58,6 +58,7 @@ pub struct Registry {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Msg>,
     heartbeats: Heartbeats,
+    session_timers: crate::session_timers::SessionTimers,
 }
 
 impl Registry {
@@ -87,6 +88,7 @@ impl Registry {
             shared,
             tx,
             heartbeats: Heartbeats::default(),
+            session_timers: Default::default(),
         }))
     }
 
@@ -124,6 +126,11 @@ impl Registry {
     /// When TTL checks were last refreshed (kept in memory only).
     pub fn heartbeats(&self) -> &Heartbeats {
         &self.heartbeats
+    }
+
+    /// TTL timers of sessions (kept in memory only).
+    pub fn session_timers(&self) -> &crate::session_timers::SessionTimers {
+        &self.session_timers
     }
 
     /// Applies a command; returns once it is durable (or rejected).
@@ -486,6 +493,8 @@ pub fn topic_index(s: &State, topic: &Topic) -> u64 {
         Topic::Node(name) => s.node_index(name),
         Topic::Checks => s.table_indexes().checks,
         Topic::KvPrefix(p) => s.kv_list(p).0,
+        Topic::Sessions => s.table_indexes().sessions,
+        Topic::Queries => s.table_indexes().queries,
     }
 }
 

@@ -18,6 +18,10 @@ pub(crate) struct TableIndexes {
     pub services: u64,
     pub checks: u64,
     pub kv: u64,
+    #[serde(default)]
+    pub sessions: u64,
+    #[serde(default)]
+    pub queries: u64,
 }
 
 /// The catalog at one index.
@@ -40,6 +44,16 @@ pub struct State {
     /// Last index that changed the node, its instances or its checks.
     pub(crate) node_index: OrdMap<String, u64>,
     pub(crate) tables: TableIndexes,
+    /// Sessions by ID.
+    pub(crate) sessions: OrdMap<String, Arc<crate::session::Session>>,
+    /// Session ID → the keys it holds locked (derived, not stored).
+    pub(crate) session_keys: OrdMap<String, OrdSet<String>>,
+    /// Keys in their lock-delay after an invalidation, until when. Wall
+    /// time on the server that applies; kept in memory only, as Consul
+    /// keeps it (a restart ends every lock-delay).
+    pub(crate) lock_delays: OrdMap<String, std::time::Instant>,
+    /// Prepared queries by ID.
+    pub(crate) queries: OrdMap<String, Arc<crate::query::PreparedQuery>>,
 }
 
 fn at_least_one(i: u64) -> u64 {
@@ -60,6 +74,8 @@ impl State {
             services: at_least_one(t.services),
             checks: at_least_one(t.checks),
             kv: at_least_one(t.kv),
+            sessions: at_least_one(t.sessions),
+            queries: at_least_one(t.queries),
         }
     }
 

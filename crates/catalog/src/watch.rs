@@ -22,6 +22,10 @@ pub enum Topic {
     Node(String),
     /// Any check anywhere (health by state).
     Checks,
+    /// The set of sessions.
+    Sessions,
+    /// The set of prepared queries.
+    Queries,
     /// Every KV key starting with this prefix (`""` is the whole KV store).
     KvPrefix(String),
 }

@@ -33,6 +33,17 @@ impl Registry {
         config.token = self.token.clone().filter(|t| !t.is_empty());
         RemoteCatalog::new(config).context("bad --registry")
     }
+
+    /// A client of the registry's sessions and locks.
+    pub fn coord(&self) -> anyhow::Result<crate::coord_client::CoordClient> {
+        let token = self.token.clone().filter(|t| !t.is_empty());
+        Ok(crate::coord_client::CoordClient::new(self.client()?, token))
+    }
+
+    /// Whether `--json` was asked for.
+    pub fn json(&self) -> bool {
+        self.json
+    }
 }
 
 /// `shoal catalog ...`
@@ -121,6 +132,12 @@ pub enum KvCommand {
         /// Only write if the key's ModifyIndex is this (0: only create).
         #[arg(long)]
         cas: Option<u64>,
+        /// Write only while taking the key's lock for this session.
+        #[arg(long, value_name = "SESSION", conflicts_with = "release")]
+        acquire: Option<String>,
+        /// Write and give the key's lock held by this session back.
+        #[arg(long, value_name = "SESSION")]
+        release: Option<String>,
         #[command(flatten)]
         registry: Registry,
     },
@@ -142,6 +159,22 @@ pub enum KvCommand {
         #[command(flatten)]
         registry: Registry,
     },
+}
+
+/// `kv put --acquire/--release`.
+async fn kv_lock(
+    registry: &Registry,
+    key: &str,
+    value: Bytes,
+    session: &str,
+    acquire: bool,
+    cas: Option<u64>,
+    flags: Option<u64>,
+) -> anyhow::Result<bool> {
+    registry
+        .coord()?
+        .kv_lock(key, value, session, acquire, cas, flags)
+        .await
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -268,6 +301,8 @@ pub async fn kv(cmd: KvCommand) -> anyhow::Result<()> {
             value,
             flags,
             cas,
+            acquire,
+            release,
             registry,
         } => {
             let bytes = if value == "-" {
@@ -279,12 +314,27 @@ pub async fn kv(cmd: KvCommand) -> anyhow::Result<()> {
             } else {
                 Bytes::from(value.into_bytes())
             };
-            let written = registry.client()?.kv_put(&key, bytes, flags, cas).await?;
+            let lock = acquire.map(|s| (s, true)).or(release.map(|s| (s, false)));
+            let written = match &lock {
+                Some((session, take)) => {
+                    let path_flags = if flags != 0 { Some(flags) } else { None };
+                    kv_lock(&registry, &key, bytes, session, *take, cas, path_flags).await?
+                }
+                None => registry.client()?.kv_put(&key, bytes, flags, cas).await?,
+            };
             if registry.json {
                 return print_json(&written);
             }
             if !written {
-                bail!("check-and-set failed: {key:?} was changed by someone else");
+                match lock {
+                    Some((session, true)) => {
+                        bail!("lock not acquired: {key:?} is held by another session than {session} (or in its lock-delay)")
+                    }
+                    Some((session, false)) => {
+                        bail!("lock not released: {key:?} is not held by {session}")
+                    }
+                    None => bail!("check-and-set failed: {key:?} was changed by someone else"),
+                }
             }
             println!("wrote {key}");
         }

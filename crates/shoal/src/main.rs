@@ -5,15 +5,18 @@
 
 mod agent;
 mod client;
+mod coord_client;
 mod docker;
 mod hello;
 mod identity;
 mod listen;
+mod lock;
 mod logging;
 mod proxy;
 mod render;
 mod route_flag;
 mod server;
+mod session_cli;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +62,11 @@ enum Command {
     /// Read and write the KV store.
     #[command(subcommand)]
     Kv(client::KvCommand),
+    /// Run a command while holding a lock (or one of N semaphore slots).
+    Lock(lock::LockArgs),
+    /// Read and end sessions.
+    #[command(subcommand)]
+    Session(session_cli::SessionCommand),
     /// Run a tiny demo backend that says which instance answered.
     Hello(hello::HelloArgs),
     /// Render consul-template templates from the catalog and run their reload commands.
@@ -104,6 +112,8 @@ fn main() -> std::process::ExitCode {
             Command::Kv(cmd) => client::kv(cmd).await,
             Command::Hello(args) => hello::run(args).await,
             Command::Render(args) => render::run(args).await,
+            Command::Lock(args) => lock::run(args).await,
+            Command::Session(cmd) => session_cli::run(cmd).await,
         }
     });
     match result {

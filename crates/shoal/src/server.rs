@@ -179,6 +179,16 @@ async fn run_with(
         },
     )?;
     tasks.spawn(runner.run(cancel.clone()));
+    {
+        // Sessions whose TTL ran out are invalidated here, the one writer.
+        let (registry, cancel) = (registry.clone(), cancel.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = shoal_catalog::expire_sessions(registry) => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
     tasks.spawn(shoal_agent::reap_dead_agents(
         registry.clone(),
         cancel.clone(),

