@@ -142,6 +142,11 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
         refused.text
     );
     assert!(refused.text.contains("storage error"), "{}", refused.text);
+    // A failed commit can give pages back to the file system, and a small
+    // write may then fit: take every byte that is left, so the store stays
+    // failing until the test makes room.
+    let seal = fs.path().join("seal");
+    fill_until_full(&seal);
 
     // The instance dies while nothing can be recorded.
     drop(instance);
@@ -164,6 +169,7 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     // Make room: the store recovers by itself, and the check's result,
     // which could not be recorded, is.
     std::fs::remove_file(&ballast).unwrap();
+    std::fs::remove_file(&seal).unwrap();
     eventually(Duration::from_secs(10), "the leader is back", || async {
         leader(&s).await == "127.0.0.1:8300"
     })
@@ -180,4 +186,18 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     assert_eq!(ok(get(s.at("/v1/kv/after?raw")).await).text, "ok");
     assert_eq!(metric(&s, "shoal_catalog_store_failing").await, "0");
     drop(s);
+}
+
+/// Writes `path` until the file system has no byte left (ENOSPC).
+fn fill_until_full(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    for _ in 0..(64 << 8) {
+        match file.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let _ = file.sync_all();
 }
