@@ -18,8 +18,8 @@ mod registry;
 mod report;
 mod server;
 mod stats;
-mod watchers;
 mod template;
+mod watchers;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
