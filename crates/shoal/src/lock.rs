@@ -9,9 +9,15 @@
 //! the server invalidates the session once the TTL has passed twice
 //! (Consul's grace), then the key refuses new holders for the lock-delay.
 //! The defaults — TTL 10 s (the shortest a server accepts) and lock-delay
-//! 1 s — put a waiter in charge at most ~21 s after its predecessor died.
-//! The child is sent SIGTERM when the lock is lost, and when this process
-//! is told to stop; its exit code becomes this process's.
+//! 1 s — put a waiter in charge at most ~21 s (plus the server's 100 ms
+//! expiry tick and the waiter's 250 ms retry) after its predecessor died.
+//! The command runs under a guard process (`lock_child.rs`) that ends it
+//! when this process dies, even by SIGKILL, so a dead holder's command is
+//! gone within the guard's 5 s grace, long before the lock can pass on.
+//! The command is sent SIGTERM when the lock is lost, when no renewal has
+//! gone through for a whole TTL (the server would end the session at 2 ×
+//! TTL), and when this process is told to stop; its exit code becomes
+//! this process's. It sees `CONSUL_LOCK_HELD=true`, as under `consul lock`.
 
 use crate::client::Registry;
 use crate::coord_client::CoordClient;
@@ -116,8 +122,12 @@ impl Lock {
             let (next, entries) = self.client.kv_read(&key, false, index, WATCH_WAIT).await?;
             let free = entries.first().is_none_or(|e| e.session.is_empty());
             if free {
-                // Free but refused: the key is in its lock-delay.
+                // Free but refused: the key is in its lock-delay, which no
+                // write ends, so a blocking read from here would wait for
+                // nothing. Try again after a pause, as Consul's client does.
                 tokio::time::sleep(RETRY).await;
+                index = 0;
+                continue;
             }
             index = shoal_catalog::blocking::next_index(index, next);
         }
@@ -248,6 +258,10 @@ fn parse_semaphore(value: &[u8]) -> anyhow::Result<(u32, BTreeMap<String, bool>)
 }
 
 /// Renews the session every TTL/2 until it is gone; then wakes `lost`.
+/// The server ends the session 2 × TTL after the last renewal it saw, so
+/// when no renewal has gone through for a whole TTL (the server is
+/// unreachable) the lock is given up here first: the command is stopped
+/// before anyone else can be granted the lock.
 async fn keep_renewing(
     client: Arc<CoordClient>,
     session: String,
@@ -256,46 +270,54 @@ async fn keep_renewing(
 ) {
     let mut tick = tokio::time::interval(ttl / 2);
     tick.tick().await;
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        match client.session_renew(&session).await {
-            Ok(true) => {}
-            Ok(false) => {
+        match tokio::time::timeout(ttl / 2, client.session_renew(&session)).await {
+            Ok(Ok(true)) => renewed = tokio::time::Instant::now(),
+            Ok(Ok(false)) => {
                 tracing::warn!(%session, "session is gone");
                 lost.notify_one();
                 return;
             }
-            Err(e) => tracing::warn!(%session, error = %e, "cannot renew the session; retrying"),
+            Ok(Err(e)) => {
+                tracing::warn!(%session, error = %e, "cannot renew the session; retrying")
+            }
+            Err(_) => tracing::warn!(%session, "renewing the session timed out; retrying"),
+        }
+        if renewed.elapsed() >= ttl {
+            tracing::warn!(%session, "no renewal for a whole TTL; giving the lock up");
+            lost.notify_one();
+            return;
         }
     }
 }
 
+/// Starts the command under a `shoal lock-child` guard (see
+/// `lock_child.rs`: the command dies with this process, even by SIGKILL).
 fn spawn_child(command: &[String]) -> anyhow::Result<Child> {
-    let mut cmd = if command.len() == 1 {
-        let mut c = Command::new("sh");
-        c.arg("-c").arg(&command[0]);
-        c
-    } else {
-        let mut c = Command::new(&command[0]);
-        c.args(&command[1..]);
-        c
-    };
-    cmd.kill_on_drop(true)
+    let me = std::env::current_exe().context("cannot find the shoal binary")?;
+    Command::new(me)
+        .arg("lock-child")
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .arg("--")
+        .args(command)
         .spawn()
         .with_context(|| format!("cannot run {command:?}"))
 }
 
-/// SIGTERM to the child (through `sh`'s `kill`: no unsafe code here),
-/// then its exit code once it ends (SIGKILL after 10 s).
+/// SIGTERM to the guard, which ends the command's process group (SIGKILL
+/// after its grace); then the exit code once it ends.
 async fn stop_child(child: &mut Child) -> i32 {
     if let Some(pid) = child.id() {
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {pid}"))
-            .status()
-            .await;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
-    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+    let patience = crate::lock_child::GRACE + Duration::from_secs(5);
+    match tokio::time::timeout(patience, child.wait()).await {
         Ok(Ok(status)) => status.code().unwrap_or(1),
         _ => {
             let _ = child.kill().await;

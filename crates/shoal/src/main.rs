@@ -11,6 +11,7 @@ mod hello;
 mod identity;
 mod listen;
 mod lock;
+mod lock_child;
 mod logging;
 mod proxy;
 mod render;
@@ -64,6 +65,9 @@ enum Command {
     Kv(client::KvCommand),
     /// Run a command while holding a lock (or one of N semaphore slots).
     Lock(lock::LockArgs),
+    /// The guard `shoal lock` runs its command under (not for direct use).
+    #[command(hide = true)]
+    LockChild(lock_child::LockChildArgs),
     /// Read and end sessions.
     #[command(subcommand)]
     Session(session_cli::SessionCommand),
@@ -83,6 +87,9 @@ fn main() -> std::process::ExitCode {
         Command::Dev(args) => args.proxy.worker_threads,
         Command::Proxy(args) => args.options.worker_threads,
         Command::Agent(args) => Some(args.worker_threads),
+        // The lock's guard process asks for a signal when the thread that
+        // started it ends: that must be the main thread, alive to the end.
+        Command::Lock(_) | Command::LockChild(_) => Some(1),
         _ => None,
     };
     // One worker: a single-threaded runtime, with no cross-thread wake-ups.
@@ -113,6 +120,7 @@ fn main() -> std::process::ExitCode {
             Command::Hello(args) => hello::run(args).await,
             Command::Render(args) => render::run(args).await,
             Command::Lock(args) => lock::run(args).await,
+            Command::LockChild(args) => lock_child::run(args).await,
             Command::Session(cmd) => session_cli::run(cmd).await,
         }
     });
