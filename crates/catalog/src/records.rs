@@ -96,8 +96,9 @@ impl State {
                 }
                 st.kv.insert(k.to_string(), Arc::new(entry));
             } else if let Some(id) = key.strip_prefix("x/") {
-                st.sessions
-                    .insert(id.to_string(), Arc::new(decode(key, bytes)?));
+                let session: crate::session::Session = decode(key, bytes)?;
+                st.index_session(&session);
+                st.sessions.insert(id.to_string(), Arc::new(session));
             } else if let Some(id) = key.strip_prefix("q/") {
                 st.queries
                     .insert(id.to_string(), Arc::new(decode(key, bytes)?));

@@ -166,8 +166,60 @@ impl State {
 
     /// The sessions on one node.
     pub fn node_sessions(&self, node: &str) -> (u64, Vec<Arc<Session>>) {
-        let (index, all) = self.sessions();
-        (index, all.into_iter().filter(|s| s.node == node).collect())
+        let index = self.table_indexes().sessions;
+        let Some(ids) = self.sessions_by_node.get(node) else {
+            return (index, Vec::new());
+        };
+        let found = ids.iter().filter_map(|id| self.sessions.get(id));
+        (index, found.cloned().collect())
+    }
+
+    /// The IDs of the sessions that depend on `check_id` on `node`.
+    fn sessions_of_check(&self, node: &str, check_id: &str) -> Vec<String> {
+        let key = (node.to_string(), check_id.to_string());
+        self.sessions_by_check
+            .get(&key)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The checks `s` depends on, as keys of `sessions_by_check`.
+    fn check_keys(s: &Session) -> impl Iterator<Item = (String, String)> + '_ {
+        let ids = s
+            .node_checks
+            .iter()
+            .chain(s.service_checks.iter().map(|c| &c.id));
+        ids.map(|id| (s.node.clone(), id.clone()))
+    }
+
+    /// Adds `s` to the node and check indexes.
+    pub(crate) fn index_session(&mut self, s: &Session) {
+        let by_node = self.sessions_by_node.entry(s.node.clone()).or_default();
+        by_node.insert(s.id.clone());
+        for key in Self::check_keys(s) {
+            self.sessions_by_check
+                .entry(key)
+                .or_default()
+                .insert(s.id.clone());
+        }
+    }
+
+    /// Takes `s` out of the node and check indexes.
+    fn unindex_session(&mut self, s: &Session) {
+        remove_from(&mut self.sessions_by_node, s.node.clone(), &s.id);
+        for key in Self::check_keys(s) {
+            remove_from(&mut self.sessions_by_check, key, &s.id);
+        }
+    }
+}
+
+/// Removes `id` from the set at `key`, and the set once it is empty.
+fn remove_from<K: Ord + Clone>(map: &mut imbl::OrdMap<K, imbl::OrdSet<String>>, key: K, id: &str) {
+    if let Some(set) = map.get_mut(&key) {
+        set.remove(id);
+        if set.is_empty() {
+            map.remove(&key);
+        }
     }
 }
 
@@ -211,6 +263,7 @@ impl Txn<'_> {
         s.create_index = self.idx;
         s.modify_index = self.idx;
         self.put(key_session(&s.id), &s);
+        self.st.index_session(&s);
         self.st.sessions.insert(s.id.clone(), Arc::new(s));
         self.touch_sessions();
         Ok(())
@@ -228,6 +281,7 @@ impl Txn<'_> {
         let Some(session) = self.st.sessions.remove(id) else {
             return Ok(());
         };
+        self.st.unindex_session(&session);
         self.delete(key_session(id));
         self.touch_sessions();
         self.delete_queries_of_session(id);
@@ -252,16 +306,10 @@ impl Txn<'_> {
     }
 
     /// Invalidates every session that depends on `check_id` on `node`
-    /// (the check went critical or was removed).
+    /// (the check went critical or was removed): only those, found
+    /// through the check index.
     pub(crate) fn invalidate_for_check(&mut self, node: &str, check_id: &str) {
-        let ids: Vec<String> = self
-            .st
-            .sessions
-            .values()
-            .filter(|s| s.depends_on(node, check_id))
-            .map(|s| s.id.clone())
-            .collect();
-        for id in ids {
+        for id in self.st.sessions_of_check(node, check_id) {
             // Destroying a session that exists cannot fail.
             let _ = self.session_destroy(&id);
         }
@@ -271,11 +319,10 @@ impl Txn<'_> {
     pub(crate) fn invalidate_for_node(&mut self, node: &str) {
         let ids: Vec<String> = self
             .st
-            .sessions
-            .values()
-            .filter(|s| s.node == node)
-            .map(|s| s.id.clone())
-            .collect();
+            .sessions_by_node
+            .get(node)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default();
         for id in ids {
             let _ = self.session_destroy(&id);
         }

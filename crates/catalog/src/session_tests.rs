@@ -238,3 +238,124 @@ fn sessions_and_locks_survive_reload() {
     assert_eq!(back.kv_get("k").1.unwrap().session, "s1");
     assert!(back.session_keys.get("s1").unwrap().contains("k"));
 }
+
+/// The node and check indexes rebuilt from scratch, to compare with the
+/// ones kept up to date write by write.
+fn indexes_from_scratch(st: &State) -> State {
+    let mut fresh = State::default();
+    for s in st.sessions.values() {
+        fresh.index_session(s);
+    }
+    fresh
+}
+
+#[test]
+fn invalidation_finds_sessions_through_node_and_check_indexes() {
+    let mut st = with_node(HealthStatus::Passing);
+    let other = Registration {
+        node: Node {
+            name: "n2".into(),
+            address: "10.0.0.2".into(),
+            ..Default::default()
+        },
+        checks: ["serfHealth", "disk"]
+            .map(|id| Check {
+                check_id: id.into(),
+                name: id.into(),
+                status: HealthStatus::Passing,
+                ..Default::default()
+            })
+            .to_vec(),
+        ..Default::default()
+    };
+    apply(&mut st, Command::Register(Box::new(other))).unwrap();
+    // (id, node, checks)
+    let specs: [(&str, &str, &[&str]); 4] = [
+        ("a", "n1", &["serfHealth"]),
+        ("b", "n2", &["serfHealth"]),
+        ("c", "n2", &["disk"]),
+        ("d", "n2", &[]),
+    ];
+    for (id, node, checks) in specs {
+        let mut s = session(id, Behavior::Release, Duration::ZERO);
+        s.node = node.into();
+        s.node_checks = checks.iter().map(|c| c.to_string()).collect();
+        apply(&mut st, Command::SessionCreate(Box::new(s))).unwrap();
+    }
+    let fresh = indexes_from_scratch(&st);
+    assert_eq!(st.sessions_by_node, fresh.sessions_by_node);
+    assert_eq!(st.sessions_by_check, fresh.sessions_by_check);
+    let ids = |st: &State| -> Vec<String> { st.sessions.keys().cloned().collect() };
+    // (what happens, sessions left)
+    let steps: [(Command, &[&str]); 3] = [
+        (
+            Command::UpdateCheck {
+                node: "n2".into(),
+                check_id: "disk".into(),
+                status: HealthStatus::Critical,
+                output: None,
+            },
+            &["a", "b", "d"],
+        ),
+        (
+            Command::UpdateCheck {
+                node: "n1".into(),
+                check_id: "disk".into(),
+                status: HealthStatus::Critical,
+                output: None,
+            },
+            &["a", "b", "d"],
+        ),
+        (Command::DeregisterNode { node: "n2".into() }, &["a"]),
+    ];
+    for (cmd, left) in steps {
+        let what = format!("{cmd:?}");
+        let _ = apply(&mut st, cmd);
+        assert_eq!(ids(&st), left, "after {what}");
+        let fresh = indexes_from_scratch(&st);
+        assert_eq!(st.sessions_by_node, fresh.sessions_by_node, "{what}");
+        assert_eq!(st.sessions_by_check, fresh.sessions_by_check, "{what}");
+    }
+    assert_eq!(st.node_sessions("n1").1.len(), 1);
+    assert!(st.node_sessions("n2").1.is_empty());
+}
+
+#[test]
+fn reload_rebuilds_the_session_indexes() {
+    let node = with_node(HealthStatus::Passing);
+    let mut st = State::default();
+    let mut txn = Txn::new(&mut st);
+    let reg = Registration {
+        node: (**node.nodes.get("n1").unwrap()).clone(),
+        checks: vec![(*node.check("n1", "serfHealth").unwrap()).clone()],
+        ..Default::default()
+    };
+    txn.apply(Command::Register(Box::new(reg))).unwrap();
+    txn.apply(Command::SessionCreate(Box::new(session(
+        "s1",
+        Behavior::Release,
+        Duration::ZERO,
+    ))))
+    .unwrap();
+    let (muts, _) = txn.into_mutations();
+    let records: Vec<(&str, &[u8])> = muts
+        .iter()
+        .filter_map(|m| m.value.as_deref().map(|v| (m.key.as_str(), v)))
+        .collect();
+    let mut back = State::from_records(records).unwrap();
+    assert_eq!(back.node_sessions("n1").1.len(), 1);
+    apply(
+        &mut back,
+        Command::UpdateCheck {
+            node: "n1".into(),
+            check_id: "serfHealth".into(),
+            status: HealthStatus::Critical,
+            output: None,
+        },
+    )
+    .unwrap();
+    assert!(
+        back.session("s1").is_none(),
+        "found through the reloaded index"
+    );
+}

@@ -48,6 +48,13 @@ pub struct State {
     pub(crate) sessions: OrdMap<String, Arc<crate::session::Session>>,
     /// Session ID → the keys it holds locked (derived, not stored).
     pub(crate) session_keys: OrdMap<String, OrdSet<String>>,
+    /// Node → the IDs of its sessions (derived, not stored), so that a
+    /// node's deregistration looks only at its own sessions.
+    pub(crate) sessions_by_node: OrdMap<String, OrdSet<String>>,
+    /// (node, check ID) → the IDs of the sessions that depend on it
+    /// (derived, not stored), so that a check going critical costs the
+    /// sessions it ends, not a scan of every session.
+    pub(crate) sessions_by_check: OrdMap<(String, String), OrdSet<String>>,
     /// Keys in their lock-delay after an invalidation, until when. Wall
     /// time on the server that applies; kept in memory only, as Consul
     /// keeps it (a restart ends every lock-delay).

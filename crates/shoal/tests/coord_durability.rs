@@ -42,7 +42,11 @@ async fn sessions_locks_and_ttls_survive_a_restart() {
     let idle = session(&server, json!({"Name": "idle", "TTL": "10s"})).await;
     let renewed = session(&server, json!({"Name": "renewed", "TTL": "10s"})).await;
     let forever = session(&server, json!({"Name": "forever", "LockDelay": "0s"})).await;
-    for (key, id) in [("l/idle", &idle), ("l/renewed", &renewed), ("l/forever", &forever)] {
+    for (key, id) in [
+        ("l/idle", &idle),
+        ("l/renewed", &renewed),
+        ("l/forever", &forever),
+    ] {
         let r = ok(put(server.at(&format!("/v1/kv/{key}?acquire={id}")), "v").await);
         assert_eq!(r.text.trim(), "true", "{key}");
     }
@@ -53,10 +57,18 @@ async fn sessions_locks_and_ttls_survive_a_restart() {
     let server = ServerProcess::start(bin(), &args);
     let restarted = Instant::now();
     let after = ok(get(server.at(&format!("/v1/session/info/{idle}"))).await);
-    assert_eq!(after.json(), before.json(), "the session comes back as it was");
+    assert_eq!(
+        after.json(),
+        before.json(),
+        "the session comes back as it was"
+    );
     assert!(after.index >= before.index);
     let kv_after = ok(get(server.at("/v1/kv/l/?recurse")).await);
-    assert_eq!(kv_after.json(), kv_before.json(), "locks and LockIndex come back");
+    assert_eq!(
+        kv_after.json(),
+        kv_before.json(),
+        "locks and LockIndex come back"
+    );
     let list = ok(get(server.at("/v1/session/list")).await).json();
     assert_eq!(list.as_array().unwrap().len(), 3);
 
@@ -77,7 +89,10 @@ async fn sessions_locks_and_ttls_survive_a_restart() {
     let gone_after = restarted.elapsed();
     assert!(gone_after >= Duration::from_secs(20), "{gone_after:?}");
     assert_eq!(holder(&server, "l/idle").await, "");
-    assert!(exists(&server, &renewed).await, "a renewed session lives on");
+    assert!(
+        exists(&server, &renewed).await,
+        "a renewed session lives on"
+    );
     assert_eq!(holder(&server, "l/renewed").await, renewed);
     assert!(exists(&server, &forever).await);
     assert_eq!(holder(&server, "l/forever").await, forever);
