@@ -1,9 +1,10 @@
 //! From a parsed query and a [`View`] to an answer: which name form was
-//! asked (service, tag filter, RFC 2782, node, address), which records
-//! answer it, in a fresh random order, as many as fit.
+//! asked (service, tag filter, RFC 2782, node, address, prepared query),
+//! which records answer it, in a fresh random order, as many as fit.
 
 use crate::config::DnsConfig;
-use crate::view::{parse_hex_ip, Instance, View};
+use crate::query_view::QueryView;
+use crate::view::{parse_hex_ip, Instance, ServiceRecords, View};
 use crate::wire::{self, rcode, rtype, Answer, Query, Section, SrvData, RR_FIXED};
 use std::net::IpAddr;
 
@@ -23,6 +24,8 @@ enum Name<'q> {
     Node(&'q [u8]),
     /// `<hex-ip>.addr[.dc]`.
     Addr(&'q [u8]),
+    /// `<query-name-or-id>.query[.dc]`.
+    Query(&'q [u8]),
     /// In the domain, but no such name (or another datacenter).
     Unknown,
 }
@@ -128,7 +131,7 @@ impl Responder {
         }
         let rest = &rest[..k];
         let is_kind = |l: &[u8]| {
-            [&b"service"[..], b"node", b"addr"]
+            [&b"service"[..], b"node", b"addr", b"query"]
                 .into_iter()
                 .find(|kind| l.eq_ignore_ascii_case(kind))
         };
@@ -157,15 +160,18 @@ impl Responder {
             },
             (b"node", [name]) => Name::Node(name),
             (b"addr", [hex]) => Name::Addr(hex),
+            (b"query", [name]) => Name::Query(name),
             _ => Name::Unknown,
         }
     }
 
-    /// Answers `q` from `view` into `out`, at most `limit` bytes.
+    /// Answers `q` from `view` (and `queries`, for `.query.` names) into
+    /// `out`, at most `limit` bytes.
     pub fn respond(
         &self,
         q: &Query<'_>,
         view: &View,
+        queries: &QueryView,
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
         limit: usize,
@@ -185,7 +191,14 @@ impl Responder {
             return Outcome::Answered;
         }
         let code = match name {
-            Name::Service { name, tag } => self.service(q, &mut a, view, scratch, name, tag),
+            Name::Service { name, tag } => match lower(name, |l| view.service(l)) {
+                Some(records) => self.instances(q, &mut a, scratch, records, tag),
+                None => rcode::NXDOMAIN,
+            },
+            Name::Query(name) => match lower(name, |l| queries.get(l)) {
+                Some(records) => self.instances(q, &mut a, scratch, records, None),
+                None => rcode::NXDOMAIN,
+            },
             Name::Node(name) => match lower(name, |l| view.node(l)) {
                 Some(node) => {
                     if matches!(q.qtype, rtype::TXT | rtype::ANY) {
@@ -234,18 +247,15 @@ impl Responder {
         rcode::NOERROR
     }
 
-    fn service(
+    /// The records of a service's (or a prepared query's) instances.
+    fn instances(
         &self,
         q: &Query<'_>,
         a: &mut Answer<'_>,
-        view: &View,
         scratch: &mut Scratch,
-        name: &[u8],
+        records: &ServiceRecords,
         tag: Option<&[u8]>,
     ) -> u8 {
-        let Some(records) = lower(name, |l| view.service(l)) else {
-            return rcode::NXDOMAIN;
-        };
         let instances = &records.instances;
         scratch.order.clear();
         scratch.order.extend(

@@ -75,7 +75,14 @@ fn ask(view: &View, name: &str, rtype: RecordType, edns: Option<u16>, limit: usi
     let mut out = Vec::new();
     let responder = Responder::new(&DnsConfig::default());
     assert_eq!(
-        responder.respond(&q, view, &mut Scratch::default(), &mut out, limit),
+        responder.respond(
+            &q,
+            view,
+            &Default::default(),
+            &mut Scratch::default(),
+            &mut out,
+            limit
+        ),
         Outcome::Answered
     );
     assert!(out.len() <= limit, "{name}: {} > {limit}", out.len());
@@ -278,7 +285,14 @@ async fn outside_the_domain_is_refused_or_forwarded() {
     let mut out = Vec::new();
     let plain = Responder::new(&DnsConfig::default());
     assert_eq!(
-        plain.respond(&q, &view, &mut Scratch::default(), &mut out, 512),
+        plain.respond(
+            &q,
+            &view,
+            &Default::default(),
+            &mut Scratch::default(),
+            &mut out,
+            512
+        ),
         Outcome::Answered
     );
     assert_eq!(
@@ -290,7 +304,14 @@ async fn outside_the_domain_is_refused_or_forwarded() {
         ..DnsConfig::default()
     });
     assert_eq!(
-        forwarding.respond(&q, &view, &mut Scratch::default(), &mut out, 512),
+        forwarding.respond(
+            &q,
+            &view,
+            &Default::default(),
+            &mut Scratch::default(),
+            &mut out,
+            512
+        ),
         Outcome::Forward
     );
 }

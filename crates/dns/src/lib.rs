@@ -11,7 +11,10 @@
 //!   (`_tcp` meaning no tag);
 //! - `<node>.node[.<dc>].<domain>` (A/AAAA, and TXT for the node's meta:
 //!   `key=value`, or the bare value for `rfc1035-` keys, as Consul does) and
-//!   `<hex-ip>.addr[.<dc>].<domain>`.
+//!   `<hex-ip>.addr[.<dc>].<domain>`;
+//! - `<query>.query[.<dc>].<domain>`: a prepared query by name or ID,
+//!   answered like a service with the query's matching instances (its
+//!   tags, `OnlyPassing`), with the query's `DNS.TTL`.
 //!
 //! Unknown names are NXDOMAIN, known names without records of the asked
 //! type NOERROR with no answer, both with an SOA. UDP answers are cut to
@@ -29,6 +32,7 @@ mod answer;
 mod config;
 mod error;
 mod forward;
+mod query_view;
 mod server;
 mod view;
 pub mod wire;

@@ -6,6 +6,7 @@
 use crate::answer::{Outcome, Responder, Scratch};
 use crate::config::DnsConfig;
 use crate::error::{Error, Result};
+use crate::query_view::QueryView;
 use crate::view::View;
 use crate::wire::{self, Query, Rejection};
 use arc_swap::{ArcSwap, Guard};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     config: DnsConfig,
     responder: Responder,
     view: ArcSwap<View>,
+    /// Prepared queries, executed; rebuilt like `view`.
+    queries: ArcSwap<QueryView>,
     /// Held while a new view is built, so only one query builds it.
     rebuilding: Mutex<()>,
     forwards: Semaphore,
@@ -57,6 +60,23 @@ impl Shared {
                 .store(Arc::new(View::build(&snapshot, &self.config)));
         }
         self.view.load()
+    }
+
+    /// The prepared queries of the current snapshot, rebuilt like `view`.
+    fn queries(&self) -> Guard<Arc<QueryView>> {
+        let queries = self.queries.load();
+        let snapshot = self.registry.snapshot();
+        let key = QueryView::key(&snapshot);
+        if !older(queries.key, key) {
+            return queries;
+        }
+        drop(queries);
+        let _building = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        if older(self.queries.load().key, key) {
+            let built = QueryView::build(&snapshot, &self.config);
+            self.queries.store(Arc::new(built));
+        }
+        self.queries.load()
     }
 
     /// Answers one packet into `out`. `None`: send nothing; `Some(true)`:
@@ -83,14 +103,17 @@ impl Shared {
             }
             (false, None) => wire::CLASSIC_UDP_PAYLOAD,
         };
-        let view = self.view();
-        Some(self.responder.respond(&q, &view, scratch, out, limit) == Outcome::Forward)
+        let (view, queries) = (self.view(), self.queries());
+        let outcome = self
+            .responder
+            .respond(&q, &view, &queries, scratch, out, limit);
+        Some(outcome == Outcome::Forward)
     }
 }
 
 /// Whether a view built at `view` misses changes seen at `now` (every
 /// table index only grows).
-fn older(view: [u64; 3], now: [u64; 3]) -> bool {
+fn older<const N: usize>(view: [u64; N], now: [u64; N]) -> bool {
     view.iter().zip(now).any(|(v, n)| *v < n)
 }
 
@@ -108,6 +131,7 @@ pub async fn serve(
         responder: Responder::new(&config),
         config,
         view: ArcSwap::from_pointee(View::default()),
+        queries: ArcSwap::from_pointee(QueryView::default()),
         rebuilding: Mutex::new(()),
         forwards: Semaphore::new(MAX_FORWARDS),
     });
