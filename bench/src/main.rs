@@ -7,12 +7,14 @@
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
 //! ([`dns`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
-//! ([`watchers`]) and `shoal-bench template` ([`template`], in-process, no server).
+//! ([`watchers`]), `shoal-bench locks` ([`locks`]) and `shoal-bench
+//! template` ([`template`], in-process, no server).
 #![forbid(unsafe_code)]
 
 mod agent;
 mod dns;
 mod docker;
+mod locks;
 mod proxy;
 mod registry;
 mod report;
@@ -57,6 +59,9 @@ enum Bench {
     /// Memory per blocking query: RSS of `shoal server` before and after
     /// many parked blocking queries.
     Watchers(watchers::Args),
+    /// Coordination: lock hand-over latency among 100 waiters on blocking
+    /// queries, and session renewals/s with 10,000 sessions.
+    Locks(locks::Args),
     /// The text/template engine: render time over 1,000 services x 10
     /// instances, side by side with Go's text/template. In-process.
     Template(template::Args),
@@ -90,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
+        Bench::Locks(args) => locks::run(&shoal, &args, &command).await,
         Bench::Template(_) => unreachable!("run in-process above"),
     }
 }
