@@ -33,6 +33,9 @@ pub const SESSION_TTL_MAX: Duration = Duration::from_secs(24 * 3600);
 pub const SESSION_TTL_MULTIPLIER: u32 = 2;
 /// Lock-delay of a session created without one.
 pub const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
+/// Longest lock-delay applied: a session may ask for more, but an
+/// invalidation never holds a key for longer (Consul's `MaxLockDelay`).
+pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 
 /// What happens to a session's locks when it is invalidated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,7 +294,7 @@ impl Txn<'_> {
             .remove(id)
             .map(|keys| keys.into_iter().collect())
             .unwrap_or_default();
-        let delay = Duration::from_nanos(session.lock_delay);
+        let delay = Duration::from_nanos(session.lock_delay).min(MAX_LOCK_DELAY);
         let until = Instant::now() + delay;
         for key in held {
             if !delay.is_zero() {

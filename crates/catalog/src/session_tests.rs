@@ -359,3 +359,23 @@ fn reload_rebuilds_the_session_indexes() {
         "found through the reloaded index"
     );
 }
+
+#[test]
+fn lock_delay_is_capped_at_a_minute() {
+    // (asked for, at most applied)
+    let cases = [
+        (Duration::from_secs(5), Duration::from_secs(5)),
+        (Duration::from_secs(3600), MAX_LOCK_DELAY),
+    ];
+    for (asked, most) in cases {
+        let mut st = with_node(HealthStatus::Passing);
+        let s = session("s1", Behavior::Release, asked);
+        apply(&mut st, Command::SessionCreate(Box::new(s))).unwrap();
+        assert!(apply(&mut st, lock("k", "s1", true)).unwrap().applied);
+        let before = Instant::now();
+        apply(&mut st, Command::SessionDestroy { id: "s1".into() }).unwrap();
+        let until = *st.lock_delays.get("k").expect("lock-delay started");
+        assert!(until <= Instant::now() + most, "{asked:?}");
+        assert!(until >= before + most.min(asked), "{asked:?}");
+    }
+}
