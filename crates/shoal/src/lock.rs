@@ -273,7 +273,9 @@ async fn keep_renewing(
     let mut renewed = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        match tokio::time::timeout(ttl / 2, client.session_renew(&session)).await {
+        // Never wait on a renewal past the moment to give up.
+        let left = ttl.saturating_sub(renewed.elapsed()).min(ttl / 2);
+        match tokio::time::timeout(left, client.session_renew(&session)).await {
             Ok(Ok(true)) => renewed = tokio::time::Instant::now(),
             Ok(Ok(false)) => {
                 tracing::warn!(%session, "session is gone");

@@ -214,3 +214,33 @@ fn a_semaphore_of_two_runs_two_and_hands_a_freed_slot_on() {
     let err = String::from_utf8_lossy(&odd.stderr);
     assert!(err.contains("limit conflict"), "{err}");
 }
+
+#[test]
+fn a_holder_cut_off_from_the_server_stops_its_command_before_the_session_can_expire() {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    let dir = tempfile::tempdir().unwrap();
+    let holder = Contender::start(dir.path(), "a", &server.url, &[]);
+    wait_for("the lock is held", Duration::from_secs(20), || {
+        holder.running()
+    });
+    // The server stops answering (frozen, as if the network were cut): the
+    // holder's renewals go unanswered. The server would end the session
+    // 20 s (2 x TTL) after the last renewal; the command must be stopped
+    // well before that, within the TTL and the guard's grace.
+    signal(server.pid(), "STOP");
+    let frozen = Instant::now();
+    let took = wait_for(
+        "the cut-off holder stops its command",
+        Duration::from_secs(25),
+        || !holder.running(),
+    );
+    signal(server.pid(), "CONT");
+    assert!(
+        took < Duration::from_secs(17),
+        "stopped after {took:?}; the session could expire at 20 s"
+    );
+    eprintln!(
+        "command stopped {:?} after the server froze",
+        frozen.elapsed()
+    );
+}
