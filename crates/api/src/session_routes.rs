@@ -199,7 +199,7 @@ async fn renew(
     if let Some(ttl) = session.ttl() {
         api.registry.session_timers().reset(&id, ttl);
     }
-    let index = snapshot.sessions().0;
+    let index = snapshot.sessions_index();
     Ok(json(Some(index), ctx.pretty, &[session]))
 }
 
@@ -207,7 +207,7 @@ async fn info(State(api): State<ApiState>, Path(id): Path<String>, ctx: Ctx) -> 
     let out = api
         .registry
         .block(&[Topic::Sessions], ctx.q, |s| {
-            let (index, _) = s.sessions();
+            let index = s.sessions_index();
             (index, s.session(&id).into_iter().collect::<Vec<_>>())
         })
         .await;

@@ -157,9 +157,15 @@ impl State {
     /// Every session, with the sessions' index.
     pub fn sessions(&self) -> (u64, Vec<Arc<Session>>) {
         (
-            self.table_indexes().sessions,
+            self.sessions_index(),
             self.sessions.values().cloned().collect(),
         )
+    }
+
+    /// The index of the last change to any session, without copying them
+    /// (a renewal or one session's info must not cost every session).
+    pub fn sessions_index(&self) -> u64 {
+        self.table_indexes().sessions
     }
 
     /// One session.
@@ -169,7 +175,7 @@ impl State {
 
     /// The sessions on one node.
     pub fn node_sessions(&self, node: &str) -> (u64, Vec<Arc<Session>>) {
-        let index = self.table_indexes().sessions;
+        let index = self.sessions_index();
         let Some(ids) = self.sessions_by_node.get(node) else {
             return (index, Vec::new());
         };
