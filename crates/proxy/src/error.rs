@@ -10,6 +10,9 @@ pub enum ProxyError {
     /// The client sent something we refuse to forward.
     #[error("bad request: {0}")]
     Client(String),
+    /// A request head over the size limit (431).
+    #[error("request header fields too large: {0}")]
+    HeadTooLarge(String),
     /// No route matches the host and path.
     #[error("no route for host {host:?} and path {path:?}")]
     NoRoute {
@@ -74,6 +77,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Client(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoInstance { .. }
             | ProxyError::QueueFull(_)
@@ -87,7 +91,7 @@ impl ProxyError {
     /// Whether the client connection closes after this answer (the
     /// client misbehaved: what follows on it cannot be trusted).
     pub fn closes(&self) -> bool {
-        matches!(self, ProxyError::Client(_))
+        matches!(self, ProxyError::Client(_) | ProxyError::HeadTooLarge(_))
     }
 
     /// The body the client gets: what went wrong, in one line.

@@ -98,7 +98,6 @@ where
 }
 
 #[tokio::test]
-#[ignore = "flaky under load: redb keeps free pages of its own, so small commits can succeed on a full file system and the store reports itself recovered before room is made; run with --ignored"]
 async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     let fs = match Tmpfs::mount("8m") {
         Ok(fs) => fs,
@@ -148,17 +147,12 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     // failing until the test makes room.
     let seal = fs.path().join("seal");
     fill_until_full(&seal);
-    // The database file keeps free pages of its own: use them up with ever
-    // smaller values, so that no commit (not even the store's small probe)
-    // fits until the test makes room.
-    for size in [10_000, 1_000, 100, 10] {
-        let small = "y".repeat(size);
-        for i in 0..2_000 {
-            let r = put(s.at(&format!("/v1/kv/fill-{size}/{i}")), &small).await;
-            if r.status != StatusCode::OK {
-                break;
-            }
-        }
+    // The database file keeps free pages of its own, so small commits
+    // (a check's result, say) may still fit; but the store stays failing
+    // until its probe has written and synced new data beside it, which
+    // cannot happen before the test makes room.
+    for i in 0..20 {
+        let _ = put(s.at(&format!("/v1/kv/small/{i}")), "y").await;
     }
 
     // The instance dies while nothing can be recorded.
@@ -171,11 +165,14 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     let r = get(s.at("/v1/kv/fill/0")).await;
     assert!(r.text.contains("No cluster leader"), "{}", r.text);
     let (status, known) = web_check_stale(&s).await;
-    assert_eq!(
-        (status.as_str(), known.as_str()),
-        ("passing", "false"),
-        "a stale read says it may be stale"
+    // `passing` if the check's result could not be recorded, `critical`
+    // if it fitted in the database's own free pages: either way a stale
+    // read says it may be stale.
+    assert!(
+        status == "passing" || status == "critical",
+        "check status {status}"
     );
+    assert_eq!(known, "false", "a stale read says it may be stale");
     assert_eq!(metric(&s, "shoal_catalog_store_failing").await, "1");
     assert_ne!(metric(&s, "shoal_catalog_store_errors_total").await, "0");
 

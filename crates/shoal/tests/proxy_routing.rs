@@ -381,3 +381,81 @@ async fn resets_are_retried_only_when_safe() {
         "GETs met the resetting instance and were retried elsewhere"
     );
 }
+
+/// The instance that answered `GET /json` sent as HTTP/1.0, which the
+/// plain path hands to the hyper path.
+async fn who_on_the_hyper_path(proxy: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    conn.write_all(b"GET /json HTTP/1.0\r\nHost: web.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got))
+        .await
+        .expect("answer within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"),
+        "{text}"
+    );
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// Three instances, one of them refusing connections: once it is ejected,
+/// the other two share the load evenly (the issue saw 67 % / 33 %), on the
+/// plain path and on the hyper path, for every balancer meant to spread.
+#[tokio::test]
+async fn an_ejected_instance_leaves_its_share_evenly_to_the_others() {
+    for balance in ["round_robin", "least_outstanding"] {
+        let s = Stack::start(fast_queue()).await;
+        let tag = format!("shoal.balance={balance}");
+        let live = [hello("web"), hello("web")];
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        // The dead one sits between the two live ones in the rotation.
+        s.register("web", &live[0].id, live[0].port, &[&tag]).await;
+        s.register("web", "dead", dead_port, &[&tag]).await;
+        s.register("web", &live[1].id, live[1].port, &[&tag]).await;
+        assert_eventually!(
+            s.proxy.stats_json()["services"]["web"]["instances"]
+                .as_object()
+                .is_some_and(|m| m.len() == 3),
+            "3 instances routed"
+        );
+        for _ in 0..30 {
+            s.who("web.localhost", "/json").await;
+        }
+        assert_eq!(
+            s.proxy.stats_json()["services"]["web"]["instances"]["dead"]["ejected"],
+            true,
+            "{balance}: the dead instance is ejected"
+        );
+        const N: usize = 200;
+        for path in ["plain", "hyper"] {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for _ in 0..N {
+                let who = if path == "plain" {
+                    s.who("web.localhost", "/json").await
+                } else {
+                    who_on_the_hyper_path(s.addr).await
+                };
+                *counts.entry(who).or_default() += 1;
+            }
+            assert!(!counts.contains_key("dead"), "{balance} {path}: {counts:?}");
+            // Even within 10 points: 90..110 of 200 each.
+            for b in &live {
+                let got = counts.get(&b.id).copied().unwrap_or(0);
+                assert!(
+                    (N * 45 / 100..=N * 55 / 100).contains(&got),
+                    "{balance} on the {path} path: {counts:?} (want about {} each)",
+                    N / 2
+                );
+            }
+        }
+    }
+}

@@ -152,3 +152,57 @@ async fn framing_named_in_connection_is_kept_and_the_body_stays_a_body() {
     }
     assert!(rec.violations().is_empty(), "{:?}", rec.violations());
 }
+
+/// Every early refusal, on either path (a first request the plain path
+/// hands over, or a later one on a connection already on the hyper path):
+/// the status, a body saying what is wrong, and Connection: close — never
+/// hyper's bare `400` — and the backend never sees the refused request.
+#[tokio::test]
+async fn every_refused_head_gets_a_reason_and_the_connection_closes() {
+    let s = Stack::start(fast_queue()).await;
+    let rec = Recorder::start().await;
+    s.register("rec", "rec-1", rec.port, &[]).await;
+    s.until_routed("rec.localhost").await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: rec.localhost\r\nX: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("1.0 + TE", b"POST / HTTP/1.0\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400, "HTTP/1.0"),
+        ("TE gzip", b"POST / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 400, "chunked"),
+        ("CL abc", b"GET / HTTP/1.1\r\nHost: rec.localhost\r\nContent-Length: abc\r\n\r\n".to_vec(), 400, "Content-Length"),
+        ("CL 1 and 2", b"GET / HTTP/1.1\r\nHost: rec.localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(), 400, "Content-Length"),
+        ("no colon", b"GET / HTTP/1.1\r\nHost: rec.localhost\r\nBad Header\r\n\r\n".to_vec(), 400, "malformed"),
+        ("control in target", b"GET /\x01 HTTP/1.1\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "malformed"),
+        ("CL + TE", b"POST / HTTP/1.1\r\nHost: rec.localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400, "both"),
+        ("huge head", big.into_bytes(), 431, "larger than"),
+    ];
+    // Sent first on a connection, and second after a chunked request that
+    // moved the connection to the hyper path.
+    let chunked = b"POST /first HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let mut failures = Vec::new();
+    for (name, raw, status, reason) in &cases {
+        for after_chunked in [false, true] {
+            let mut stream = Vec::new();
+            if after_chunked {
+                stream.extend_from_slice(chunked);
+            }
+            stream.extend_from_slice(raw);
+            stream.extend_from_slice(b"GET /never HTTP/1.1\r\nHost: rec.localhost\r\n\r\n");
+            let answer = String::from_utf8_lossy(&send(s.addr, &stream).await).to_string();
+            let last = answer.rfind("HTTP/1.1 ").map_or("", |i| &answer[i..]);
+            let (head, body) = last.split_once("\r\n\r\n").unwrap_or((last, ""));
+            let ok = head.starts_with(&format!("HTTP/1.1 {status} "))
+                && head.to_ascii_lowercase().contains("connection: close")
+                && body.contains(reason);
+            if !ok {
+                failures.push(format!("{name} (after chunked: {after_chunked}): {last:?}"));
+            }
+        }
+    }
+    assert!(
+        !rec.requests().iter().any(|r| r.target.contains("/never")),
+        "a request after a refused head reached the backend"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

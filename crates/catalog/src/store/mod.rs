@@ -19,9 +19,11 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<State>;
     /// Applies a batch of mutations atomically and durably.
     fn commit(&self, mutations: &[Mutation]) -> Result<()>;
-    /// A small durable write that changes no record: after a failed
-    /// commit, the registry calls it now and then to learn, without
-    /// waiting for a client's write, that the store works again.
+    /// A durable write that changes no record: after a failed commit, the
+    /// registry calls it now and then to learn, without waiting for a
+    /// client's write, that the store works again. Only a passed probe
+    /// ends a failure: it must prove room for new data, not merely that
+    /// one small commit fitted in space the store had kept.
     fn probe(&self) -> Result<()> {
         Ok(())
     }

@@ -7,6 +7,11 @@
 //! failure the database is dropped, and the next commit or probe opens it
 //! again (redb then recovers to the last durable commit): once space
 //! returns, writes succeed again without a restart.
+//!
+//! redb keeps free pages of its own inside its file, so on a full file
+//! system a small commit can still succeed. The probe therefore first
+//! writes and syncs [`PROBE_BYTES`] of new data in a file beside the
+//! database: it passes only once the file system really has room again.
 
 use super::Store;
 use crate::error::{Error, Result};
@@ -19,6 +24,34 @@ use std::sync::{Mutex, MutexGuard};
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// Written by [`Store::probe`] only; never read back into the state.
 const PROBE: TableDefinition<&str, u64> = TableDefinition::new("probe");
+/// What the probe writes and syncs beside the database: room for more
+/// than the largest write the API accepts (a 1 MiB JSON body), so that
+/// a passed probe means the next real write fits too.
+pub const PROBE_BYTES: usize = 2 << 20;
+/// The probe's file, in the data directory; removed after each probe.
+const PROBE_FILE: &str = "catalog.probe";
+
+/// Writes and syncs [`PROBE_BYTES`] to `path`, then removes it.
+fn probe_room(path: &Path) -> Result<()> {
+    use std::io::Write;
+    let written = (|| {
+        let mut file = std::fs::File::create(path)?;
+        let chunk = vec![0x5au8; 64 << 10];
+        for _ in 0..PROBE_BYTES / chunk.len() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    })();
+    let removed = std::fs::remove_file(path);
+    written.map_err(|e| {
+        Error::Storage(format!(
+            "no room for {} KiB of new data in {}: {e}",
+            PROBE_BYTES >> 10,
+            path.parent().unwrap_or(path).display()
+        ))
+    })?;
+    removed.map_err(|e| Error::Storage(format!("cannot remove {}: {e}", path.display())))
+}
 
 /// A redb database file under the data directory.
 pub struct RedbStore {
@@ -116,6 +149,7 @@ impl Store for RedbStore {
     }
 
     fn probe(&self) -> Result<()> {
+        probe_room(&self.path.with_file_name(PROBE_FILE))?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);

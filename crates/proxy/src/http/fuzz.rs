@@ -9,8 +9,6 @@ use super::plain::request::RequestHead;
 use super::plain::response::ResponseHead;
 use crate::http::dispatch::Parsed;
 use proptest::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Bytes that look like HTTP often enough to reach deep states.
 fn http_like() -> impl Strategy<Value = Vec<u8>> {
@@ -119,10 +117,10 @@ proptest! {
     #[test]
     fn fuzz_framing_watch_is_split_independent(bytes in http_like(), cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
         let flagged = |parts: Vec<Vec<u8>>| {
-            let flag = Arc::new(AtomicBool::new(false));
-            let mut w = FramingWatch::new(flag.clone());
-            for p in parts { w.feed(&p); }
-            flag.load(Ordering::SeqCst)
+            let mut w = FramingWatch::new(8192, 1);
+            let mut out = Vec::new();
+            for p in parts { w.feed(&p, &mut out); }
+            (out, w.refusal().cloned())
         };
         prop_assert_eq!(flagged(vec![bytes.clone()]), flagged(pieces(&bytes, &cuts)));
     }

@@ -19,9 +19,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -37,13 +35,19 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = shared.cfg.clone();
-    let ambiguous = Arc::new(AtomicBool::new(false));
-    let stream = Watched::new(stream, ambiguous.clone());
-    let service = service_fn(move |req| {
-        let (shared, fixed, ambiguous) = (shared.clone(), fixed.clone(), ambiguous.clone());
+    let refused = Arc::new(Mutex::new(None));
+    let nonce: u64 = rand::random();
+    let stream = Watched::new(stream, cfg.max_header_bytes, nonce, refused.clone());
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (shared, fixed, refused) = (shared.clone(), fixed.clone(), refused.clone());
         async move {
-            if ambiguous.load(Ordering::SeqCst) {
-                return Ok::<_, Infallible>(refuse_smuggling(&shared));
+            let stand_in = req
+                .headers()
+                .get(framing::REFUSED_HEADER)
+                .is_some_and(|v| v.as_bytes() == nonce.to_string().as_bytes());
+            if stand_in {
+                let refusal = refused.lock().unwrap_or_else(|e| e.into_inner()).take();
+                return Ok::<_, Infallible>(refuse_head(&shared, refusal));
             }
             Ok(handle(shared, req, peer, fixed).await)
         }
@@ -64,12 +68,22 @@ pub async fn serve<S>(
     }
 }
 
-/// The answer to a request that carried both Content-Length and
-/// Transfer-Encoding: 400, and the connection is closed.
-fn refuse_smuggling(shared: &crate::Shared) -> hyper::Response<ProxyBody> {
+/// The answer to a head the framing watch refused (malformed, ambiguous,
+/// too large): its status, the reason in the body, and the connection is
+/// closed.
+fn refuse_head(
+    shared: &crate::Shared,
+    refusal: Option<framing::Refusal>,
+) -> hyper::Response<ProxyBody> {
     crate::request::access::received(shared);
-    fail_to_proxy(
-        shared,
-        ProxyError::Client("both Content-Length and Transfer-Encoding are set".into()),
-    )
+    let refusal = refusal.unwrap_or(framing::Refusal {
+        status: 400,
+        reason: "malformed request head".into(),
+    });
+    let e = if refusal.status == 431 {
+        ProxyError::HeadTooLarge(refusal.reason)
+    } else {
+        ProxyError::Client(refusal.reason)
+    };
+    fail_to_proxy(shared, e)
 }
