@@ -11,6 +11,7 @@
 mod apply;
 pub mod blocking;
 mod catalog;
+pub mod changelog;
 mod command;
 pub mod duration;
 mod error;
@@ -30,6 +31,7 @@ mod watch;
 
 pub use apply::MAX_KV_KEY_LEN;
 pub use catalog::{Catalog, Indexed, InstanceFilter, NodeContents, QueryOptions};
+pub use changelog::{Change, ChangeLog};
 pub use command::{Command, Outcome, Registration};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeats;
