@@ -6,7 +6,7 @@
 
 use imbl::Vector;
 
-/// Entries kept; older ones are dropped (and the floor moves up).
+/// Entries kept by default; older ones are dropped (and the floor moves up).
 pub const LOG_CAPACITY: usize = 65_536;
 
 /// One thing a commit changed; readers fetch its current value from the
@@ -22,19 +22,34 @@ pub enum Change {
 }
 
 /// The log itself (cheap to clone: a persistent vector).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ChangeLog {
     entries: Vector<(u64, Change)>,
     /// Every change with an index above this is in `entries`.
     floor: u64,
+    /// Most entries kept.
+    capacity: usize,
+}
+
+impl Default for ChangeLog {
+    fn default() -> Self {
+        ChangeLog::starting_at(0)
+    }
 }
 
 impl ChangeLog {
     /// An empty log that knows nothing before `index`.
     pub fn starting_at(index: u64) -> Self {
+        ChangeLog::with_capacity(index, LOG_CAPACITY)
+    }
+
+    /// An empty log that knows nothing before `index` and keeps at most
+    /// `capacity` entries (at least 1).
+    pub fn with_capacity(index: u64, capacity: usize) -> Self {
         ChangeLog {
             entries: Vector::new(),
             floor: index,
+            capacity: capacity.max(1),
         }
     }
 
@@ -48,7 +63,7 @@ impl ChangeLog {
             return;
         }
         self.entries.push_back((index, change));
-        while self.entries.len() > LOG_CAPACITY {
+        while self.entries.len() > self.capacity {
             if let Some((i, _)) = self.entries.pop_front() {
                 // Entries of the same index may remain; the floor says
                 // that index may be incomplete, so it excludes it.
