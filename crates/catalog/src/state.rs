@@ -135,6 +135,16 @@ impl State {
         (self.service_index(name), out)
     }
 
+    /// The recent changes, for consumers that follow them.
+    pub fn change_log(&self) -> &crate::changelog::ChangeLog {
+        &self.log
+    }
+
+    /// Whether service `name` has any instance.
+    pub fn has_service(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     /// All nodes, by name.
     pub fn nodes(&self) -> (u64, Vec<Arc<Node>>) {
         (
