@@ -75,7 +75,7 @@ pub fn spawn(
     cfg: Arc<ProxyConfig>,
     cancel: CancellationToken,
 ) -> Arc<Discovery> {
-    let empty = RoutingTable::build(&BTreeMap::new(), &mut StateRegistry::new(), &cfg, 0);
+    let empty = RoutingTable::empty(&cfg);
     let discovery = Arc::new(Discovery {
         table: ArcSwap::from_pointee(empty),
         generation: watch::Sender::new(0),
@@ -154,23 +154,27 @@ async fn follow(
     }
 }
 
-/// The services the proxy knows and what changed since the last table.
+/// The current table and the services changed since it was built.
 struct TableBuilder {
     cfg: Arc<ProxyConfig>,
-    services: BTreeMap<String, Vec<ServiceEntry>>,
+    table: Arc<RoutingTable>,
+    /// Changed services → their passing instances now (empty: none).
+    pending: BTreeMap<String, Vec<ServiceEntry>>,
+    /// A `Reset` came: the next table starts from an empty one.
+    reset: bool,
     states: StateRegistry,
     generation: u64,
-    changed: bool,
 }
 
 impl TableBuilder {
     fn new(cfg: Arc<ProxyConfig>) -> Self {
         TableBuilder {
+            table: Arc::new(RoutingTable::empty(&cfg)),
             cfg,
-            services: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            reset: false,
             states: StateRegistry::new(),
             generation: 0,
-            changed: false,
         }
     }
 
@@ -178,17 +182,11 @@ impl TableBuilder {
     fn apply(&mut self, event: StreamEvent) -> bool {
         match event {
             StreamEvent::Reset { .. } => {
-                self.services.clear();
-                self.changed = true;
+                self.pending.clear();
+                self.reset = true;
             }
             StreamEvent::Service { name, entries, .. } => {
-                let entries = passing(entries);
-                if entries.is_empty() {
-                    self.changed |= self.services.remove(&name).is_some();
-                } else {
-                    self.services.insert(name, entries);
-                    self.changed = true;
-                }
+                self.pending.insert(name, passing(entries));
             }
             StreamEvent::Node { .. } | StreamEvent::Kv { .. } => {}
             StreamEvent::Synced { .. } => return true,
@@ -196,17 +194,24 @@ impl TableBuilder {
         false
     }
 
-    /// A new table if anything changed since the last one.
+    /// A new table if anything changed since the last one: the changed
+    /// services swapped into the current table (work proportional to
+    /// them), or after a `Reset` a table of the snapshot alone.
     fn build(&mut self) -> Option<RoutingTable> {
-        if !std::mem::take(&mut self.changed) {
+        if self.pending.is_empty() && !self.reset {
             return None;
         }
         self.generation += 1;
-        Some(RoutingTable::build(
-            &self.services,
-            &mut self.states,
-            &self.cfg,
-            self.generation,
-        ))
+        let base = if std::mem::take(&mut self.reset) {
+            let keep = &self.pending;
+            self.states.retain(|name, _| keep.contains_key(name));
+            RoutingTable::empty(&self.cfg)
+        } else {
+            (*self.table).clone()
+        };
+        let pending = std::mem::take(&mut self.pending);
+        let table = base.with_changes(&pending, &mut self.states, &self.cfg, self.generation);
+        self.table = Arc::new(table.clone());
+        Some(table)
     }
 }
