@@ -16,6 +16,7 @@ mod docker;
 mod proxy;
 mod registry;
 mod report;
+mod scale;
 mod server;
 mod stats;
 mod template;
@@ -57,6 +58,10 @@ enum Bench {
     /// Memory per blocking query: RSS of `shoal server` before and after
     /// many parked blocking queries.
     Watchers(watchers::Args),
+    /// A large catalog (10,000 services x 10 instances through the API) in
+    /// `shoal dev` and `shoal server` + `shoal proxy`: time to route, RSS,
+    /// registration rate, DNS under writes, proxy start-up, SIGTERM.
+    Scale(scale::Args),
     /// The text/template engine: render time over 1,000 services x 10
     /// instances, side by side with Go's text/template. In-process.
     Template(template::Args),
@@ -90,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
+        Bench::Scale(args) => scale::run(&shoal, &args, &command).await,
         Bench::Template(_) => unreachable!("run in-process above"),
     }
 }
