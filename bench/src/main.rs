@@ -18,6 +18,7 @@ mod locks;
 mod proxy;
 mod registry;
 mod report;
+mod scale;
 mod server;
 mod stats;
 mod template;
@@ -62,6 +63,10 @@ enum Bench {
     /// Coordination: lock hand-over latency among 100 waiters on blocking
     /// queries, and session renewals/s with 10,000 sessions.
     Locks(locks::Args),
+    /// A large catalog (10,000 services x 10 instances through the API) in
+    /// `shoal dev` and `shoal server` + `shoal proxy`: time to route, RSS,
+    /// registration rate, DNS under writes, proxy start-up, SIGTERM.
+    Scale(scale::Args),
     /// The text/template engine: render time over 1,000 services x 10
     /// instances, side by side with Go's text/template. In-process.
     Template(template::Args),
@@ -96,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
         Bench::Locks(args) => locks::run(&shoal, &args, &command).await,
+        Bench::Scale(args) => scale::run(&shoal, &args, &command).await,
         Bench::Template(_) => unreachable!("run in-process above"),
     }
 }

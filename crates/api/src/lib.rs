@@ -23,16 +23,20 @@ mod metrics_routes;
 mod node_services_routes;
 mod query_routes;
 mod remote;
+mod remote_fallback;
+mod remote_stream;
 mod session_routes;
 mod txn_routes;
 
 pub mod request;
 pub mod response;
 mod status_routes;
+mod stream_routes;
 
 pub use error::{ApiError, ApiResult};
 pub use forward::agent_router;
 pub use remote::{RemoteCatalog, RemoteConfig};
+pub use stream_routes::HEARTBEAT as STREAM_HEARTBEAT;
 
 use axum::http::Method;
 use axum::response::IntoResponse;
@@ -91,6 +95,9 @@ pub struct ApiState {
     started: std::time::Instant,
     /// User events this agent accepted (kept in memory, as Consul's).
     events: Arc<event_routes::EventLog>,
+    /// Whether `/v1/shoal/stream` is offered (`--no-stream` turns it off,
+    /// so clients fall back to blocking queries as against a real Consul).
+    stream: bool,
 }
 
 impl ApiState {
@@ -104,7 +111,14 @@ impl ApiState {
             metric_sources: Arc::default(),
             started: std::time::Instant::now(),
             events: Arc::default(),
+            stream: true,
         }
+    }
+
+    /// With `false`: no change stream; `/v1/shoal/stream` answers 404.
+    pub fn with_stream(mut self, on: bool) -> Self {
+        self.stream = on;
+        self
     }
 
     /// With `--access-log`: logs one line per request.
@@ -146,6 +160,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(kv_routes::routes())
         .merge(status_routes::routes())
         .merge(metrics_routes::routes())
+        .merge(stream_routes::routes())
         .merge(coordination_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

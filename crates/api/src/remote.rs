@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use shoal_catalog::{
     Catalog, Check, Error, HealthStatus, Indexed, InstanceFilter, KvEntry, Node, NodeContents,
-    QueryOptions, Registration, Result, Service, ServiceEntry, Topic, MAX_WAIT,
+    QueryOptions, Registration, Result, Service, ServiceEntry, StreamRequest, Subscription, Topic,
+    MAX_WAIT,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,9 @@ pub struct RemoteConfig {
     pub token: Option<String>,
     /// Timeout of non-blocking requests.
     pub timeout: Duration,
+    /// Whether [`Catalog::subscribe`] may use a shoal server's change
+    /// stream; `false` (`--no-stream`) always follows with blocking queries.
+    pub stream: bool,
 }
 
 impl RemoteConfig {
@@ -36,6 +40,7 @@ impl RemoteConfig {
             address: address.into(),
             token: None,
             timeout: Duration::from_secs(10),
+            stream: true,
         }
     }
 }
@@ -92,6 +97,11 @@ impl RemoteCatalog {
         &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
+    /// Whether subscriptions skip the change stream (`--no-stream`).
+    pub(crate) fn no_stream(&self) -> bool {
+        !self.config.stream
+    }
+
     /// Every server this client may talk to.
     pub fn base_urls(&self) -> &[String] {
         &self.bases
@@ -120,7 +130,7 @@ impl RemoteCatalog {
         self.execute(req, path_and_query).await
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let url = format!("{}{}", self.base_url(), path);
         let mut rb = self.http.request(method, url).timeout(self.config.timeout);
         if let Some(token) = &self.config.token {
@@ -168,7 +178,7 @@ impl RemoteCatalog {
         })))
     }
 
-    async fn send(&self, rb: RequestBuilder, what: &str) -> Result<reqwest::Response> {
+    pub(crate) async fn send(&self, rb: RequestBuilder, what: &str) -> Result<reqwest::Response> {
         let req = rb.build().map_err(remote(format!("{what}: bad request")))?;
         let resp = self.execute(req, what).await?;
         let status = resp.status();
@@ -528,6 +538,12 @@ impl Catalog for RemoteCatalog {
             .await
             .map_err(remote(format!("DELETE {path}")))?;
         expect_bool(&text, &format!("DELETE {path}"))
+    }
+
+    async fn subscribe(&self, req: StreamRequest) -> Result<Subscription> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(crate::remote_stream::run(self.clone(), req, tx));
+        Ok(rx)
     }
 
     async fn wait_for_change(&self, topic: &Topic, index: u64, wait: Duration) -> Result<u64> {

@@ -3,6 +3,7 @@
 //! mutation is mirrored as a record [`Mutation`] for the store and as a
 //! touched [`Topic`] for the watchers.
 
+use crate::changelog::Change;
 use crate::command::{Command, Outcome, Registration};
 use crate::error::{Error, Result};
 use crate::model::{Check, HealthStatus, KvEntry, Node, Service};
@@ -112,6 +113,9 @@ impl<'a> Txn<'a> {
         self.st.service_index.insert(name.to_string(), self.idx);
         self.put(key_service_index(name), self.idx);
         self.changes.topics.insert(Topic::Service(name.to_string()));
+        self.st
+            .log
+            .push(self.idx, Change::Service(name.to_string()));
     }
 
     fn touch_node(&mut self, node: &str) {
@@ -119,6 +123,7 @@ impl<'a> Txn<'a> {
         self.st.node_index.insert(node.to_string(), self.idx);
         self.put(key_node_index(node), self.idx);
         self.changes.topics.insert(Topic::Node(node.to_string()));
+        self.st.log.push(self.idx, Change::Node(node.to_string()));
     }
 
     /// A change to the node or a node-level check: every service on the
@@ -209,11 +214,9 @@ impl<'a> Txn<'a> {
         // Instance checks carry the instance's name and tags.
         let stale: Vec<Check> = self
             .st
-            .checks_on_node(node)
-            .filter(|c| {
-                c.service_id == svc.id && (c.service_name != svc.name || c.service_tags != svc.tags)
-            })
-            .map(|c| (**c).clone())
+            .checks_of(node, &svc.id)
+            .filter(|c| c.service_name != svc.name || c.service_tags != svc.tags)
+            .map(|c| (*c).clone())
             .collect();
         for mut check in stale {
             check.service_name = svc.name.clone();
@@ -273,9 +276,22 @@ impl<'a> Txn<'a> {
         let node_level = check.service_id.is_empty();
         let critical = check.status == HealthStatus::Critical;
         let check_id = check.check_id.clone();
-        self.st
+        let key = (node.clone(), check_id.clone());
+        let moved_from = self
+            .st
             .checks
-            .insert((node.clone(), check.check_id.clone()), Arc::new(check));
+            .get(&key)
+            .map(|old| old.service_id.clone())
+            .filter(|old| *old != check.service_id);
+        if let Some(old_service) = moved_from {
+            self.unindex_check(&node, &old_service, &check_id);
+        }
+        self.st
+            .instance_checks
+            .entry((node.clone(), check.service_id.clone()))
+            .or_default()
+            .insert(check_id.clone());
+        self.st.checks.insert(key, Arc::new(check));
         if critical {
             self.invalidate_for_check(&node, &check_id);
         }
@@ -294,6 +310,7 @@ impl<'a> Txn<'a> {
             .remove(&(node.to_string(), check_id.to_string()))
         {
             self.delete(key_check(node, check_id));
+            self.unindex_check(node, &old.service_id, check_id);
             self.invalidate_for_check(node, check_id);
             self.st.tables.checks = self.idx;
             self.changes.topics.insert(Topic::Checks);
@@ -306,6 +323,17 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Drops a check from the per-instance index.
+    fn unindex_check(&mut self, node: &str, service_id: &str, check_id: &str) {
+        let key = (node.to_string(), service_id.to_string());
+        if let Some(set) = self.st.instance_checks.get_mut(&key) {
+            set.remove(check_id);
+            if set.is_empty() {
+                self.st.instance_checks.remove(&key);
+            }
+        }
+    }
+
     pub(crate) fn deregister_service(&mut self, node: &str, id: &str) -> Result<()> {
         let key = (node.to_string(), id.to_string());
         let Some(old) = self.st.services.remove(&key) else {
@@ -314,8 +342,7 @@ impl<'a> Txn<'a> {
         self.delete(key_service(node, id));
         let check_ids: Vec<String> = self
             .st
-            .checks_on_node(node)
-            .filter(|c| c.service_id == id)
+            .checks_of(node, id)
             .map(|c| c.check_id.clone())
             .collect();
         for check_id in check_ids {
@@ -384,6 +411,7 @@ impl<'a> Txn<'a> {
         self.dirty = true;
         self.st.tables.kv = self.idx;
         self.changes.kv_keys.push(key.to_string());
+        self.st.log.push(self.idx, Change::Kv(key.to_string()));
     }
 
     pub(crate) fn kv_put(
@@ -692,6 +720,65 @@ mod tests {
             st.check("n1", "http").unwrap().service_tags,
             vec!["v2".to_string()]
         );
+    }
+
+    #[test]
+    fn a_check_moved_to_another_instance_follows_it() {
+        let mut st = State::default();
+        register(&mut st, "n1", Some(svc("a", "web", &[])), vec![]).unwrap();
+        register(&mut st, "n1", Some(svc("b", "web", &[])), vec![]).unwrap();
+        register(
+            &mut st,
+            "n1",
+            None,
+            vec![check("c", "a", HealthStatus::Critical)],
+        )
+        .unwrap();
+        register(
+            &mut st,
+            "n1",
+            None,
+            vec![check("c", "b", HealthStatus::Critical)],
+        )
+        .unwrap();
+        let ids = |st: &State, id: &str| -> Vec<String> {
+            st.checks_of("n1", id).map(|c| c.check_id.clone()).collect()
+        };
+        assert_eq!(ids(&st, "a"), Vec::<String>::new());
+        assert_eq!(ids(&st, "b"), vec!["c".to_string()]);
+        let (_, entries) = st.service_entries("web");
+        let status: Vec<_> = entries
+            .iter()
+            .map(|e| (e.service.id.clone(), e.aggregate_status()))
+            .collect();
+        assert_eq!(
+            status,
+            vec![
+                ("a".into(), HealthStatus::Passing),
+                ("b".into(), HealthStatus::Critical)
+            ]
+        );
+        apply(
+            &mut st,
+            Command::DeregisterCheck {
+                node: "n1".into(),
+                check_id: "c".into(),
+            },
+        )
+        .unwrap();
+        assert!(ids(&st, "b").is_empty() && st.instance_checks.is_empty());
+    }
+
+    #[test]
+    fn commits_are_in_the_change_log() {
+        let mut st = State::default();
+        let i = register(&mut st, "n1", Some(svc("a", "web", &[])), vec![])
+            .unwrap()
+            .index;
+        let changes: Vec<_> = st.log.since(0).unwrap().iter().cloned().collect();
+        assert!(changes.contains(&(i, Change::Service("web".into()))));
+        assert!(changes.contains(&(i, Change::Node("n1".into()))));
+        assert!(st.log.since(i).unwrap().is_empty());
     }
 
     #[test]

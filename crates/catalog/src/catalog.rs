@@ -7,11 +7,13 @@
 use crate::command::Registration;
 use crate::error::Result;
 use crate::model::{Check, HealthStatus, KvEntry, Node, Service, ServiceEntry};
+use crate::stream::{StreamEvent, StreamRequest};
 use crate::watch::Topic;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Blocking-query options, as Consul's `?index=` and `?wait=`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +72,10 @@ pub struct NodeContents {
     pub checks: Vec<Check>,
 }
 
+/// What [`Catalog::subscribe`] returns: the events, and the errors met
+/// while reaching the catalog.
+pub type Subscription = mpsc::Receiver<Result<StreamEvent>>;
+
 /// Reads and writes of the catalog, local or remote.
 #[async_trait]
 pub trait Catalog: Send + Sync {
@@ -117,4 +123,11 @@ pub trait Catalog: Send + Sync {
     /// Waits until what `topic` covers changes past `index` or `wait`
     /// elapses; returns the topic's index then.
     async fn wait_for_change(&self, topic: &Topic, index: u64, wait: Duration) -> Result<u64>;
+    /// Follows every change of the catalog from `req.index`: ordered
+    /// [`StreamEvent`]s, each batch closed by a `Synced`, a `Reset` and a
+    /// snapshot first when the index is too old (or 0). The channel closes
+    /// when the catalog is gone; dropping the receiver ends the follow.
+    /// An `Err` item reports a failed attempt to reach a remote catalog
+    /// (the subscription keeps retrying and resumes where it was).
+    async fn subscribe(&self, req: StreamRequest) -> Result<Subscription>;
 }

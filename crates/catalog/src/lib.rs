@@ -11,6 +11,7 @@
 mod apply;
 pub mod blocking;
 mod catalog;
+pub mod changelog;
 mod command;
 pub mod duration;
 mod error;
@@ -25,11 +26,13 @@ mod session_timers;
 mod state;
 pub mod store;
 mod store_health;
+mod stream;
 pub mod txn;
 mod watch;
 
 pub use apply::MAX_KV_KEY_LEN;
-pub use catalog::{Catalog, Indexed, InstanceFilter, NodeContents, QueryOptions};
+pub use catalog::{Catalog, Indexed, InstanceFilter, NodeContents, QueryOptions, Subscription};
+pub use changelog::{Change, ChangeLog};
 pub use command::{Command, Outcome, Registration};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeats;
@@ -43,4 +46,7 @@ pub use session::{Behavior, LockRequest, Session};
 pub use session_timers::{expire_sessions, SessionTimers};
 pub use state::State;
 pub use store::{MemoryStore, RedbStore, Store};
+pub use stream::{
+    events_since, snapshot as stream_snapshot, StreamEvent, StreamRequest, StreamView,
+};
 pub use watch::Topic;

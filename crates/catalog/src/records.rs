@@ -84,8 +84,12 @@ impl State {
                 st.services.insert(pair, Arc::new(svc));
             } else if let Some(rest) = key.strip_prefix("c/") {
                 let pair = split_pair(rest, key)?;
-                st.checks
-                    .insert(pair, Arc::new(decode::<Check>(key, bytes)?));
+                let check = decode::<Check>(key, bytes)?;
+                st.instance_checks
+                    .entry((pair.0.clone(), check.service_id.clone()))
+                    .or_default()
+                    .insert(pair.1.clone());
+                st.checks.insert(pair, Arc::new(check));
             } else if let Some(k) = key.strip_prefix("k/") {
                 let entry = decode::<KvEntry>(key, bytes)?;
                 if !entry.session.is_empty() {
@@ -116,6 +120,8 @@ impl State {
                 return Err(Error::Storage(format!("unknown record {key:?}")));
             }
         }
+        // Nothing before the loaded index is in the change log.
+        st.log = crate::changelog::ChangeLog::starting_at(st.index);
         Ok(st)
     }
 }

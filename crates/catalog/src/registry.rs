@@ -14,6 +14,7 @@ use crate::state::State;
 use crate::store::Store;
 pub use crate::store_health::StoreFailure;
 use crate::store_health::StoreHealth;
+use crate::stream::{StreamEvent, StreamRequest};
 use crate::watch::{Topic, WatchHub};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -64,7 +65,15 @@ pub struct Registry {
 impl Registry {
     /// Loads the store's state and starts the writer thread.
     pub fn open(store: Box<dyn Store>) -> Result<Arc<Registry>> {
-        let state = store.load()?;
+        Registry::open_with_log(store, crate::changelog::LOG_CAPACITY)
+    }
+
+    /// Like [`Registry::open`], keeping `log_capacity` entries of change
+    /// log: how far behind a stream consumer may fall and still resume
+    /// without a snapshot.
+    pub fn open_with_log(store: Box<dyn Store>, log_capacity: usize) -> Result<Arc<Registry>> {
+        let mut state = store.load()?;
+        state.log = crate::changelog::ChangeLog::with_capacity(state.index, log_capacity);
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(state),
             hub: WatchHub::new(),
@@ -487,6 +496,46 @@ impl Catalog for Registry {
         let q = QueryOptions::blocking(index.max(1), wait);
         let read = |s: &State| (topic_index(s, topic), ());
         Ok(self.block(std::slice::from_ref(topic), q, read).await.index)
+    }
+
+    async fn subscribe(&self, req: StreamRequest) -> Result<crate::catalog::Subscription> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(follow(self.shared.clone(), req, tx));
+        Ok(rx)
+    }
+}
+
+/// Events buffered between the registry and a slow stream consumer.
+const STREAM_BUFFER: usize = 1024;
+
+/// Sends `tx` the events from `req.index` on, then after every commit the
+/// changes since the last one sent, until the receiver is dropped. A slow
+/// consumer does not slow the writer: it catches up from the change log
+/// (or gets a snapshot when it fell behind the log).
+async fn follow(
+    shared: Arc<Shared>,
+    mut req: StreamRequest,
+    tx: mpsc::Sender<Result<StreamEvent>>,
+) {
+    // Subscribed before the first read, so no commit slips between.
+    let mut commits = shared.hub.subscribe(&Topic::Any);
+    let mut first = true;
+    loop {
+        let snapshot = shared.current.load_full();
+        if first || snapshot.index() != req.index {
+            first = false;
+            for event in crate::stream::events_since(&snapshot, &req) {
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            req.index = snapshot.index();
+        }
+        drop(snapshot);
+        tokio::select! {
+            changed = commits.changed() => if changed.is_err() { return },
+            _ = tx.closed() => return,
+        }
     }
 }
 

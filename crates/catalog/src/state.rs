@@ -61,6 +61,13 @@ pub struct State {
     pub(crate) lock_delays: OrdMap<String, std::time::Instant>,
     /// Prepared queries by ID.
     pub(crate) queries: OrdMap<String, Arc<crate::query::PreparedQuery>>,
+    /// (node, instance ID) → the IDs of that instance's checks; the
+    /// node-level checks are under an empty instance ID. Derived, not
+    /// stored: what makes reading or registering one instance independent
+    /// of how many checks its node has.
+    pub(crate) instance_checks: OrdMap<NodeKey, OrdSet<String>>,
+    /// What changed recently, in order (memory only).
+    pub(crate) log: crate::changelog::ChangeLog,
 }
 
 fn at_least_one(i: u64) -> u64 {
@@ -122,9 +129,8 @@ impl State {
                     continue;
                 };
                 let checks = self
-                    .checks_on_node(&key.0)
-                    .filter(|c| c.service_id.is_empty() || c.service_id == key.1)
-                    .cloned()
+                    .checks_of(&key.0, "")
+                    .chain(self.checks_of(&key.0, &key.1))
                     .collect();
                 out.push(ServiceEntry {
                     node: node.clone(),
@@ -134,6 +140,16 @@ impl State {
             }
         }
         (self.service_index(name), out)
+    }
+
+    /// The recent changes, for consumers that follow them.
+    pub fn change_log(&self) -> &crate::changelog::ChangeLog {
+        &self.log
+    }
+
+    /// Whether service `name` has any instance.
+    pub fn has_service(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
     }
 
     /// All nodes, by name.
@@ -186,6 +202,22 @@ impl State {
             .map(|(_, c)| c)
     }
 
+    /// The checks of one instance on a node (`id` empty: the node-level
+    /// checks), through the per-instance index: no scan of the node.
+    pub fn checks_of<'a>(
+        &'a self,
+        node: &'a str,
+        id: &str,
+    ) -> impl Iterator<Item = Arc<Check>> + 'a {
+        self.instance_checks
+            .get(&(node.to_string(), id.to_string()))
+            .into_iter()
+            .flat_map(move |ids| {
+                ids.iter()
+                    .filter_map(move |c| self.checks.get(&(node.to_string(), c.clone())).cloned())
+            })
+    }
+
     /// A node with copies of its instances and checks.
     pub fn node_contents(&self, name: &str) -> Option<crate::catalog::NodeContents> {
         let node = self.nodes.get(name)?;
@@ -223,11 +255,7 @@ impl State {
         let mut out = Vec::new();
         if let Some(keys) = self.by_name.get(name) {
             for (node, id) in keys {
-                out.extend(
-                    self.checks_on_node(node)
-                        .filter(|c| &c.service_id == id)
-                        .cloned(),
-                );
+                out.extend(self.checks_of(node, id));
             }
         }
         (self.service_index(name), out)

@@ -1,7 +1,8 @@
 //! The listeners: UDP workers sharing one socket, a TCP accept loop with
 //! one task per connection, and forwarding to recursors. Every packet is
-//! answered from the current [`View`], rebuilt (once, by whichever query
-//! sees it first) when the catalog's index has moved.
+//! answered from the current [`View`], brought up to date (once, by
+//! whichever query sees it first; in time proportional to what changed)
+//! when the catalog's index has moved.
 
 use crate::answer::{Outcome, Responder, Scratch};
 use crate::config::DnsConfig;
@@ -55,9 +56,10 @@ impl Shared {
         drop(view);
         let _building = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
         // Another query may have built a view as new (or newer) meanwhile.
-        if older(self.view.load().key, key) {
+        let current = self.view.load_full();
+        if older(current.key, key) {
             self.view
-                .store(Arc::new(View::build(&snapshot, &self.config)));
+                .store(Arc::new(current.advance(&snapshot, &self.config)));
         }
         self.view.load()
     }

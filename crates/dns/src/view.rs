@@ -1,25 +1,32 @@
 //! What DNS answers are made of, computed once per catalog snapshot: per
 //! service, its instances that may receive traffic (not critical) with
 //! their address, port, SRV weight and encoded SRV target; per node, its
-//! address. Queries read a `View` without locks or allocation; a new one
-//! is built beside it when the catalog's nodes, services or checks change
-//! (KV writes leave it alone).
+//! address. Queries read a `View` without locks or allocation; when the
+//! catalog's nodes, services or checks change (KV writes leave it alone)
+//! the next one is derived from it with [`View::advance`]: only what the
+//! catalog's change log names is recomputed (persistent maps make the
+//! copy O(1)), so a write to one service costs DNS that service's work,
+//! not the whole catalog's.
 
 use crate::config::DnsConfig;
 use crate::wire::encode_name;
-use shoal_catalog::{topic_index, HealthStatus, State, Topic};
-use std::collections::HashMap;
+use shoal_catalog::{topic_index, Change, HealthStatus, State, Topic};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+type Map<T> = imbl::HashMap<Box<[u8]>, Arc<T>>;
+
 /// The DNS view of one catalog snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct View {
     /// The nodes, services and checks table indexes of the snapshot it
     /// was built from ([`View::key`]).
     pub key: [u64; 3],
-    services: HashMap<Box<[u8]>, ServiceRecords>,
-    nodes: HashMap<Box<[u8]>, NodeRecord>,
+    /// The catalog index it reflects (where [`View::advance`] resumes).
+    pub index: u64,
+    services: Map<ServiceRecords>,
+    nodes: Map<NodeRecord>,
 }
 
 /// A service's answerable instances.
@@ -66,82 +73,155 @@ impl View {
         [Topic::Nodes, Topic::Services, Topic::Checks].map(|t| topic_index(state, &t))
     }
 
-    /// Builds the view of `state`.
+    /// Builds the view of `state` from scratch.
     pub fn build(state: &State, config: &DnsConfig) -> View {
-        let suffix = |kind: &str| format!(".{kind}.{}.{}", config.datacenter, config.domain);
-        let (node_suffix, addr_suffix) = (suffix("node"), suffix("addr"));
-        let mut services = HashMap::new();
-        let (_, names) = state.services();
-        for name in names.keys() {
-            let lower = name.to_ascii_lowercase();
-            let ttl = secs(config.service_ttl.get(&lower));
-            let (_, entries) = state.service_entries(name);
-            let mut instances = Vec::with_capacity(entries.len());
-            for e in &entries {
-                let status = e.aggregate_status();
-                if status == HealthStatus::Critical {
-                    continue;
-                }
-                let weights = e.service.weights;
-                let weight = match status {
-                    HealthStatus::Passing => weights.passing,
-                    _ => weights.warning,
-                };
-                let address = e.address();
-                let ip = address.parse::<IpAddr>().ok();
-                let own = !e.service.address.is_empty() && e.service.address != e.node.address;
-                let target = match ip {
-                    _ if !own => encode_name(&format!("{}{node_suffix}", e.node.name)),
-                    Some(ip) => encode_name(&format!("{}{addr_suffix}", hex_ip(ip))),
-                    None => encode_name(address),
-                };
-                // A node name that is not a DNS name: fall back to the address form.
-                let target = target.or_else(|| {
-                    ip.and_then(|ip| encode_name(&format!("{}{addr_suffix}", hex_ip(ip))))
-                });
-                let Some(target) = target else { continue };
-                instances.push(Instance {
-                    ip,
-                    port: e.service.port,
-                    weight: weight.clamp(0, u16::MAX as i32) as u16,
-                    tags: e
-                        .service
-                        .tags
-                        .iter()
-                        .map(|t| t.to_ascii_lowercase().into_bytes().into())
-                        .collect(),
-                    target: target.into(),
-                });
-            }
-            services.insert(lower.into_bytes().into(), ServiceRecords { ttl, instances });
+        let names = Names::new(config);
+        let mut services = Map::new();
+        for name in state.services().1.keys() {
+            let lower = name.to_ascii_lowercase().into_bytes().into_boxed_slice();
+            services.insert(lower, Arc::new(names.service(state, name, config)));
         }
         let nodes = state
             .nodes()
             .1
             .iter()
             .map(|n| {
-                let key = n.name.to_ascii_lowercase().into_bytes().into();
-                let txt = n.meta.iter().map(|(k, v)| txt_rdata(k, v)).collect();
-                let ip = n.address.parse().ok();
-                (key, NodeRecord { ip, txt })
+                (
+                    n.name.to_ascii_lowercase().into_bytes().into(),
+                    Arc::new(node_record(n)),
+                )
             })
             .collect();
         View {
             key: View::key(state),
+            index: state.index(),
             services,
             nodes,
         }
     }
 
+    /// The view of `state`, derived from this one by recomputing only the
+    /// services and nodes changed since it (a full build when the change
+    /// log no longer reaches back to it).
+    pub fn advance(&self, state: &State, config: &DnsConfig) -> View {
+        let Some(changes) = (self.index > 0 && self.index <= state.index())
+            .then(|| state.change_log().since(self.index))
+            .flatten()
+        else {
+            return View::build(state, config);
+        };
+        let names = Names::new(config);
+        let mut next = self.clone();
+        let mut seen = std::collections::HashSet::new();
+        for change in changes.iter().map(|(_, c)| c) {
+            if !seen.insert(change) {
+                continue;
+            }
+            match change {
+                Change::Service(name) => {
+                    let lower = name.to_ascii_lowercase().into_bytes().into_boxed_slice();
+                    if state.has_service(name) {
+                        next.services
+                            .insert(lower, Arc::new(names.service(state, name, config)));
+                    } else {
+                        next.services.remove(&lower);
+                    }
+                }
+                Change::Node(name) => {
+                    let lower = name.to_ascii_lowercase().into_bytes().into_boxed_slice();
+                    match state.node(name) {
+                        Some(n) => {
+                            next.nodes.insert(lower, Arc::new(node_record(&n)));
+                        }
+                        None => {
+                            next.nodes.remove(&lower);
+                        }
+                    }
+                }
+                Change::Kv(_) => {}
+            }
+        }
+        next.key = View::key(state);
+        next.index = state.index();
+        next
+    }
+
     /// A service by lowercase name.
     pub fn service(&self, name: &[u8]) -> Option<&ServiceRecords> {
-        self.services.get(name)
+        self.services.get(name).map(|r| &**r)
     }
 
     /// A node by lowercase name.
     pub fn node(&self, name: &[u8]) -> Option<&NodeRecord> {
-        self.nodes.get(name)
+        self.nodes.get(name).map(|r| &**r)
     }
+}
+
+/// The suffixes of SRV targets.
+struct Names {
+    node_suffix: String,
+    addr_suffix: String,
+}
+
+impl Names {
+    fn new(config: &DnsConfig) -> Self {
+        let suffix = |kind: &str| format!(".{kind}.{}.{}", config.datacenter, config.domain);
+        Names {
+            node_suffix: suffix("node"),
+            addr_suffix: suffix("addr"),
+        }
+    }
+
+    /// A service's answerable instances in `state`.
+    fn service(&self, state: &State, name: &str, config: &DnsConfig) -> ServiceRecords {
+        let (node_suffix, addr_suffix) = (&self.node_suffix, &self.addr_suffix);
+        let lower = name.to_ascii_lowercase();
+        let ttl = secs(config.service_ttl.get(&lower));
+        let (_, entries) = state.service_entries(name);
+        let mut instances = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let status = e.aggregate_status();
+            if status == HealthStatus::Critical {
+                continue;
+            }
+            let weights = e.service.weights;
+            let weight = match status {
+                HealthStatus::Passing => weights.passing,
+                _ => weights.warning,
+            };
+            let address = e.address();
+            let ip = address.parse::<IpAddr>().ok();
+            let own = !e.service.address.is_empty() && e.service.address != e.node.address;
+            let target = match ip {
+                _ if !own => encode_name(&format!("{}{node_suffix}", e.node.name)),
+                Some(ip) => encode_name(&format!("{}{addr_suffix}", hex_ip(ip))),
+                None => encode_name(address),
+            };
+            // A node name that is not a DNS name: fall back to the address form.
+            let target = target
+                .or_else(|| ip.and_then(|ip| encode_name(&format!("{}{addr_suffix}", hex_ip(ip)))));
+            let Some(target) = target else { continue };
+            instances.push(Instance {
+                ip,
+                port: e.service.port,
+                weight: weight.clamp(0, u16::MAX as i32) as u16,
+                tags: e
+                    .service
+                    .tags
+                    .iter()
+                    .map(|t| t.to_ascii_lowercase().into_bytes().into())
+                    .collect(),
+                target: target.into(),
+            });
+        }
+        ServiceRecords { ttl, instances }
+    }
+}
+
+fn node_record(n: &shoal_catalog::Node) -> NodeRecord {
+    let txt = n.meta.iter().map(|(k, v)| txt_rdata(k, v)).collect();
+    let ip = n.address.parse().ok();
+    NodeRecord { ip, txt }
 }
 
 /// One TXT character-string (at most 255 bytes) for a meta entry.
@@ -201,6 +281,75 @@ pub fn parse_hex_ip(label: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_catalog::{Catalog, Node, Registration, Registry, Service};
+
+    fn reg(node: &str, id: &str, name: &str, address: &str) -> Registration {
+        Registration {
+            node: Node {
+                name: node.into(),
+                address: address.into(),
+                ..Default::default()
+            },
+            service: Some(Service {
+                id: id.into(),
+                name: name.into(),
+                port: 80,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Every service's and node's records, as text, looked up by name.
+    fn contents(view: &View, state: &State) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in ["web", "db", "gone", "new"] {
+            out.push(format!("{name}: {:?}", view.service(name.as_bytes())));
+        }
+        for n in state
+            .nodes()
+            .1
+            .iter()
+            .map(|n| n.name.clone())
+            .chain(["n-gone".into()])
+        {
+            out.push(format!("{n}: {:?}", view.node(n.as_bytes())));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn advancing_a_view_equals_building_it_anew() {
+        let r = Registry::in_memory();
+        let config = DnsConfig::default().validated().unwrap();
+        r.register(reg("n1", "w1", "web", "10.0.0.1"))
+            .await
+            .unwrap();
+        r.register(reg("n-gone", "g1", "gone", "10.0.0.9"))
+            .await
+            .unwrap();
+        r.register(reg("n2", "d1", "db", "10.0.0.2")).await.unwrap();
+        let start = View::build(&r.snapshot(), &config);
+        r.register(reg("n1", "w2", "web", "10.0.0.1"))
+            .await
+            .unwrap();
+        r.register(reg("n3", "x1", "new", "10.0.0.3"))
+            .await
+            .unwrap();
+        // A node's new address reaches the services on it.
+        r.register(reg("n2", "d1", "db", "10.0.0.22"))
+            .await
+            .unwrap();
+        r.deregister_node("n-gone").await.unwrap();
+        r.kv_put("k", bytes::Bytes::new(), 0, None).await.unwrap();
+        let state = r.snapshot();
+        let advanced = start.advance(&state, &config);
+        let built = View::build(&state, &config);
+        assert_eq!(contents(&advanced, &state), contents(&built, &state));
+        assert_eq!((advanced.key, advanced.index), (built.key, built.index));
+        assert!(advanced.service(b"gone").is_none() && advanced.node(b"n-gone").is_none());
+        assert_eq!(advanced.service(b"web").unwrap().instances.len(), 2);
+    }
 
     #[test]
     fn hex_addresses_round_trip() {

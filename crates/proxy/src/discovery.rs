@@ -1,23 +1,18 @@
-//! Keeps the routing table in step with the catalog: one blocking query on
-//! the service list, one per service on its passing instances (the same
-//! code against the in-process registry or a remote one), and a single
-//! builder that applies every update, rebuilds the table beside the hot
-//! path and swaps it in.
+//! Keeps the routing table in step with the catalog by following its one
+//! stream of changes ([`Catalog::subscribe`]: the in-process registry's
+//! change log, a shoal server's `/v1/shoal/stream`, or blocking queries
+//! against a Consul): each batch of changed services, closed by a
+//! `Synced`, becomes a new table built beside the hot path and swapped in.
 
 use crate::config::ProxyConfig;
 use crate::table::{RoutingTable, StateRegistry};
 use arc_swap::ArcSwap;
-use shoal_catalog::blocking::{next_index, watch_instances, RateLimit};
-use shoal_catalog::{Catalog, InstanceFilter, QueryOptions, ServiceEntry};
-use std::collections::{BTreeMap, HashMap};
+use shoal_catalog::{Catalog, HealthStatus, ServiceEntry, StreamEvent, StreamRequest};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-/// How long each blocking query waits at most.
-const WAIT: Duration = Duration::from_secs(60);
 
 /// The current table and a signal for every new one.
 pub struct Discovery {
@@ -74,161 +69,149 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-enum Update {
-    Services(Vec<String>),
-    Instances(String, Vec<ServiceEntry>),
-}
-
-/// Starts watching `catalog`; stops when `cancel` fires.
+/// Starts following `catalog`; stops when `cancel` fires.
 pub fn spawn(
     catalog: Arc<dyn Catalog>,
     cfg: Arc<ProxyConfig>,
     cancel: CancellationToken,
 ) -> Arc<Discovery> {
-    let empty = RoutingTable::build(&BTreeMap::new(), &mut StateRegistry::new(), &cfg, 0);
+    let empty = RoutingTable::empty(&cfg);
     let discovery = Arc::new(Discovery {
         table: ArcSwap::from_pointee(empty),
         generation: watch::Sender::new(0),
         registry: watch::Sender::new(None),
     });
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(watch_service_list(
-        discovery.clone(),
-        catalog.clone(),
-        tx.clone(),
-        cancel.clone(),
-    ));
-    tokio::spawn(build_tables(
-        discovery.clone(),
-        catalog,
-        cfg,
-        tx,
-        rx,
-        cancel,
-    ));
+    tokio::spawn(follow(discovery.clone(), catalog, cfg, cancel));
     discovery
 }
 
-async fn watch_service_list(
-    discovery: Arc<Discovery>,
-    catalog: Arc<dyn Catalog>,
-    tx: mpsc::UnboundedSender<Update>,
-    cancel: CancellationToken,
-) {
-    let mut index = 0;
-    let mut pace = RateLimit::new(Duration::from_millis(20));
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let query = catalog.services(QueryOptions::blocking(index, WAIT));
-        let result = tokio::select! {
-            r = query => r,
-            _ = cancel.cancelled() => return,
-        };
-        match result {
-            Ok(got) => {
-                discovery.registry_is(None);
-                backoff = Duration::from_millis(100);
-                let changed = got.index != index;
-                index = next_index(index, got.index);
-                if tx
-                    .send(Update::Services(got.value.into_keys().collect()))
-                    .is_err()
-                {
-                    return;
-                }
-                pace.pace(changed).await;
-            }
-            Err(e) => {
-                let reason = with_causes(&e);
-                tracing::warn!(error = %reason, "proxy: service list query failed; retrying");
-                discovery.registry_is(Some(reason));
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+/// Only passing instances take traffic.
+fn passing(entries: Vec<ServiceEntry>) -> Vec<ServiceEntry> {
+    entries
+        .into_iter()
+        .filter(|e| e.aggregate_status() == HealthStatus::Passing)
+        .collect()
 }
 
-/// Forwards one service's instance updates until aborted.
-fn watch_service(
-    catalog: Arc<dyn Catalog>,
-    name: String,
-    tx: mpsc::UnboundedSender<Update>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let passing = InstanceFilter {
-            passing_only: true,
-            ..Default::default()
-        };
-        let mut rx = watch_instances(catalog, name.clone(), passing, WAIT);
-        while rx.changed().await.is_ok() {
-            let entries = rx.borrow_and_update().as_ref().map(|i| i.value.clone());
-            if let Some(entries) = entries {
-                if tx.send(Update::Instances(name.clone(), entries)).is_err() {
-                    return;
-                }
-            }
-        }
-    })
-}
-
-async fn build_tables(
+async fn follow(
     discovery: Arc<Discovery>,
     catalog: Arc<dyn Catalog>,
     cfg: Arc<ProxyConfig>,
-    tx: mpsc::UnboundedSender<Update>,
-    mut rx: mpsc::UnboundedReceiver<Update>,
     cancel: CancellationToken,
 ) {
-    let mut services: BTreeMap<String, Vec<ServiceEntry>> = BTreeMap::new();
-    let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let mut states = StateRegistry::new();
-    let mut generation = 0;
+    let mut builder = TableBuilder::new(cfg);
+    let mut backoff = Duration::from_millis(100);
     loop {
-        let first = tokio::select! {
-            u = rx.recv() => u,
-            _ = cancel.cancelled() => None,
+        let subscribed = tokio::select! {
+            s = catalog.subscribe(StreamRequest::default()) => s,
+            _ = cancel.cancelled() => return,
         };
-        let Some(first) = first else { break };
-        let mut changed = false;
-        // Apply everything already queued, then rebuild once.
-        let mut next = Some(first);
-        while let Some(update) = next {
-            match update {
-                Update::Services(names) => {
-                    watchers.retain(|name, handle| {
-                        let keep = names.contains(name);
-                        if !keep {
-                            handle.abort();
-                        }
-                        keep
-                    });
-                    let before = services.len();
-                    services.retain(|name, _| names.contains(name));
-                    changed |= services.len() != before;
-                    for name in names {
-                        watchers
-                            .entry(name.clone())
-                            .or_insert_with(|| watch_service(catalog.clone(), name, tx.clone()));
-                    }
-                }
-                Update::Instances(name, entries) => {
-                    if watchers.contains_key(&name) {
-                        services.insert(name, entries);
-                        changed = true;
-                    }
-                }
+        let mut events = match subscribed {
+            Ok(events) => events,
+            Err(e) => {
+                let reason = with_causes(&e);
+                tracing::warn!(error = %reason, "proxy: cannot follow the catalog; retrying");
+                discovery.registry_is(Some(reason));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
             }
-            next = rx.try_recv().ok();
+        };
+        loop {
+            let next = tokio::select! {
+                e = events.recv() => e,
+                _ = cancel.cancelled() => return,
+            };
+            let Some(next) = next else { break };
+            let event = match next {
+                Ok(event) => event,
+                Err(e) => {
+                    let reason = with_causes(&e);
+                    tracing::warn!(error = %reason, "proxy: registry unreachable; retrying");
+                    discovery.registry_is(Some(reason));
+                    continue;
+                }
+            };
+            // Apply everything already queued before building a table.
+            let mut next = Some(event);
+            while let Some(event) = next {
+                if builder.apply(event) {
+                    discovery.registry_is(None);
+                    if let Some(table) = builder.build() {
+                        let generation = table.generation;
+                        discovery.table.store(Arc::new(table));
+                        discovery.generation.send_replace(generation);
+                    }
+                }
+                next = match events.try_recv() {
+                    Ok(Ok(e)) => Some(e),
+                    _ => None,
+                };
+            }
         }
-        if changed {
-            generation += 1;
-            let table = RoutingTable::build(&services, &mut states, &cfg, generation);
-            discovery.table.store(Arc::new(table));
-            discovery.generation.send_replace(generation);
+        // The catalog went away (in-process shutdown): try again later.
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The current table and the services changed since it was built.
+struct TableBuilder {
+    cfg: Arc<ProxyConfig>,
+    table: Arc<RoutingTable>,
+    /// Changed services → their passing instances now (empty: none).
+    pending: BTreeMap<String, Vec<ServiceEntry>>,
+    /// A `Reset` came: the next table starts from an empty one.
+    reset: bool,
+    states: StateRegistry,
+    generation: u64,
+}
+
+impl TableBuilder {
+    fn new(cfg: Arc<ProxyConfig>) -> Self {
+        TableBuilder {
+            table: Arc::new(RoutingTable::empty(&cfg)),
+            cfg,
+            pending: BTreeMap::new(),
+            reset: false,
+            states: StateRegistry::new(),
+            generation: 0,
         }
     }
-    for (_, handle) in watchers {
-        handle.abort();
+
+    /// Applies one event; `true` at a `Synced` (time to publish).
+    fn apply(&mut self, event: StreamEvent) -> bool {
+        match event {
+            StreamEvent::Reset { .. } => {
+                self.pending.clear();
+                self.reset = true;
+            }
+            StreamEvent::Service { name, entries, .. } => {
+                self.pending.insert(name, passing(entries));
+            }
+            StreamEvent::Node { .. } | StreamEvent::Kv { .. } => {}
+            StreamEvent::Synced { .. } => return true,
+        }
+        false
+    }
+
+    /// A new table if anything changed since the last one: the changed
+    /// services swapped into the current table (work proportional to
+    /// them), or after a `Reset` a table of the snapshot alone.
+    fn build(&mut self) -> Option<RoutingTable> {
+        if self.pending.is_empty() && !self.reset {
+            return None;
+        }
+        self.generation += 1;
+        let base = if std::mem::take(&mut self.reset) {
+            let keep = &self.pending;
+            self.states.retain(|name, _| keep.contains_key(name));
+            RoutingTable::empty(&self.cfg)
+        } else {
+            (*self.table).clone()
+        };
+        let pending = std::mem::take(&mut self.pending);
+        let table = base.with_changes(&pending, &mut self.states, &self.cfg, self.generation);
+        self.table = Arc::new(table.clone());
+        Some(table)
     }
 }

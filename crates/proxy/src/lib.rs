@@ -23,6 +23,7 @@ mod listen;
 mod request;
 mod stats;
 mod table;
+mod table_builder;
 mod tcp;
 
 pub use config::{Balance, Cidr, EjectConfig, HashKey, PortRoute, ProxyConfig};

@@ -1,12 +1,14 @@
 //! The routing table: an immutable snapshot built from the catalog's
 //! passing instances beside the hot path and swapped in whole. It maps a
 //! request's host and path to an upstream (a service, or one tag of it).
+//! Its maps are persistent, so the next table is this one with only the
+//! changed services' entries swapped (`table_builder.rs`).
 
 use crate::balance::{self, Balancer, PickInput};
-use crate::config::{Balance, EjectConfig, ProxyConfig};
+use crate::config::{Balance, EjectConfig};
 use crate::instance::{now_ms, Instance, InstanceState};
 use shoal_catalog::ServiceEntry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    fn new(service: &str, instances: Vec<Instance>, balance: &Balance) -> Self {
+    pub(crate) fn new(service: &str, instances: Vec<Instance>, balance: &Balance) -> Self {
         let balancer = balance::build(balance, &instances);
         Upstream {
             service: service.to_string(),
@@ -68,11 +70,11 @@ impl Upstream {
 
 /// A fabio-style `urlprefix-` route.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct PrefixRoute {
-    host: Option<String>,
-    path: String,
-    service: String,
-    strip: Option<String>,
+pub(crate) struct PrefixRoute {
+    pub(crate) host: Option<String>,
+    pub(crate) path: String,
+    pub(crate) service: String,
+    pub(crate) strip: Option<String>,
 }
 
 /// Where a request goes.
@@ -85,21 +87,24 @@ pub struct Target {
 }
 
 /// The routing snapshot.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct RoutingTable {
     /// Increases with every rebuild.
     pub generation: u64,
-    upstreams: HashMap<UpstreamKey, Arc<Upstream>>,
-    prefixes: Vec<PrefixRoute>,
-    aliases: HashMap<String, String>,
-    domain: String,
+    pub(crate) upstreams: imbl::HashMap<UpstreamKey, Arc<Upstream>>,
+    /// Every service's `urlprefix-` routes, most specific first.
+    pub(crate) prefixes: Arc<Vec<PrefixRoute>>,
+    pub(crate) aliases: imbl::HashMap<String, String>,
+    pub(crate) domain: String,
+    /// What each service put in the maps above, to take it out again.
+    pub(crate) routes: imbl::OrdMap<String, Arc<crate::table_builder::ServiceRoutes>>,
 }
 
-/// Instance states by (service, instance ID, address): kept across
+/// Instance states by service, then (instance ID, address): kept across
 /// rebuilds so balancer load, ejections, pools and counters carry over.
-pub type StateRegistry = HashMap<(String, String, SocketAddr), Arc<InstanceState>>;
+pub type StateRegistry = HashMap<String, HashMap<(String, SocketAddr), Arc<InstanceState>>>;
 
-fn parse_prefix_tag(tag: &str, service: &str) -> Option<PrefixRoute> {
+pub(crate) fn parse_prefix_tag(tag: &str, service: &str) -> Option<PrefixRoute> {
     let rest = tag.strip_prefix("urlprefix-")?;
     let mut parts = rest.split_whitespace();
     let route = parts.next()?;
@@ -119,91 +124,27 @@ fn parse_prefix_tag(tag: &str, service: &str) -> Option<PrefixRoute> {
     })
 }
 
-fn instance_addr(e: &ServiceEntry) -> Option<SocketAddr> {
+pub(crate) fn instance_addr(e: &ServiceEntry) -> Option<SocketAddr> {
     let ip: IpAddr = e.address().parse().ok()?;
     Some(SocketAddr::new(ip, e.service.port))
 }
 
 impl RoutingTable {
-    /// Builds a table from each service's passing instances.
+    /// Builds a table from each service's passing instances (the tests'
+    /// reference for what [`RoutingTable::with_changes`] must produce).
+    #[cfg(test)]
     pub fn build(
-        services: &BTreeMap<String, Vec<ServiceEntry>>,
+        services: &std::collections::BTreeMap<String, Vec<ServiceEntry>>,
         states: &mut StateRegistry,
-        cfg: &ProxyConfig,
+        cfg: &crate::config::ProxyConfig,
         generation: u64,
     ) -> RoutingTable {
-        let mut table = RoutingTable {
-            generation,
-            domain: cfg.domain.to_ascii_lowercase(),
-            ..Default::default()
-        };
-        let mut live = std::collections::HashSet::new();
-        for (name, entries) in services {
-            let mut instances = Vec::new();
-            let mut balance = cfg.balance.clone();
-            for e in entries {
-                let Some(addr) = instance_addr(e) else {
-                    tracing::warn!(service = %name, instance = %e.service.id, address = %e.address(), "instance address is not an IP; skipped");
-                    continue;
-                };
-                for tag in &e.service.tags {
-                    if let Some(route) = parse_prefix_tag(tag, name) {
-                        if !table.prefixes.contains(&route) {
-                            table.prefixes.push(route);
-                        }
-                    } else if let Some(hosts) = tag.strip_prefix("server_aliases=") {
-                        for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-                            table
-                                .aliases
-                                .insert(host.to_ascii_lowercase(), name.clone());
-                        }
-                    } else if let Some(b) = tag.strip_prefix("shoal.balance=") {
-                        match b.parse() {
-                            Ok(parsed) => balance = parsed,
-                            Err(e) => {
-                                tracing::warn!(service = %name, error = %e, "bad shoal.balance tag ignored")
-                            }
-                        }
-                    }
-                }
-                let key = (name.clone(), e.service.id.clone(), addr);
-                let state = states.entry(key.clone()).or_default().clone();
-                live.insert(key);
-                instances.push(Instance {
-                    id: e.service.id.clone(),
-                    addr,
-                    weight: e.service.weights.passing.max(1) as u32,
-                    tags: e.service.tags.clone(),
-                    state,
-                });
-            }
-            let mut tags: Vec<&String> = instances.iter().flat_map(|i| i.tags.iter()).collect();
-            tags.sort();
-            tags.dedup();
-            for tag in tags {
-                let subset: Vec<Instance> = instances
-                    .iter()
-                    .filter(|i| i.tags.contains(tag))
-                    .cloned()
-                    .collect();
-                let up = Upstream::new(name, subset, &balance);
-                table
-                    .upstreams
-                    .insert((name.clone(), Some(tag.clone())), Arc::new(up));
-            }
-            table.upstreams.insert(
-                (name.clone(), None),
-                Arc::new(Upstream::new(name, instances, &balance)),
-            );
-        }
-        states.retain(|k, _| live.contains(k));
-        // Most specific first: a named host before any host, longer paths first.
-        table.prefixes.sort_by(|a, b| {
-            b.host
-                .is_some()
-                .cmp(&a.host.is_some())
-                .then(b.path.len().cmp(&a.path.len()))
-        });
+        let changes = services
+            .iter()
+            .map(|(name, entries)| (name.clone(), entries.clone()))
+            .collect();
+        let table = RoutingTable::empty(cfg).with_changes(&changes, states, cfg, generation);
+        states.retain(|name, _| services.contains_key(name));
         table
     }
 
@@ -264,7 +205,9 @@ impl RoutingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProxyConfig;
     use shoal_catalog::{Node, Service};
+    use std::collections::BTreeMap;
 
     fn entry(id: &str, name: &str, port: u16, tags: &[&str]) -> ServiceEntry {
         ServiceEntry {
@@ -367,7 +310,11 @@ mod tests {
             &t2.upstream(&("web".into(), None)).unwrap().instances[0].state,
             &w1_state
         ));
-        assert_eq!(states.len(), 1, "states of gone instances are dropped");
+        assert_eq!(
+            states.values().map(HashMap::len).sum::<usize>(),
+            1,
+            "states of gone instances are dropped"
+        );
     }
 
     #[test]

@@ -110,6 +110,10 @@ pub struct ProxyArgs {
     /// Where to serve /v1/proxy/stats and /metrics.
     #[arg(long, env = "SHOAL_STATS_ADDR", default_value = "127.0.0.1:9180")]
     pub stats_addr: ListenAddr,
+    /// Follow the registry with blocking queries even when it offers shoal's
+    /// change stream (as against a Consul).
+    #[arg(long, env = "SHOAL_NO_STREAM")]
+    pub no_stream: bool,
 }
 
 /// `/v1/proxy/stats` (JSON): beside the API in `shoal dev`, whose
@@ -204,6 +208,7 @@ pub async fn start(
 pub async fn run(mut args: ProxyArgs) -> anyhow::Result<()> {
     args.options.access_log = args.access.access_log;
     let mut config = shoal_api::RemoteConfig::new(args.registry.clone());
+    config.stream = !args.no_stream;
     config.token = std::env::var("CONSUL_HTTP_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());

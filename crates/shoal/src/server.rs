@@ -40,6 +40,17 @@ pub struct ServerArgs {
     pub dns: DnsArgs,
     #[command(flatten)]
     pub access: crate::proxy::AccessLogArg,
+    /// Do not offer the change stream (`/v1/shoal/stream` answers 404), so
+    /// shoal proxies and agents follow this server with blocking queries,
+    /// as they follow a Consul.
+    #[arg(long, env = "SHOAL_NO_STREAM")]
+    pub no_stream: bool,
+    /// Changes kept in memory for stream consumers to resume from: one
+    /// that falls further behind (or reconnects after that many changes)
+    /// gets a full snapshot instead.
+    #[arg(long, env = "SHOAL_CHANGE_LOG_SIZE", default_value_t = shoal_catalog::changelog::LOG_CAPACITY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16_777_216))]
+    pub change_log_size: usize,
 }
 
 /// Flags of the DNS interface (part of `shoal server` and `shoal dev`).
@@ -147,7 +158,8 @@ async fn run_with(
     let dns_config = args.dns.config(&args.datacenter)?;
     let store = open_store(&args)?;
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
-    let registry = Registry::open(store).context("cannot load the catalog")?;
+    let registry =
+        Registry::open_with_log(store, args.change_log_size).context("cannot load the catalog")?;
     let listeners = listen::bind_tcp(&args.http_addr, "the HTTP API").await?;
     let local = listeners[0].addr;
     let dns_sockets = listen::bind_all(&args.dns.dns_addr, "DNS", shoal_dns::bind, |s| {
@@ -209,7 +221,8 @@ async fn run_with(
     }
     let mut extra = Router::new();
     let mut state = ApiState::new(registry.clone(), Arc::new(config.clone()))
-        .with_access_log(args.access.access_log);
+        .with_access_log(args.access.access_log)
+        .with_stream(!args.no_stream);
     if let Some((proxy_options, demo, docker)) = dev {
         let catalog: Arc<dyn Catalog> = registry.clone();
         let proxy =
