@@ -19,6 +19,7 @@ pub mod metrics;
 mod model;
 pub mod query;
 mod records;
+mod records_follow;
 mod registry;
 pub mod session;
 mod session_timers;
@@ -42,5 +43,7 @@ pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_W
 pub use session::{Behavior, LockRequest, Session};
 pub use session_timers::{expire_sessions, SessionTimers};
 pub use state::State;
-pub use store::{MemoryStore, RedbStore, Store};
+pub use store::{
+    FollowEvent, FollowSink, Followed, Guarded, MemoryStore, RedbStore, SharedStore, Store,
+};
 pub use watch::Topic;
