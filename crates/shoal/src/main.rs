@@ -7,6 +7,7 @@ mod agent;
 mod client;
 mod coord_client;
 mod docker;
+mod etcd;
 mod hello;
 mod identity;
 mod listen;

@@ -39,6 +39,8 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub dns: DnsArgs,
     #[command(flatten)]
+    pub store: crate::etcd::StoreArgs,
+    #[command(flatten)]
     pub access: crate::proxy::AccessLogArg,
 }
 
@@ -105,6 +107,31 @@ fn open_store(args: &ServerArgs) -> anyhow::Result<Box<dyn Store>> {
     Ok(Box::new(store))
 }
 
+/// Opens the registry on the store the flags name: the embedded one, or
+/// an etcd cluster shared with other servers.
+async fn open_registry(args: &ServerArgs) -> anyhow::Result<Arc<Registry>> {
+    if args.store.store == crate::etcd::StoreKind::Embedded {
+        let store = open_store(args)?;
+        return Registry::open(store).context("cannot load the catalog");
+    }
+    let config = args
+        .store
+        .etcd_config()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client =
+        crate::etcd::client::EtcdClient::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = crate::etcd::store::EtcdStore::new(
+        Arc::new(client),
+        &args.store.etcd_prefix,
+        tokio::runtime::Handle::current(),
+    );
+    let endpoints = config.endpoints.join(",");
+    tokio::task::spawn_blocking(move || Registry::open_shared(Arc::new(store)))
+        .await
+        .context("loading the catalog")?
+        .with_context(|| format!("cannot load the catalog from etcd at {endpoints}"))
+}
+
 /// Flags of `shoal dev`: the server's, the proxy's, and demo instances.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevArgs {
@@ -145,9 +172,13 @@ async fn run_with(
 ) -> anyhow::Result<()> {
     // Every flag is checked before anything is opened or bound.
     let dns_config = args.dns.config(&args.datacenter)?;
-    let store = open_store(&args)?;
+    if args.store.store == crate::etcd::StoreKind::Etcd && !args.in_memory {
+        // On etcd the data dir keeps only this server's node ID.
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    }
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
-    let registry = Registry::open(store).context("cannot load the catalog")?;
+    let registry = open_registry(&args).await?;
     let listeners = listen::bind_tcp(&args.http_addr, "the HTTP API").await?;
     let local = listeners[0].addr;
     let dns_sockets = listen::bind_all(&args.dns.dns_addr, "DNS", shoal_dns::bind, |s| {
@@ -233,7 +264,11 @@ async fn run_with(
         dns = %listen::list(&dns_locals),
         node = %config.node_name,
         datacenter = %config.datacenter,
-        store = if args.in_memory { "memory" } else { "redb" },
+        store = match (args.store.store, args.in_memory) {
+            (crate::etcd::StoreKind::Etcd, _) => "etcd",
+            (_, true) => "memory",
+            _ => "redb",
+        },
         index = registry.snapshot().index(),
         "shoal started"
     );
