@@ -211,14 +211,25 @@ impl EtcdCluster {
     /// (its data dir, for the node ID only, under the cluster's), with
     /// `extra` flags.
     pub fn start_shoal(&self, bin: &Path, name: &str, extra: &[&str]) -> ServerProcess {
+        self.start_shoal_on(bin, name, &self.endpoints(), extra)
+    }
+
+    /// Like [`EtcdCluster::start_shoal`], given only the `endpoints`
+    /// (comma-separated) of some members.
+    pub fn start_shoal_on(
+        &self,
+        bin: &Path,
+        name: &str,
+        endpoints: &str,
+        extra: &[&str],
+    ) -> ServerProcess {
         let dir = self.shoal_dir(name);
         let dir = dir.to_str().expect("utf-8 temp path");
-        let endpoints = self.endpoints();
         let mut args = vec![
             "--store",
             "etcd",
             "--etcd-endpoints",
-            &endpoints,
+            endpoints,
             "--data-dir",
             dir,
             "--node-name",

@@ -276,9 +276,13 @@ impl SharedWriter<'_> {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, writes = taken.len(), "shared store commit failed; batch rejected");
+                    let said = match &e {
+                        Error::Storage(m) => m.clone(),
+                        other => other.to_string(),
+                    };
                     self.shared
                         .store_health
-                        .record(&Err(Error::Storage(e.to_string())), &self.shared.metrics);
+                        .record(&Err(Error::Storage(said)), &self.shared.metrics);
                     for r in taken {
                         let _ = r.reply.send(Err(Error::Storage(e.to_string())));
                     }

@@ -90,6 +90,20 @@ async fn position(client: &EtcdClient, index_key: &[u8]) -> Result<u64> {
     Ok(r.kvs.first().map_or(0, |kv| kv.mod_revision))
 }
 
+/// A commit etcd did not take: said as Consul says it when the cluster
+/// has no leader, since that is what it means for the client.
+fn commit_failed(e: EtcdError) -> Error {
+    match &e {
+        EtcdError::Unavailable(_) => Error::Storage(format!(
+            "No cluster leader: etcd did not confirm the write ({e}); it may or may not be applied"
+        )),
+        EtcdError::Refused(m) if m.contains("leader") || m.contains("timed out") => {
+            Error::Storage(format!("No cluster leader: {e}"))
+        }
+        _ => Error::Storage(e.to_string()),
+    }
+}
+
 impl SharedStore for EtcdStore {
     fn load(&self) -> Result<(State, u64)> {
         self.block_on(load(&self.client, &self.records))
@@ -123,7 +137,9 @@ impl SharedStore for EtcdStore {
             "success": ops,
             "failure": [{"request_range": {"key": super::client::enc(&index_key)}}],
         });
-        let (succeeded, revision, raw) = self.block_on(self.client.txn(&body)).map_err(storage)?;
+        let (succeeded, revision, raw) = self
+            .block_on(self.client.txn(&body))
+            .map_err(commit_failed)?;
         if succeeded {
             return Ok(Guarded::Committed(revision));
         }
