@@ -91,6 +91,17 @@ pub struct ApiState {
     started: std::time::Instant,
     /// User events this agent accepted (kept in memory, as Consul's).
     events: Arc<event_routes::EventLog>,
+    /// The live servers, when several share the catalog (etcd).
+    servers: Option<Arc<dyn ServerSet>>,
+}
+
+/// The servers sharing a catalog, for `/v1/status/leader` and
+/// `/v1/status/peers` (a lone server reports itself).
+pub trait ServerSet: Send + Sync + 'static {
+    /// The leader's address, `None` while it is not known.
+    fn leader(&self) -> Option<String>;
+    /// Every live server's address.
+    fn peers(&self) -> Vec<String>;
 }
 
 impl ApiState {
@@ -104,7 +115,14 @@ impl ApiState {
             metric_sources: Arc::default(),
             started: std::time::Instant::now(),
             events: Arc::default(),
+            servers: None,
         }
+    }
+
+    /// The live servers sharing this catalog (etcd).
+    pub fn with_servers(mut self, servers: Arc<dyn ServerSet>) -> Self {
+        self.servers = Some(servers);
+        self
     }
 
     /// With `--access-log`: logs one line per request.

@@ -1,6 +1,7 @@
 //! The `server` and `dev` roles: open the store, start the registry, serve
 //! the HTTP API, and shut down cleanly on SIGINT/SIGTERM.
 
+use crate::etcd::client::EtcdClient;
 use crate::identity;
 use crate::listen::{self, ListenAddr};
 use crate::proxy::ProxyOptions;
@@ -109,27 +110,76 @@ fn open_store(args: &ServerArgs) -> anyhow::Result<Box<dyn Store>> {
 
 /// Opens the registry on the store the flags name: the embedded one, or
 /// an etcd cluster shared with other servers.
-async fn open_registry(args: &ServerArgs) -> anyhow::Result<Arc<Registry>> {
+async fn open_registry(
+    args: &ServerArgs,
+) -> anyhow::Result<(Arc<Registry>, Option<Arc<EtcdClient>>)> {
     if args.store.store == crate::etcd::StoreKind::Embedded {
         let store = open_store(args)?;
-        return Registry::open(store).context("cannot load the catalog");
+        let registry = Registry::open(store).context("cannot load the catalog")?;
+        return Ok((registry, None));
     }
     let config = args
         .store
         .etcd_config()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let client =
-        crate::etcd::client::EtcdClient::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = Arc::new(EtcdClient::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?);
     let store = crate::etcd::store::EtcdStore::new(
-        Arc::new(client),
+        client.clone(),
         &args.store.etcd_prefix,
         tokio::runtime::Handle::current(),
     );
     let endpoints = config.endpoints.join(",");
-    tokio::task::spawn_blocking(move || Registry::open_shared(Arc::new(store)))
+    let registry = tokio::task::spawn_blocking(move || Registry::open_shared(Arc::new(store)))
         .await
         .context("loading the catalog")?
-        .with_context(|| format!("cannot load the catalog from etcd at {endpoints}"))
+        .with_context(|| format!("cannot load the catalog from etcd at {endpoints}"))?;
+    Ok((registry, Some(client)))
+}
+
+/// On etcd: joins the cluster of servers (a lease-kept key), registers
+/// this server's `consul` service, shares heartbeats, and reaps dead
+/// agents only while this server leads (see `etcd/cluster.rs`).
+async fn join_cluster(
+    client: Arc<EtcdClient>,
+    args: &ServerArgs,
+    registry: &Arc<Registry>,
+    config: &ApiConfig,
+    http: SocketAddr,
+    cancel: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Arc<crate::etcd::cluster::Cluster>> {
+    use crate::etcd::cluster::{Cluster, SERVER_SERVICE};
+    let address = format!("{}:{}", config.node_address, http.port());
+    let cluster = Cluster::new(client, &args.store.etcd_prefix, &config.node_name, &address);
+    tasks.spawn(cluster.clone().run(cancel.clone()));
+    cluster.share_beats(registry, cancel.clone());
+    if let Some(node) = registry.snapshot().node(&config.node_name) {
+        registry
+            .register(Registration {
+                node: (*node).clone(),
+                service: Some(Service {
+                    id: SERVER_SERVICE.into(),
+                    name: SERVER_SERVICE.into(),
+                    address: config.node_address.clone(),
+                    port: http.port(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .context("cannot register this server's consul service")?;
+    }
+    let (r, c) = (registry.clone(), cluster.clone());
+    tasks.spawn(cluster.clone().while_leading(cancel.clone(), move |term| {
+        let (r, c) = (r.clone(), c.clone());
+        async move {
+            tokio::join!(
+                shoal_agent::reap_dead_agents(r.clone(), term.clone()),
+                c.reap_servers(r, term)
+            );
+        }
+    }));
+    Ok(cluster)
 }
 
 /// Flags of `shoal dev`: the server's, the proxy's, and demo instances.
@@ -178,7 +228,7 @@ async fn run_with(
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     }
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
-    let registry = open_registry(&args).await?;
+    let (registry, etcd) = open_registry(&args).await?;
     let listeners = listen::bind_tcp(&args.http_addr, "the HTTP API").await?;
     let local = listeners[0].addr;
     let dns_sockets = listen::bind_all(&args.dns.dns_addr, "DNS", shoal_dns::bind, |s| {
@@ -220,10 +270,21 @@ async fn run_with(
             }
         });
     }
-    tasks.spawn(shoal_agent::reap_dead_agents(
-        registry.clone(),
-        cancel.clone(),
-    ));
+    let cluster = match etcd {
+        Some(client) => Some(
+            join_cluster(
+                client, &args, &registry, &config, local, &cancel, &mut tasks,
+            )
+            .await?,
+        ),
+        None => {
+            tasks.spawn(shoal_agent::reap_dead_agents(
+                registry.clone(),
+                cancel.clone(),
+            ));
+            None
+        }
+    };
     let (http_locals, dns_locals) = (listen::addrs(&listeners), listen::addrs(&dns_sockets));
     // Each address is served on its own; a second one (::1 beside
     // 127.0.0.1) costs one more view of the catalog.
@@ -241,6 +302,9 @@ async fn run_with(
     let mut extra = Router::new();
     let mut state = ApiState::new(registry.clone(), Arc::new(config.clone()))
         .with_access_log(args.access.access_log);
+    if let Some(cluster) = cluster {
+        state = state.with_servers(cluster);
+    }
     if let Some((proxy_options, demo, docker)) = dev {
         let catalog: Arc<dyn Catalog> = registry.clone();
         let proxy =

@@ -71,16 +71,14 @@ pub struct KeyValue {
     pub value: Vec<u8>,
     #[serde(default, deserialize_with = "int", alias = "modRevision")]
     pub mod_revision: u64,
-    #[serde(default, deserialize_with = "int")]
-    pub lease: u64,
+    #[serde(default, deserialize_with = "int", alias = "createRevision")]
+    pub create_revision: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Header {
     #[serde(default, deserialize_with = "int")]
     pub revision: u64,
-    #[serde(default, deserialize_with = "int", alias = "memberId")]
-    pub member_id: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,10 +107,6 @@ impl Event {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct WatchResult {
-    #[serde(default)]
-    pub header: Header,
-    #[serde(default)]
-    pub created: bool,
     #[serde(default)]
     pub canceled: bool,
     #[serde(default, deserialize_with = "int", alias = "compactRevision")]

@@ -3,6 +3,7 @@
 //! client).
 
 pub mod client;
+pub mod cluster;
 pub mod store;
 
 use std::path::PathBuf;
