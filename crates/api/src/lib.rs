@@ -28,6 +28,7 @@ mod txn_routes;
 
 pub mod request;
 pub mod response;
+mod snapshot_routes;
 mod status_routes;
 
 pub use error::{ApiError, ApiResult};
@@ -190,6 +191,7 @@ fn coordination_routes() -> Router<ApiState> {
         .merge(query_routes::routes())
         .merge(coordinate_routes::routes())
         .merge(node_services_routes::routes())
+        .merge(snapshot_routes::routes())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

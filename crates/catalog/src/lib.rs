@@ -23,6 +23,7 @@ mod records_follow;
 mod registry;
 pub mod session;
 mod session_timers;
+pub mod snapshot;
 mod state;
 pub mod store;
 mod store_health;

@@ -18,6 +18,7 @@ mod render;
 mod route_flag;
 mod server;
 mod session_cli;
+mod snapshot_cli;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +69,9 @@ enum Command {
     /// Read and end sessions.
     #[command(subcommand)]
     Session(session_cli::SessionCommand),
+    /// Save or restore the whole catalog and KV.
+    #[command(subcommand)]
+    Snapshot(snapshot_cli::SnapshotCommand),
     /// Run a tiny demo backend that says which instance answered.
     Hello(hello::HelloArgs),
     /// Render consul-template templates from the catalog and run their reload commands.
@@ -115,6 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::Render(args) => render::run(args).await,
             Command::Lock(args) => lock::run(args).await,
             Command::Session(cmd) => session_cli::run(cmd).await,
+            Command::Snapshot(cmd) => snapshot_cli::run(cmd).await,
         }
     });
     match result {

@@ -222,8 +222,8 @@ async fn run_with(
 ) -> anyhow::Result<()> {
     // Every flag is checked before anything is opened or bound.
     let dns_config = args.dns.config(&args.datacenter)?;
-    if args.store.store == crate::etcd::StoreKind::Etcd && !args.in_memory {
-        // On etcd the data dir keeps only this server's node ID.
+    if !args.in_memory {
+        // The node ID is kept there (on etcd, only that), before the store opens.
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     }

@@ -85,6 +85,8 @@ impl EtcdCluster {
             // Quicker elections than the defaults (100 ms / 1 s): tests
             // kill members.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            // A snapshot restore is one transaction (see docs/etcd.md).
+            .args(["--max-txn-ops", "100000"])
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -100,6 +100,12 @@ fn commit_failed(e: EtcdError) -> Error {
         EtcdError::Refused(m) if m.contains("leader") || m.contains("timed out") => {
             Error::Storage(format!("No cluster leader: {e}"))
         }
+        EtcdError::Refused(m) if m.contains("too many operations") || m.contains("too large") => {
+            Error::Storage(format!(
+                "{e} (a snapshot restore is one transaction: raise etcd's --max-txn-ops and \
+                 --max-request-bytes)"
+            ))
+        }
         _ => Error::Storage(e.to_string()),
     }
 }
