@@ -190,7 +190,7 @@ impl SharedWriter<'_> {
                     }
                 }
             }
-            FollowEvent::Reload(state, position) => self.replace(state, position),
+            FollowEvent::Reload(state, position) => self.replace(*state, position),
             FollowEvent::Health(outcome) => {
                 let outcome = outcome.map_err(Error::Storage);
                 self.shared

@@ -42,7 +42,7 @@ pub enum FollowEvent {
     Commits(Vec<Followed>),
     /// The store could not deliver every commit since the view's position
     /// (etcd compacted them): the whole state, loaded again, at a position.
-    Reload(State, u64),
+    Reload(Box<State>, u64),
     /// Whether the store answers (with quorum) right now.
     Health(std::result::Result<(), String>),
 }

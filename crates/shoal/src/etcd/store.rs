@@ -254,7 +254,7 @@ impl Follower {
             match load(&self.client, &self.records).await {
                 Ok((state, position)) => {
                     self.seen.store(position, Ordering::Release);
-                    return (self.sink)(FollowEvent::Reload(state, position)).await;
+                    return (self.sink)(FollowEvent::Reload(Box::new(state), position)).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot load the catalog from etcd; retrying");
