@@ -263,6 +263,9 @@ async fn agent_resyncs_after_the_server_restarts_empty_and_fails_over() {
         "--in-memory",
         "--http-addr",
         &addr,
+        // Never the fixed default 8600: another process may hold it.
+        "--dns-addr",
+        "127.0.0.1:0",
         "--log-level",
         "warn",
     ];
