@@ -12,6 +12,9 @@
 //! - writes fail (500, the storage error) as the store refuses them.
 //!
 //! All of it ends by itself once a commit succeeds again.
+//!
+//! On a shared store (etcd), `?consistent` reads first wait until this
+//! server's view has caught up with etcd's latest commit.
 
 use crate::error::ApiError;
 use crate::request::Params;
@@ -42,10 +45,18 @@ fn needs_leader(method: &Method, path: &str, params: &Params) -> bool {
 
 /// The middleware: see the module doc.
 pub(crate) async fn guard(State(api): State<ApiState>, req: Request, next: Next) -> Response {
+    let params = Params::parse(req.uri().query());
+    if api.registry.is_shared() && params.has("consistent") {
+        // On a shared store (etcd) other servers commit too: a consistent
+        // read waits until this server's view holds every commit etcd had
+        // when the read arrived.
+        if let Err(e) = api.registry.consistent().await {
+            return ApiError::from(e).into_response();
+        }
+    }
     let Some(failure) = failure(&api) else {
         return next.run(req).await;
     };
-    let params = Params::parse(req.uri().query());
     if needs_leader(req.method(), req.uri().path(), &params) {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, NO_LEADER).into_response();
     }

@@ -30,6 +30,7 @@ mod txn_routes;
 
 pub mod request;
 pub mod response;
+mod snapshot_routes;
 mod status_routes;
 mod stream_routes;
 
@@ -98,6 +99,17 @@ pub struct ApiState {
     /// Whether `/v1/shoal/stream` is offered (`--no-stream` turns it off,
     /// so clients fall back to blocking queries as against a real Consul).
     stream: bool,
+    /// The live servers, when several share the catalog (etcd).
+    servers: Option<Arc<dyn ServerSet>>,
+}
+
+/// The servers sharing a catalog, for `/v1/status/leader` and
+/// `/v1/status/peers` (a lone server reports itself).
+pub trait ServerSet: Send + Sync + 'static {
+    /// The leader's address, `None` while it is not known.
+    fn leader(&self) -> Option<String>;
+    /// Every live server's address.
+    fn peers(&self) -> Vec<String>;
 }
 
 impl ApiState {
@@ -112,12 +124,19 @@ impl ApiState {
             started: std::time::Instant::now(),
             events: Arc::default(),
             stream: true,
+            servers: None,
         }
     }
 
     /// With `false`: no change stream; `/v1/shoal/stream` answers 404.
     pub fn with_stream(mut self, on: bool) -> Self {
         self.stream = on;
+        self
+    }
+
+    /// The live servers sharing this catalog (etcd).
+    pub fn with_servers(mut self, servers: Arc<dyn ServerSet>) -> Self {
+        self.servers = Some(servers);
         self
     }
 
@@ -187,6 +206,7 @@ fn coordination_routes() -> Router<ApiState> {
         .merge(query_routes::routes())
         .merge(coordinate_routes::routes())
         .merge(node_services_routes::routes())
+        .merge(snapshot_routes::routes())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -1,4 +1,5 @@
-//! `/v1/status/*`: this server is its own leader and only peer.
+//! `/v1/status/*`: a lone server is its own leader and only peer; servers
+//! sharing a catalog on etcd report the live ones.
 
 use crate::request::Ctx;
 use crate::response::json;
@@ -26,14 +27,20 @@ fn server_addr(api: &ApiState) -> String {
 
 /// This server while its store can commit; `""` (Consul's answer when
 /// there is no leader) while it cannot: see [`crate::leadership`].
+/// With several servers on etcd, the oldest live one (see the binary's
+/// `etcd/cluster.rs`), by its HTTP address.
 async fn leader(State(api): State<ApiState>, ctx: Ctx) -> Response {
-    let leader = match crate::leadership::failure(&api) {
-        None => server_addr(&api),
-        Some(_) => String::new(),
+    let leader = match (crate::leadership::failure(&api), &api.servers) {
+        (Some(_), _) => String::new(),
+        (None, Some(servers)) => servers.leader().unwrap_or_default(),
+        (None, None) => server_addr(&api),
     };
     json(None, ctx.pretty, &leader)
 }
 
 async fn peers(State(api): State<ApiState>, ctx: Ctx) -> Response {
+    if let Some(servers) = &api.servers {
+        return json(None, ctx.pretty, &servers.peers());
+    }
     json(None, ctx.pretty, &[server_addr(&api)])
 }

@@ -86,6 +86,7 @@ impl<'a> Txn<'a> {
             }
             Command::QueryPut(q) => self.query_put(*q).map(|_| true),
             Command::QueryDelete { id } => self.query_delete(&id).map(|_| true),
+            Command::Restore(snapshot) => self.restore(&snapshot).map(|_| true),
         }?;
         if self.dirty {
             self.st.index = self.idx;

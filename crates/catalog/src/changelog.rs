@@ -53,6 +53,13 @@ impl ChangeLog {
         }
     }
 
+    /// Forgets every entry: nothing at or before `index` can be followed
+    /// change by change any more (the whole state was replaced).
+    pub(crate) fn reset_at(&mut self, index: u64) {
+        self.entries = Vector::new();
+        self.floor = self.floor.max(index);
+    }
+
     /// Records `change` at `index` (indexes never go down).
     pub(crate) fn push(&mut self, index: u64, change: Change) {
         if self

@@ -27,6 +27,8 @@ pub struct Registration {
 /// A write to the catalog.
 #[derive(Clone, Debug)]
 pub enum Command {
+    /// Replace the whole catalog and KV by a snapshot's (see `snapshot.rs`).
+    Restore(std::sync::Arc<crate::snapshot::Snapshot>),
     /// Create or update a node, an instance and checks.
     Register(Box<Registration>),
     /// Remove a node with all its instances and checks.

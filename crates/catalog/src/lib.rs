@@ -20,9 +20,11 @@ pub mod metrics;
 mod model;
 pub mod query;
 mod records;
+mod records_follow;
 mod registry;
 pub mod session;
 mod session_timers;
+pub mod snapshot;
 mod state;
 pub mod store;
 mod store_health;
@@ -45,7 +47,9 @@ pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_W
 pub use session::{Behavior, LockRequest, Session};
 pub use session_timers::{expire_sessions, SessionTimers};
 pub use state::State;
-pub use store::{MemoryStore, RedbStore, Store};
+pub use store::{
+    FollowEvent, FollowSink, Followed, Guarded, MemoryStore, RedbStore, SharedStore, Store,
+};
 pub use stream::{
     events_since, snapshot as stream_snapshot, StreamEvent, StreamRequest, StreamView,
 };

@@ -45,7 +45,11 @@ struct Request {
 enum Msg {
     Write(Request),
     Shutdown(oneshot::Sender<()>),
+    /// Commits of other servers on a shared store (see `follow.rs`).
+    Follow(crate::store::FollowEvent),
 }
+
+mod follow;
 
 struct Shared {
     current: ArcSwap<State>,
@@ -60,6 +64,8 @@ pub struct Registry {
     tx: mpsc::Sender<Msg>,
     heartbeats: Heartbeats,
     session_timers: crate::session_timers::SessionTimers,
+    /// `Some` on a shared store (etcd): what `?consistent` reads wait on.
+    follow: Option<follow::Follow>,
 }
 
 impl Registry {
@@ -98,6 +104,7 @@ impl Registry {
             tx,
             heartbeats: Heartbeats::default(),
             session_timers: Default::default(),
+            follow: None,
         }))
     }
 
@@ -301,11 +308,13 @@ fn writer_loop(
         match first {
             Msg::Write(r) => batch.push(r),
             Msg::Shutdown(done) => shutdown = Some(done),
+            Msg::Follow(_) => {}
         }
         while shutdown.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(Msg::Write(r)) => batch.push(r),
                 Ok(Msg::Shutdown(done)) => shutdown = Some(done),
+                Ok(Msg::Follow(_)) => {}
                 Err(_) => break,
             }
         }

@@ -214,7 +214,7 @@ impl State {
     }
 
     /// Takes `s` out of the node and check indexes.
-    fn unindex_session(&mut self, s: &Session) {
+    pub(crate) fn unindex_session(&mut self, s: &Session) {
         remove_from(&mut self.sessions_by_node, s.node.clone(), &s.id);
         for key in Self::check_keys(s) {
             remove_from(&mut self.sessions_by_check, key, &s.id);

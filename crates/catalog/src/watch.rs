@@ -86,6 +86,14 @@ impl WatchHub {
             .sum()
     }
 
+    /// Wakes every subscriber (the whole state was replaced).
+    pub fn notify_all(&self, index: u64) {
+        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        for s in subs.exact.values().chain(subs.kv.values()) {
+            s.send_replace(index);
+        }
+    }
+
     /// Wakes the subscribers of everything `changes` touched.
     pub fn notify(&self, changes: &Changes, index: u64) {
         let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());

@@ -40,6 +40,24 @@ impl Registry {
         Ok(crate::coord_client::CoordClient::new(self.client()?, token))
     }
 
+    /// The registry's base URL, without a trailing slash.
+    pub fn url(&self) -> String {
+        let url = self.registry.trim_end_matches('/');
+        if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        }
+    }
+
+    /// `req` with the ACL token, if one was given.
+    pub fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => req.header("X-Consul-Token", t),
+            None => req,
+        }
+    }
+
     /// Whether `--json` was asked for.
     pub fn json(&self) -> bool {
         self.json

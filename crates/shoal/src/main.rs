@@ -7,6 +7,7 @@ mod agent;
 mod client;
 mod coord_client;
 mod docker;
+mod etcd;
 mod hello;
 mod identity;
 mod listen;
@@ -18,6 +19,7 @@ mod render;
 mod route_flag;
 mod server;
 mod session_cli;
+mod snapshot_cli;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +73,9 @@ enum Command {
     /// Read and end sessions.
     #[command(subcommand)]
     Session(session_cli::SessionCommand),
+    /// Save or restore the whole catalog and KV.
+    #[command(subcommand)]
+    Snapshot(snapshot_cli::SnapshotCommand),
     /// Run a tiny demo backend that says which instance answered.
     Hello(hello::HelloArgs),
     /// Render consul-template templates from the catalog and run their reload commands.
@@ -122,6 +127,7 @@ fn main() -> std::process::ExitCode {
             Command::Lock(args) => lock::run(args).await,
             Command::LockChild(args) => lock_child::run(args).await,
             Command::Session(cmd) => session_cli::run(cmd).await,
+            Command::Snapshot(cmd) => snapshot_cli::run(cmd).await,
         }
     });
     match result {

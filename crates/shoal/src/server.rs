@@ -1,6 +1,7 @@
 //! The `server` and `dev` roles: open the store, start the registry, serve
 //! the HTTP API, and shut down cleanly on SIGINT/SIGTERM.
 
+use crate::etcd::client::EtcdClient;
 use crate::identity;
 use crate::listen::{self, ListenAddr};
 use crate::proxy::ProxyOptions;
@@ -38,6 +39,8 @@ pub struct ServerArgs {
     pub datacenter: String,
     #[command(flatten)]
     pub dns: DnsArgs,
+    #[command(flatten)]
+    pub store: crate::etcd::StoreArgs,
     #[command(flatten)]
     pub access: crate::proxy::AccessLogArg,
     /// Do not offer the change stream (`/v1/shoal/stream` answers 404), so
@@ -116,6 +119,84 @@ fn open_store(args: &ServerArgs) -> anyhow::Result<Box<dyn Store>> {
     Ok(Box::new(store))
 }
 
+/// Opens the registry on the store the flags name: the embedded one, or
+/// an etcd cluster shared with other servers.
+async fn open_registry(
+    args: &ServerArgs,
+) -> anyhow::Result<(Arc<Registry>, Option<Arc<EtcdClient>>)> {
+    if args.store.store == crate::etcd::StoreKind::Embedded {
+        let store = open_store(args)?;
+        let registry = Registry::open_with_log(store, args.change_log_size)
+            .context("cannot load the catalog")?;
+        return Ok((registry, None));
+    }
+    let config = args
+        .store
+        .etcd_config()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = Arc::new(EtcdClient::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store = crate::etcd::store::EtcdStore::new(
+        client.clone(),
+        &args.store.etcd_prefix,
+        tokio::runtime::Handle::current(),
+    );
+    let endpoints = config.endpoints.join(",");
+    let log_size = args.change_log_size;
+    let registry = tokio::task::spawn_blocking(move || {
+        Registry::open_shared_with_log(Arc::new(store), log_size)
+    })
+    .await
+    .context("loading the catalog")?
+    .with_context(|| format!("cannot load the catalog from etcd at {endpoints}"))?;
+    Ok((registry, Some(client)))
+}
+
+/// On etcd: joins the cluster of servers (a lease-kept key), registers
+/// this server's `consul` service, shares heartbeats, and reaps dead
+/// agents only while this server leads (see `etcd/cluster.rs`).
+async fn join_cluster(
+    client: Arc<EtcdClient>,
+    args: &ServerArgs,
+    registry: &Arc<Registry>,
+    config: &ApiConfig,
+    http: SocketAddr,
+    cancel: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Arc<crate::etcd::cluster::Cluster>> {
+    use crate::etcd::cluster::{Cluster, SERVER_SERVICE};
+    let address = format!("{}:{}", config.node_address, http.port());
+    let cluster = Cluster::new(client, &args.store.etcd_prefix, &config.node_name, &address);
+    tasks.spawn(cluster.clone().run(cancel.clone()));
+    cluster.share_beats(registry, cancel.clone());
+    if let Some(node) = registry.snapshot().node(&config.node_name) {
+        registry
+            .register(Registration {
+                node: (*node).clone(),
+                service: Some(Service {
+                    id: SERVER_SERVICE.into(),
+                    name: SERVER_SERVICE.into(),
+                    address: config.node_address.clone(),
+                    port: http.port(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .context("cannot register this server's consul service")?;
+    }
+    let (r, c) = (registry.clone(), cluster.clone());
+    tasks.spawn(cluster.clone().while_leading(cancel.clone(), move |term| {
+        let (r, c) = (r.clone(), c.clone());
+        async move {
+            tokio::join!(
+                shoal_agent::reap_dead_agents(r.clone(), term.clone()),
+                c.reap_servers(r, term)
+            );
+        }
+    }));
+    Ok(cluster)
+}
+
 /// Flags of `shoal dev`: the server's, the proxy's, and demo instances.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevArgs {
@@ -156,10 +237,13 @@ async fn run_with(
 ) -> anyhow::Result<()> {
     // Every flag is checked before anything is opened or bound.
     let dns_config = args.dns.config(&args.datacenter)?;
-    let store = open_store(&args)?;
+    if !args.in_memory {
+        // The node ID is kept there (on etcd, only that), before the store opens.
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    }
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
-    let registry =
-        Registry::open_with_log(store, args.change_log_size).context("cannot load the catalog")?;
+    let (registry, etcd) = open_registry(&args).await?;
     let listeners = listen::bind_tcp(&args.http_addr, "the HTTP API").await?;
     let local = listeners[0].addr;
     let dns_sockets = listen::bind_all(&args.dns.dns_addr, "DNS", shoal_dns::bind, |s| {
@@ -201,10 +285,21 @@ async fn run_with(
             }
         });
     }
-    tasks.spawn(shoal_agent::reap_dead_agents(
-        registry.clone(),
-        cancel.clone(),
-    ));
+    let cluster = match etcd {
+        Some(client) => Some(
+            join_cluster(
+                client, &args, &registry, &config, local, &cancel, &mut tasks,
+            )
+            .await?,
+        ),
+        None => {
+            tasks.spawn(shoal_agent::reap_dead_agents(
+                registry.clone(),
+                cancel.clone(),
+            ));
+            None
+        }
+    };
     let (http_locals, dns_locals) = (listen::addrs(&listeners), listen::addrs(&dns_sockets));
     // Each address is served on its own; a second one (::1 beside
     // 127.0.0.1) costs one more view of the catalog.
@@ -223,6 +318,9 @@ async fn run_with(
     let mut state = ApiState::new(registry.clone(), Arc::new(config.clone()))
         .with_access_log(args.access.access_log)
         .with_stream(!args.no_stream);
+    if let Some(cluster) = cluster {
+        state = state.with_servers(cluster);
+    }
     if let Some((proxy_options, demo, docker)) = dev {
         let catalog: Arc<dyn Catalog> = registry.clone();
         let proxy =
@@ -246,7 +344,11 @@ async fn run_with(
         dns = %listen::list(&dns_locals),
         node = %config.node_name,
         datacenter = %config.datacenter,
-        store = if args.in_memory { "memory" } else { "redb" },
+        store = match (args.store.store, args.in_memory) {
+            (crate::etcd::StoreKind::Etcd, _) => "etcd",
+            (_, true) => "memory",
+            _ => "redb",
+        },
         index = registry.snapshot().index(),
         "shoal started"
     );

@@ -4,8 +4,10 @@
 //! [`assert_eventually!`].
 #![forbid(unsafe_code)]
 
+mod etcd;
 mod process;
 
+pub use etcd::EtcdCluster;
 pub use process::ServerProcess;
 
 use shoal_api::{ApiConfig, ApiState};

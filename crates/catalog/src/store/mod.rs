@@ -4,9 +4,11 @@
 
 mod memory;
 mod redb;
+mod shared;
 
 pub use self::memory::MemoryStore;
 pub use self::redb::RedbStore;
+pub use self::shared::{FollowEvent, FollowSink, Followed, Guarded, SharedStore};
 
 use crate::error::Result;
 use crate::records::Mutation;

@@ -1,0 +1,137 @@
+//! Servers on one etcd know each other: `/v1/status/leader|peers` and the
+//! `consul` service list the live ones; agents fail over between them and
+//! a dead agent is reaped by the one leader.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use shoal_testkit::{EtcdCluster, ServerProcess};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_shoal"))
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://").to_string()
+}
+
+async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn json_of(url: String) -> Value {
+    ok(get(url).await).json()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn status_and_the_consul_service_list_the_live_servers() {
+    let etcd = EtcdCluster::start(3);
+    let mut a = etcd.start_shoal(bin(), "server-a", &[]);
+    let b = etcd.start_shoal(bin(), "server-b", &[]);
+    let both = sorted(vec![host_port(&a.url), host_port(&b.url)]);
+    for s in [&a, &b] {
+        eventually("both servers are peers", 15, async || {
+            let peers: Vec<String> =
+                serde_json::from_value(json_of(s.at("/v1/status/peers")).await).unwrap();
+            sorted(peers) == both
+        })
+        .await;
+    }
+    let leader_a = json_of(a.at("/v1/status/leader")).await;
+    let leader_b = json_of(b.at("/v1/status/leader")).await;
+    assert_eq!(leader_a, leader_b, "one leader, the same for everyone");
+    assert!(both.contains(&leader_a.as_str().unwrap().to_string()));
+    let consul = json_of(b.at("/v1/catalog/service/consul?consistent")).await;
+    let nodes = sorted(
+        consul
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Node"].as_str().unwrap().to_string())
+            .collect(),
+    );
+    assert_eq!(nodes, vec!["server-a".to_string(), "server-b".to_string()]);
+    // A dies: B leads alone, and A's consul service goes.
+    a.kill();
+    let only_b = vec![host_port(&b.url)];
+    eventually("B is the only peer and the leader", 20, async || {
+        let peers: Vec<String> =
+            serde_json::from_value(json_of(b.at("/v1/status/peers")).await).unwrap();
+        let leader = json_of(b.at("/v1/status/leader")).await;
+        peers == only_b && leader == Value::String(only_b[0].clone())
+    })
+    .await;
+    eventually("A's consul service is removed", 20, async || {
+        let consul = json_of(b.at("/v1/catalog/service/consul")).await;
+        consul.as_array().unwrap().len() == 1 && consul[0]["Node"] == "server-b"
+    })
+    .await;
+}
+
+fn agent(registry: &str, node: &str, ttl: &str) -> ServerProcess {
+    ServerProcess::start_role(
+        bin(),
+        &[
+            "agent",
+            "--registry",
+            registry,
+            "--node-name",
+            node,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--heartbeat-ttl",
+            ttl,
+            "--log-level",
+            "warn",
+        ],
+        "shoal agent",
+    )
+}
+
+async fn has_node(server: &ServerProcess, node: &str) -> bool {
+    let nodes = json_of(server.at("/v1/catalog/nodes")).await;
+    nodes.as_array().unwrap().iter().any(|n| n["Node"] == node)
+}
+
+#[tokio::test]
+async fn an_agent_fails_over_between_servers_and_is_reaped_when_dead() {
+    let etcd = EtcdCluster::start(3);
+    let mut a = etcd.start_shoal(bin(), "server-a", &[]);
+    let b = etcd.start_shoal(bin(), "server-b", &[]);
+    let mut host = agent(&format!("{},{}", a.url, b.url), "agent-1", "2s");
+    eventually("the agent's node is in the catalog", 15, async || {
+        has_node(&b, "agent-1").await
+    })
+    .await;
+    // Its heartbeats reach A only; B (or whoever leads) must not reap it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        has_node(&b, "agent-1").await,
+        "a live agent was reaped (its beats went to another server)"
+    );
+    // A dies: the agent moves to B and stays.
+    a.kill();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        has_node(&b, "agent-1").await,
+        "the agent did not fail over to B"
+    );
+    // The agent dies: its node leaves the catalog.
+    host.kill();
+    eventually("the dead agent's node is reaped", 20, async || {
+        !has_node(&b, "agent-1").await
+    })
+    .await;
+}
