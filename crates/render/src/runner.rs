@@ -241,7 +241,7 @@ impl Runner {
 
     /// After a pass: start the child once everything rendered, signal it
     /// after later changes.
-    fn supervise(&mut self, changed: bool) -> Result<()> {
+    async fn supervise(&mut self, changed: bool) -> Result<()> {
         let Some(exec) = self.config.exec.clone() else {
             return Ok(());
         };
@@ -255,8 +255,13 @@ impl Runner {
             Some(child) if changed => match &exec.reload_signal {
                 Some(sig) => child.signal(parse_signal(sig)?),
                 None => {
-                    // No reload signal: consul-template restarts the child.
-                    self.child = None;
+                    // No reload signal: consul-template restarts the child,
+                    // stopping the old one first (kill signal, then SIGKILL
+                    // after the kill timeout).
+                    if let Some(mut old) = self.child.take() {
+                        let code = old.stop().await;
+                        tracing::info!(code, "render: child stopped for a restart");
+                    }
                     self.child = Some(Child::start(&exec.command, kill, timeout)?);
                 }
             },
@@ -306,7 +311,7 @@ impl Runner {
                     if self.opts.once && self.all_complete() {
                         return Ok(Exit::Done);
                     }
-                    self.supervise(changed)?;
+                    self.supervise(changed).await?;
                 }
                 code = child_exit => {
                     tracing::info!(code, "render: child exited");
