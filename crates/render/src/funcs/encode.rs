@@ -308,6 +308,44 @@ pub fn rfc3339_now() -> String {
     )
 }
 
+/// A parsed YAML document as template values: integers stay integers
+/// (as Go's yaml.v2 gives `int`), mapping keys print as strings.
+fn from_yaml(v: &serde_yaml::Value, depth: usize) -> Result<Value, String> {
+    use serde_yaml::Value as Y;
+    if depth > 100 {
+        return Err("parseYAML: nested too deeply".into());
+    }
+    Ok(match v {
+        Y::Null => Value::Nil,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::Int(i),
+            (None, Some(u), _) => Value::Uint(u),
+            (_, _, Some(x)) => Value::Float(x),
+            _ => Value::Nil,
+        },
+        Y::String(s) => Value::str(s),
+        Y::Sequence(items) => Value::list(
+            items
+                .iter()
+                .map(|i| from_yaml(i, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(m) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s.clone(),
+                    other => crate::template::display(&from_yaml(other, depth + 1)?),
+                };
+                out.insert(key, from_yaml(v, depth + 1)?);
+            }
+            Value::Map(out.into())
+        }
+        Y::Tagged(t) => from_yaml(&t.value, depth + 1)?,
+    })
+}
+
 /// Registers the encoding functions.
 pub fn register(map: &mut FuncMap) {
     use base64::engine::general_purpose::{STANDARD as b64, URL_SAFE as b64url};
@@ -383,6 +421,19 @@ pub fn register(map: &mut FuncMap) {
             }
             let v: serde_json::Value = serde_json::from_str(s).map_err(|e| e.to_string())?;
             Ok(Value::from_json(&v))
+        }),
+    );
+    map.insert(
+        "parseYAML".into(),
+        f(|a| {
+            arity("parseYAML", a, 1)?;
+            let s = arg_str(&a[0])?;
+            if s.is_empty() {
+                return Ok(Value::map(Vec::<(String, Value)>::new()));
+            }
+            let v: serde_yaml::Value =
+                serde_yaml::from_str(s).map_err(|e| format!("parseYAML: {e}"))?;
+            from_yaml(&v, 0)
         }),
     );
     map.insert(
