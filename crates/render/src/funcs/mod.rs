@@ -16,6 +16,8 @@ mod math;
 pub mod objects;
 mod text;
 pub mod time;
+mod toml_out;
+mod yaml_out;
 
 pub use args::{arg_str, go_type_error};
 
