@@ -7,7 +7,7 @@
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
 //! ([`dns`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
-//! ([`watchers`]) and `shoal-bench template` ([`template`], in-process, no server).
+//! ([`watchers`]), `shoal-bench render` ([`render`]) and `shoal-bench template` ([`template`], in-process, no server).
 #![forbid(unsafe_code)]
 
 mod agent;
@@ -15,6 +15,7 @@ mod dns;
 mod docker;
 mod proxy;
 mod registry;
+mod render;
 mod report;
 mod server;
 mod stats;
@@ -57,6 +58,10 @@ enum Bench {
     /// Memory per blocking query: RSS of `shoal server` before and after
     /// many parked blocking queries.
     Watchers(watchers::Args),
+    /// `shoal render` against a server: registration -> reload p99, -once
+    /// over 1,000 services x 10 instances (and Go's text/template on the
+    /// same data), idle CPU and RSS while watching them.
+    Render(render::Args),
     /// The text/template engine: render time over 1,000 services x 10
     /// instances, side by side with Go's text/template. In-process.
     Template(template::Args),
@@ -90,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
+        Bench::Render(args) => render::run(&shoal, &args, &command).await,
         Bench::Template(_) => unreachable!("run in-process above"),
     }
 }
