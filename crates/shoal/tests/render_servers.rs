@@ -292,7 +292,7 @@ async fn nginx_follows_scaling_and_a_burst_reloads_once() {
     let render = Render::start(
         dir.path(),
         &consul,
-        &["-template", &spec, "-wait", "1s:20s"],
+        &["-template", &spec, "-wait", "2s:30s"],
         &[("NGINX_TEST_PORT", port.to_string())],
     );
     std::thread::sleep(Duration::from_millis(1500));
@@ -371,8 +371,8 @@ async fn nginx_follows_scaling_and_a_burst_reloads_once() {
             .unwrap_or(false)
             && reloads(&marker) > before
     });
-    // Longer than the 1 s quiescence twice over: no second reload follows.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Longer than the 2 s quiescence twice over: no second reload follows.
+    std::thread::sleep(Duration::from_millis(4500));
     assert_eq!(
         reloads(&marker),
         before + 1,
