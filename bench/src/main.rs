@@ -7,7 +7,8 @@
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
 //! ([`dns`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
-//! ([`watchers`]), `shoal-bench locks` ([`locks`]) and `shoal-bench
+//! ([`watchers`]), `shoal-bench locks` ([`locks`]), `shoal-bench scale`
+//! ([`scale`]), `shoal-bench render` ([`render`]) and `shoal-bench
 //! template` ([`template`], in-process, no server).
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod docker;
 mod locks;
 mod proxy;
 mod registry;
+mod render;
 mod report;
 mod scale;
 mod server;
@@ -67,6 +69,10 @@ enum Bench {
     /// `shoal dev` and `shoal server` + `shoal proxy`: time to route, RSS,
     /// registration rate, DNS under writes, proxy start-up, SIGTERM.
     Scale(scale::Args),
+    /// `shoal render` against a server: registration -> reload p99, -once
+    /// over 1,000 services x 10 instances (and Go's text/template on the
+    /// same data), idle CPU and RSS while watching them.
+    Render(render::Args),
     /// The text/template engine: render time over 1,000 services x 10
     /// instances, side by side with Go's text/template. In-process.
     Template(template::Args),
@@ -102,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
         Bench::Locks(args) => locks::run(&shoal, &args, &command).await,
         Bench::Scale(args) => scale::run(&shoal, &args, &command).await,
+        Bench::Render(args) => render::run(&shoal, &args, &command).await,
         Bench::Template(_) => unreachable!("run in-process above"),
     }
 }

@@ -50,7 +50,7 @@ server {
 {{- end}}{{end}}
 "#;
 
-fn data(services: usize, instances: usize) -> serde_json::Value {
+pub(crate) fn data(services: usize, instances: usize) -> serde_json::Value {
     let svcs: Vec<serde_json::Value> = (0..services)
         .map(|s| {
             let insts: Vec<serde_json::Value> = (0..instances)
@@ -79,14 +79,14 @@ fn data(services: usize, instances: usize) -> serde_json::Value {
     serde_json::json!({"services": svcs, "domain": "internal"})
 }
 
-struct Timing {
-    parse: Duration,
-    median: Duration,
-    min: Duration,
-    bytes: usize,
+pub(crate) struct Timing {
+    pub(crate) parse: Duration,
+    pub(crate) median: Duration,
+    pub(crate) min: Duration,
+    pub(crate) bytes: usize,
 }
 
-fn run_shoal(json: &serde_json::Value, runs: usize) -> anyhow::Result<(Timing, String)> {
+pub(crate) fn run_shoal(json: &serde_json::Value, runs: usize) -> anyhow::Result<(Timing, String)> {
     let value = Value::from_json(json);
     let start = Instant::now();
     let t = Template::new("bench").parse(TEMPLATE)?;
@@ -108,7 +108,11 @@ fn run_shoal(json: &serde_json::Value, runs: usize) -> anyhow::Result<(Timing, S
     Ok((timing, out))
 }
 
-fn run_go(dir: &Path, json: &serde_json::Value, runs: usize) -> anyhow::Result<(Timing, String)> {
+pub(crate) fn run_go(
+    dir: &Path,
+    json: &serde_json::Value,
+    runs: usize,
+) -> anyhow::Result<(Timing, String)> {
     let (tmpl, data, out) = (
         dir.join("bench.tmpl"),
         dir.join("data.json"),

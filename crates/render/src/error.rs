@@ -12,6 +12,9 @@ pub enum Error {
     /// A template failed to parse or execute.
     #[error("{0}")]
     Template(#[from] crate::template::Error),
+    /// Templates that could not be read or parsed, every error at once.
+    #[error("{0}")]
+    Templates(String),
     /// Reading a source or writing a destination failed.
     #[error("{path}: {source}")]
     Io {

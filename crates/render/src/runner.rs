@@ -37,7 +37,7 @@ pub struct Options {
 /// Why the runner returned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// SIGINT/SIGTERM (or the kill signal).
+    /// The kill signal (SIGINT by default), or SIGTERM with no child.
     Stopped,
     /// The reload signal: read the configuration again and restart.
     Reload,
@@ -112,7 +112,7 @@ impl Runner {
             }
         }
         if !errors.is_empty() {
-            return Err(Error::config(errors.join("\n")));
+            return Err(Error::Templates(errors.join("\n")));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Runner {
@@ -241,7 +241,7 @@ impl Runner {
 
     /// After a pass: start the child once everything rendered, signal it
     /// after later changes.
-    fn supervise(&mut self, changed: bool) -> Result<()> {
+    async fn supervise(&mut self, changed: bool) -> Result<()> {
         let Some(exec) = self.config.exec.clone() else {
             return Ok(());
         };
@@ -255,8 +255,13 @@ impl Runner {
             Some(child) if changed => match &exec.reload_signal {
                 Some(sig) => child.signal(parse_signal(sig)?),
                 None => {
-                    // No reload signal: consul-template restarts the child.
-                    self.child = None;
+                    // No reload signal: consul-template restarts the child,
+                    // stopping the old one first (kill signal, then SIGKILL
+                    // after the kill timeout).
+                    if let Some(mut old) = self.child.take() {
+                        let code = old.stop().await;
+                        tracing::info!(code, "render: child stopped for a restart");
+                    }
                     self.child = Some(Child::start(&exec.command, kill, timeout)?);
                 }
             },
@@ -266,20 +271,16 @@ impl Runner {
     }
 
     /// Runs until a signal, the end of `-once`, or the child's exit.
+    ///
+    /// Signals as consul-template treats them: the reload signal (SIGHUP)
+    /// reloads, the kill signal (SIGINT) stops the child and returns
+    /// [`Exit::Stopped`], every other watched signal goes to the `exec`
+    /// child. SIGTERM with no child to forward it to stops too (consul-
+    /// template would ignore it, which no service manager expects).
     pub async fn run(mut self) -> Result<Exit> {
-        let sig = |k: SignalKind| {
-            signal(k).map_err(|e| Error::Command(format!("cannot watch signals: {e}")))
-        };
-        let (mut hup, mut int, mut term) = (
-            sig(SignalKind::hangup())?,
-            sig(SignalKind::interrupt())?,
-            sig(SignalKind::terminate())?,
-        );
-        let (mut usr1, mut usr2) = (
-            sig(SignalKind::user_defined1())?,
-            sig(SignalKind::user_defined2())?,
-        );
         let reload = parse_signal(self.config.reload_signal.as_deref().unwrap_or("SIGHUP"))?;
+        let kill = parse_signal(self.config.kill_signal.as_deref().unwrap_or("SIGINT"))?;
+        let mut signals = Signals::new()?;
         loop {
             let next_due = self.templates.iter().filter_map(|t| t.due).min();
             let sleep = async {
@@ -310,33 +311,29 @@ impl Runner {
                     if self.opts.once && self.all_complete() {
                         return Ok(Exit::Done);
                     }
-                    self.supervise(changed)?;
+                    self.supervise(changed).await?;
                 }
                 code = child_exit => {
                     tracing::info!(code, "render: child exited");
                     return Ok(Exit::Child(code));
                 }
-                _ = hup.recv() => {
-                    if reload == Signal::SIGHUP { return Ok(self.stop(Exit::Reload).await) }
-                    self.forward(Signal::SIGHUP);
-                }
-                _ = int.recv() => return Ok(self.stop(Exit::Stopped).await),
-                _ = term.recv() => return Ok(self.stop(Exit::Stopped).await),
-                _ = usr1.recv() => {
-                    if reload == Signal::SIGUSR1 { return Ok(self.stop(Exit::Reload).await) }
-                    self.forward(Signal::SIGUSR1);
-                }
-                _ = usr2.recv() => {
-                    if reload == Signal::SIGUSR2 { return Ok(self.stop(Exit::Reload).await) }
-                    self.forward(Signal::SIGUSR2);
+                sig = signals.next() => {
+                    if sig == reload {
+                        return Ok(self.stop(Exit::Reload).await);
+                    }
+                    if sig == kill || (sig == Signal::SIGTERM && self.child.is_none()) {
+                        return Ok(self.stop(Exit::Stopped).await);
+                    }
+                    self.forward(sig);
                 }
             }
         }
     }
 
     fn forward(&self, sig: Signal) {
-        if let Some(c) = &self.child {
-            c.signal(sig);
+        match &self.child {
+            Some(c) => c.signal(sig),
+            None => tracing::debug!(?sig, "render: signal ignored (no exec child)"),
         }
     }
 
@@ -347,4 +344,58 @@ impl Runner {
         }
         why
     }
+}
+
+/// The signals `shoal render` watches: reload, kill, and those it
+/// forwards to the `exec` child.
+struct Signals(Vec<(Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        let watched = [
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+        ];
+        let mut all = Vec::new();
+        for sig in watched {
+            let stream = signal(SignalKind::from_raw(sig as i32))
+                .map_err(|e| Error::Command(format!("cannot watch {sig}: {e}")))?;
+            all.push((sig, stream));
+        }
+        Ok(Signals(all))
+    }
+
+    /// The next signal received.
+    async fn next(&mut self) -> Signal {
+        let waits = self.0.iter_mut().map(|(sig, s)| {
+            let sig = *sig;
+            Box::pin(async move {
+                s.recv().await;
+                sig
+            })
+        });
+        futures_select_all(waits).await
+    }
+}
+
+/// The first of several futures to finish (tiny `select_all`).
+async fn futures_select_all<F: std::future::Future<Output = Signal> + Unpin>(
+    futs: impl IntoIterator<Item = F>,
+) -> Signal {
+    let mut futs: Vec<F> = futs.into_iter().collect();
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(s) = std::future::Future::poll(std::pin::Pin::new(f), cx)
+            {
+                return std::task::Poll::Ready(s);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

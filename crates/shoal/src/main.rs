@@ -83,7 +83,14 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse_from(render::normalize_args(std::env::args_os().collect()));
+    let args = render::normalize_args(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(render::flag_error_code(&args, &e));
+        }
+    };
     if let Err(e) = logging::init(&cli.log_level, cli.log_format) {
         eprintln!("shoal: {e:#}");
         return std::process::ExitCode::from(2);

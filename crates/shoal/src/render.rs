@@ -55,6 +55,10 @@ pub struct RenderArgs {
     /// How long the child may take to stop.
     #[arg(long = "exec-kill-timeout", value_parser = parse_duration)]
     pub exec_kill_timeout: Option<std::time::Duration>,
+    /// Signal that stops shoal render (and its child) gracefully, exit
+    /// code 12 (default SIGINT). SIGTERM stops too when there is no child.
+    #[arg(long = "kill-signal")]
+    pub kill_signal: Option<String>,
     /// Signal that reloads the configuration (default SIGHUP).
     #[arg(long = "reload-signal")]
     pub reload_signal: Option<String>,
@@ -87,6 +91,17 @@ pub fn normalize_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
         .collect()
 }
 
+/// Exit code of a command line clap refused: consul-template's 13 for
+/// `shoal render`, clap's own (2, or 0 for `--help`) for the rest.
+pub fn flag_error_code(args: &[std::ffi::OsString], e: &clap::Error) -> u8 {
+    let code = e.exit_code();
+    if code != 0 && args.iter().skip(1).any(|a| a == "render") {
+        exit_code::PARSE_FLAGS as u8
+    } else {
+        code as u8
+    }
+}
+
 impl RenderArgs {
     /// Files first, then flags (which win), as consul-template merges.
     fn config(&self) -> anyhow::Result<Config> {
@@ -105,6 +120,7 @@ impl RenderArgs {
             kill_timeout: self.exec_kill_timeout,
         });
         flags.reload_signal = self.reload_signal.clone();
+        flags.kill_signal = self.kill_signal.clone();
         flags.max_stale = self.max_stale;
         flags.pid_file = self.pid_file.clone();
         config.merge(flags);
@@ -169,13 +185,47 @@ impl CatalogExtras for HttpExtras {
     }
 }
 
-/// Runs `shoal render` until stopped; the exit code follows consul-template's.
+/// consul-template's exit codes (its `cli.go`): 0 done, 12 stopped by
+/// the kill signal, 14 a runner error (a template that does not parse, a
+/// failed `-once` render), 15 a configuration error; an `exec` child's
+/// own exit code when it exits.
+pub mod exit_code {
+    /// Stopped by the kill signal.
+    pub const INTERRUPT: i32 = 12;
+    /// Flags that do not parse.
+    pub const PARSE_FLAGS: i32 = 13;
+    /// A template or render failed.
+    pub const RUNNER: i32 = 14;
+    /// The configuration is wrong.
+    pub const CONFIG: i32 = 15;
+}
+
+/// Runs `shoal render` until stopped, exiting with consul-template's codes.
 pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
+    let code = match run_until_exit(args).await {
+        Ok(code) => code,
+        Err((code, e)) => {
+            eprintln!("shoal render: {e:#}");
+            code
+        }
+    };
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+async fn run_until_exit(args: RenderArgs) -> Result<i32, (i32, anyhow::Error)> {
+    let config_err = |e: anyhow::Error| (exit_code::CONFIG, e);
     loop {
-        let config = args.config().context("render configuration")?;
+        let config = args
+            .config()
+            .context("render configuration")
+            .map_err(config_err)?;
         if let Some(pid) = &config.pid_file {
             std::fs::write(pid, format!("{}\n", std::process::id()))
-                .with_context(|| format!("cannot write pid file {}", pid.display()))?;
+                .with_context(|| format!("cannot write pid file {}", pid.display()))
+                .map_err(config_err)?;
         }
         let address = config
             .consul
@@ -184,24 +234,31 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "http://127.0.0.1:8500".into());
         let mut remote = shoal_api::RemoteConfig::new(address);
         remote.token = config.consul.token.clone().filter(|t| !t.is_empty());
-        let catalog = RemoteCatalog::new(remote).context("bad -consul-addr")?;
+        let catalog = RemoteCatalog::new(remote)
+            .context("bad -consul-addr")
+            .map_err(config_err)?;
         let extras: Arc<dyn CatalogExtras> = Arc::new(HttpExtras(catalog.clone()));
         let source = Arc::new(CatalogSource::new(Arc::new(catalog), Some(extras)));
         let opts = Options {
             once: args.once,
             dry: args.dry,
         };
-        let runner = Runner::new(config, source, opts)?;
-        match runner.run().await? {
+        let runner_err = |e: shoal_render::Error| {
+            let code = match e {
+                shoal_render::Error::Config(_) => exit_code::CONFIG,
+                _ => exit_code::RUNNER,
+            };
+            (code, anyhow::Error::new(e))
+        };
+        let runner = Runner::new(config, source, opts).map_err(runner_err)?;
+        match runner.run().await.map_err(runner_err)? {
             Exit::Reload => {
                 tracing::info!("render: reloading configuration");
                 continue;
             }
-            Exit::Stopped | Exit::Done => return Ok(()),
-            Exit::Child(0) => return Ok(()),
-            Exit::Child(code) => {
-                std::process::exit(code);
-            }
+            Exit::Done => return Ok(0),
+            Exit::Stopped => return Ok(exit_code::INTERRUPT),
+            Exit::Child(code) => return Ok(code),
         }
     }
 }

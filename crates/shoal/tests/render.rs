@@ -147,3 +147,187 @@ async fn key_waits_for_the_key_and_the_command_runs_once_after_the_change() {
         "command ran once"
     );
 }
+
+/// What the public demos' templates use (`services | byTag` ranged as a
+/// map, `service (printf "%s.%s" $tag .Name)`, `service "x" "any"`,
+/// `range $i, $s`, `contains`, `keyOrDefault`, `ls`, `env | split`,
+/// `replaceAll`, `regexMatch`/`regexReplaceAll`), over a catalog with a
+/// service address overriding its node's, critical and warning instances
+/// and a nested key. The expected text is what Go's text/template printed
+/// for the same template and catalog (with consul-template's sorting and
+/// filtering), checked once by hand against this exact fixture.
+#[tokio::test]
+async fn the_demo_templates_features_render_as_go_does() {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    let client = reqwest::Client::new();
+    let reg =
+        |node: &str,
+         addr: &str,
+         id: &str,
+         name: &str,
+         port: u16,
+         tags: &[&str],
+         svc_addr: &str,
+         status: &str| { json_body(node, addr, id, name, port, tags, svc_addr, status) };
+    for body in [
+        reg(
+            "node2",
+            "10.0.0.2",
+            "api-2",
+            "api",
+            8002,
+            &["prod", "v1"],
+            "",
+            "passing",
+        ),
+        reg(
+            "node1",
+            "10.0.0.1",
+            "api-1",
+            "api",
+            8001,
+            &["v1", "prod", "alias=api.example.com"],
+            "10.1.1.1",
+            "passing",
+        ),
+        reg(
+            "node1",
+            "10.0.0.1",
+            "api-3",
+            "api",
+            8003,
+            &["prod"],
+            "",
+            "critical",
+        ),
+        reg(
+            "node2",
+            "10.0.0.2",
+            "web-b",
+            "web",
+            9002,
+            &["prod", "sticky"],
+            "",
+            "warning",
+        ),
+        reg(
+            "node1",
+            "10.0.0.1",
+            "web-a",
+            "web",
+            9001,
+            &["prod"],
+            "",
+            "passing",
+        ),
+    ] {
+        let r = client
+            .put(server.at("/v1/catalog/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    for (k, v) in [
+        ("lb/mode", "http"),
+        ("lb/timeouts/connect", "5s"),
+        ("lb/timeouts/client", "30s"),
+        ("lb/timeouts/deep/x", "1s"),
+    ] {
+        let r = client
+            .put(server.at(&format!("/v1/kv/{k}")))
+            .body(v)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("features.ctmpl");
+    std::fs::write(&src, FEATURES).unwrap();
+    let dest = dir.path().join("out");
+    let spec = format!("{}:{}", src.display(), dest.display());
+    let out = Command::new(bin())
+        .arg("render")
+        .args([
+            "-consul-addr",
+            &server.url,
+            "-log-level",
+            "warn",
+            "-template",
+            &spec,
+            "-once",
+        ])
+        .env("LB_DOMAINS", "example_com:test")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), FEATURES_WANT);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn json_body(
+    node: &str,
+    addr: &str,
+    id: &str,
+    name: &str,
+    port: u16,
+    tags: &[&str],
+    svc_addr: &str,
+    status: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "Node": node, "Address": addr,
+        "Service": {"ID": id, "Service": name, "Port": port, "Tags": tags, "Address": svc_addr},
+        "Check": {"CheckID": format!("c-{id}"), "ServiceID": id, "Name": "c", "Status": status},
+    })
+}
+
+const FEATURES: &str = r#"
+{{- range $tag, $services := services | byTag }}
+tag {{ $tag }}:{{ range $services }} {{ .Name }}{{ end }}
+{{- range $services }}{{ range service (printf "%s.%s" $tag .Name) }}
+  {{ $tag }}/{{ .Name }} {{ .ID }} {{ .Address }}:{{ .Port }}
+{{- end }}{{ end }}
+{{- end }}
+{{- range $i, $s := service "web" "any" }}
+server s{{ $i }} {{ $s.Address }}:{{ $s.Port }} [{{ join "," $s.Tags }}]{{ if .Tags | contains "sticky" }} sticky{{ end }}
+{{- end }}
+maxconn {{ keyOrDefault "lb/maxconn" "4096" }} mode {{ key "lb/mode" }}
+{{- range ls "lb/timeouts" }}
+timeout {{ .Key }} {{ .Value }}
+{{- end }}
+{{- range env "LB_DOMAINS" | split ":" }}
+domain {{ . | replaceAll "_" "." }}
+{{- end }}
+{{- range services }}{{ $svc := .Name }}{{ range .Tags }}{{ if . | regexMatch "^alias=" }}
+alias {{ $svc }} {{ . | regexReplaceAll "^alias=" "" }}
+{{- end }}{{ end }}{{ end }}
+"#;
+
+const FEATURES_WANT: &str = "
+tag alias=api.example.com: api
+  alias=api.example.com/api api-1 10.1.1.1:8001
+tag prod: api web
+  prod/api api-1 10.1.1.1:8001
+  prod/api api-2 10.0.0.2:8002
+  prod/web web-a 10.0.0.1:9001
+tag sticky: web
+tag v1: api
+  v1/api api-1 10.1.1.1:8001
+  v1/api api-2 10.0.0.2:8002
+server s0 10.0.0.1:9001 [prod]
+server s1 10.0.0.2:9002 [prod,sticky] sticky
+maxconn 4096 mode http
+timeout client 30s
+timeout connect 5s
+domain example.com
+domain test
+alias api api.example.com
+";

@@ -12,10 +12,13 @@ use std::fmt::Write;
 
 /// A JSON-like view of any value: structs by their fields, typed
 /// collections by their elements.
-enum Node {
+pub(super) enum Node {
     Null,
     Bool(bool),
+    /// An integer, printed as is.
     Num(String),
+    /// A float64 (each encoder prints it its own way).
+    Float(f64),
     Str(String),
     List(Vec<Node>),
     Map(Vec<(String, Node)>),
@@ -37,7 +40,7 @@ fn go_float(x: f64) -> String {
     }
 }
 
-fn node(v: &Value, depth: usize) -> Result<Node, String> {
+pub(super) fn node(v: &Value, depth: usize) -> Result<Node, String> {
     if depth > 100 {
         return Err("value nested too deeply".into());
     }
@@ -46,7 +49,7 @@ fn node(v: &Value, depth: usize) -> Result<Node, String> {
         Value::Bool(b) => Node::Bool(*b),
         Value::Int(i) => Node::Num(i.to_string()),
         Value::Uint(u) => Node::Num(u.to_string()),
-        Value::Float(x) => Node::Num(go_float(*x)),
+        Value::Float(x) => Node::Float(*x),
         Value::String(s) => Node::Str(s.to_string()),
         Value::List(l) => Node::List(
             l.iter()
@@ -125,6 +128,7 @@ fn json(out: &mut String, n: &Node, indent: Option<usize>, html: bool) {
         Node::Null => out.push_str("null"),
         Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Node::Num(s) => out.push_str(s),
+        Node::Float(x) => out.push_str(&go_float(*x)),
         Node::Str(s) => json_str(out, s, html),
         Node::List(items) if items.is_empty() => out.push_str("[]"),
         Node::Map(items) if items.is_empty() => out.push_str("{}"),
@@ -164,127 +168,6 @@ pub fn to_json(v: &Value, pretty: bool, escape_html: bool) -> Result<String, Str
     Ok(out)
 }
 
-fn yaml_scalar(s: &str) -> String {
-    let plain = !s.is_empty()
-        && !matches!(
-            s.to_ascii_lowercase().as_str(),
-            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~" | "y" | "n"
-        )
-        && s.parse::<f64>().is_err()
-        && !s.starts_with([
-            ' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"',
-            '%', '@', '`',
-        ])
-        && !s.ends_with(' ')
-        && !s.contains(": ")
-        && !s.contains(" #")
-        && !s.contains('\n');
-    if plain {
-        s.to_string()
-    } else {
-        let mut out = String::new();
-        json_str(&mut out, s, false);
-        out
-    }
-}
-
-fn yaml(out: &mut String, n: &Node, level: usize) {
-    let pad = "  ".repeat(level);
-    match n {
-        Node::Map(items) if !items.is_empty() => {
-            for (k, v) in items {
-                let _ = write!(out, "{pad}{}:", yaml_scalar(k));
-                match v {
-                    Node::Map(m) if !m.is_empty() => {
-                        out.push('\n');
-                        yaml(out, v, level + 1);
-                    }
-                    Node::List(l) if !l.is_empty() => {
-                        out.push('\n');
-                        yaml(out, v, level);
-                    }
-                    _ => {
-                        out.push(' ');
-                        yaml(out, v, 0);
-                    }
-                }
-            }
-        }
-        Node::List(items) if !items.is_empty() => {
-            for item in items {
-                let _ = write!(out, "{pad}-");
-                match item {
-                    Node::Map(m) if !m.is_empty() => {
-                        let mut inner = String::new();
-                        yaml(&mut inner, item, level + 1);
-                        out.push(' ');
-                        out.push_str(inner.trim_start());
-                    }
-                    _ => {
-                        out.push(' ');
-                        yaml(out, item, level + 1);
-                    }
-                }
-            }
-        }
-        Node::Map(_) => out.push_str("{}\n"),
-        Node::List(_) => out.push_str("[]\n"),
-        Node::Null => out.push_str("null\n"),
-        Node::Bool(b) => {
-            let _ = writeln!(out, "{b}");
-        }
-        Node::Num(s) => {
-            let _ = writeln!(out, "{s}");
-        }
-        Node::Str(s) => {
-            let _ = writeln!(out, "{}", yaml_scalar(s));
-        }
-    }
-}
-
-fn toml_value(n: &Node) -> String {
-    match n {
-        Node::Null => "\"\"".into(),
-        Node::Bool(b) => b.to_string(),
-        Node::Num(s) => s.clone(),
-        Node::Str(s) => {
-            let mut out = String::new();
-            json_str(&mut out, s, false);
-            out
-        }
-        Node::List(items) => {
-            let parts: Vec<String> = items.iter().map(toml_value).collect();
-            format!("[{}]", parts.join(", "))
-        }
-        Node::Map(items) => {
-            let parts: Vec<String> = items
-                .iter()
-                .map(|(k, v)| format!("{k} = {}", toml_value(v)))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-    }
-}
-
-fn toml(out: &mut String, items: &[(String, Node)], path: &str) {
-    for (k, v) in items {
-        if !matches!(v, Node::Map(_)) {
-            let _ = writeln!(out, "{k} = {}", toml_value(v));
-        }
-    }
-    for (k, v) in items {
-        if let Node::Map(m) = v {
-            let full = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            let _ = writeln!(out, "\n[{full}]");
-            toml(out, m, &full);
-        }
-    }
-}
-
 /// RFC 3339 time now, UTC, for `timestamp`.
 pub fn rfc3339_now() -> String {
     let secs = crate::source::now_unix();
@@ -306,6 +189,44 @@ pub fn rfc3339_now() -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+/// A parsed YAML document as template values: integers stay integers
+/// (as Go's yaml.v2 gives `int`), mapping keys print as strings.
+fn from_yaml(v: &serde_yaml::Value, depth: usize) -> Result<Value, String> {
+    use serde_yaml::Value as Y;
+    if depth > 100 {
+        return Err("parseYAML: nested too deeply".into());
+    }
+    Ok(match v {
+        Y::Null => Value::Nil,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::Int(i),
+            (None, Some(u), _) => Value::Uint(u),
+            (_, _, Some(x)) => Value::Float(x),
+            _ => Value::Nil,
+        },
+        Y::String(s) => Value::str(s),
+        Y::Sequence(items) => Value::list(
+            items
+                .iter()
+                .map(|i| from_yaml(i, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(m) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s.clone(),
+                    other => crate::template::display(&from_yaml(other, depth + 1)?),
+                };
+                out.insert(key, from_yaml(v, depth + 1)?);
+            }
+            Value::Map(out.into())
+        }
+        Y::Tagged(t) => from_yaml(&t.value, depth + 1)?,
+    })
 }
 
 /// Registers the encoding functions.
@@ -386,12 +307,23 @@ pub fn register(map: &mut FuncMap) {
         }),
     );
     map.insert(
+        "parseYAML".into(),
+        f(|a| {
+            arity("parseYAML", a, 1)?;
+            let s = arg_str(&a[0])?;
+            if s.is_empty() {
+                return Ok(Value::map(Vec::<(String, Value)>::new()));
+            }
+            let v: serde_yaml::Value =
+                serde_yaml::from_str(s).map_err(|e| format!("parseYAML: {e}"))?;
+            from_yaml(&v, 0)
+        }),
+    );
+    map.insert(
         "toYAML".into(),
         f(|a| {
             arity("toYAML", a, 1)?;
-            let mut out = String::new();
-            yaml(&mut out, &node(&a[0], 0)?, 0);
-            Ok(Value::from(out.trim().to_string()))
+            Ok(Value::from(super::yaml_out::to_yaml(&node(&a[0], 0)?)))
         }),
     );
     map.insert(
@@ -401,9 +333,7 @@ pub fn register(map: &mut FuncMap) {
             let Node::Map(items) = node(&a[0], 0)? else {
                 return Err("toTOML: toml: top-level values must be Go maps or structs".into());
             };
-            let mut out = String::new();
-            toml(&mut out, &items, "");
-            Ok(Value::from(out.trim().to_string()))
+            Ok(Value::from(super::toml_out::to_toml(&items)))
         }),
     );
     map.insert("sockaddr".into(), f(super::collections::sockaddr));
@@ -435,19 +365,5 @@ mod tests {
             to_json(&v, true, false).unwrap(),
             "{\n  \"a\": \"<a&b>\",\n  \"b\": [\n    1,\n    2.5,\n    1e+21\n  ],\n  \"c\": {}\n}"
         );
-    }
-
-    #[test]
-    fn yaml_of_nested_maps() {
-        let v = Value::map([
-            (
-                "a",
-                Value::map([("x", Value::str("1")), ("v", Value::str("true"))]),
-            ),
-            ("l", Value::list(vec![Value::str("p"), Value::str("q")])),
-        ]);
-        let mut out = String::new();
-        yaml(&mut out, &node(&v, 0).unwrap(), 0);
-        assert_eq!(out, "a:\n  v: \"true\"\n  x: \"1\"\nl:\n- p\n- q\n");
     }
 }

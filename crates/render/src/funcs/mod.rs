@@ -9,10 +9,15 @@
 
 mod args;
 mod collections;
+mod digest;
 mod encode;
+mod maps;
 mod math;
 pub mod objects;
 mod text;
+pub mod time;
+mod toml_out;
+mod yaml_out;
 
 pub use args::{arg_str, go_type_error};
 
@@ -60,6 +65,10 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "running arbitrary programs from templates (disabled)",
     ),
     ("writeToFile", "writing files from templates (disabled)"),
+    ("spew_dump", "go-spew's dumps of Go values"),
+    ("spew_sdump", "go-spew's dumps of Go values"),
+    ("spew_printf", "go-spew's dumps of Go values"),
+    ("spew_sprintf", "go-spew's dumps of Go values"),
 ];
 
 /// Per-render state the data functions share.
@@ -143,6 +152,14 @@ fn pure_functions() -> FuncMap {
     math::register(&mut map);
     encode::register(&mut map);
     collections::register(&mut map);
+    digest::register(&mut map);
+    maps::register(&mut map);
+    // Run by the engine itself (it needs the template set); registered so
+    // that templates using it parse.
+    map.insert(
+        crate::template::EXECUTE_TEMPLATE.into(),
+        f(|_| Err("executeTemplate: run by the template engine".into())),
+    );
     let scratch = Rc::new(collections::Scratch::default());
     map.insert(
         "scratch".into(),

@@ -180,10 +180,10 @@ pub fn register(map: &mut FuncMap) {
         f(|a| match a {
             [] => ok(super::encode::rfc3339_now()),
             [v] if v.as_str() == Some("unix") => ok(crate::source::now_unix().to_string()),
-            [v] => Err(format!(
-                "timestamp: Go time layouts other than \"unix\" are not supported by shoal ({})",
-                arg_str(v)?
-            )),
+            [v] => {
+                let (secs, nanos) = crate::source::now_unix_nanos();
+                ok(super::time::format(secs, nanos, arg_str(v)?))
+            }
             _ => Err(format!(
                 "timestamp: wrong number of arguments, expected 0 or 1, but got {}",
                 a.len()

@@ -10,6 +10,10 @@ use super::number::Number;
 use super::template::MissingKey;
 use super::value::{Value, ARITY_PREFIX};
 
+/// The one function the engine runs itself when the caller registers it
+/// (consul-template's `executeTemplate`): it needs the template set.
+pub const EXECUTE_TEMPLATE: &str = "executeTemplate";
+
 /// A value during evaluation, as Go's `reflect.Value` distinguishes it.
 #[derive(Clone, Debug)]
 pub(crate) enum Ev {
@@ -387,6 +391,34 @@ impl<'a> State<'a> {
             Some((args, fin)) => (&args[1..], fin),
             None => (&[][..], None),
         };
+        if name == EXECUTE_TEMPLATE && self.funcs.contains_key(name) {
+            let mut argv = Vec::with_capacity(args.len() + 1);
+            for a in args {
+                argv.push(self.eval_arg(dot, Param::Any, a)?);
+            }
+            if let Some(f) = fin {
+                argv.push(f);
+            }
+            self.at = call_at;
+            let (tname, data) = match argv.as_slice() {
+                [n] => (n.value(), Value::Nil),
+                [n, d] => (n.value(), d.value()),
+                _ => {
+                    return self.fail(format!(
+                        "error calling executeTemplate: executeTemplate: wrong number of arguments, expected 1 or 2, but got {}",
+                        argv.len()
+                    ))
+                }
+            };
+            let Some(tname) = tname.as_str().map(str::to_string) else {
+                return self.fail(format!(
+                    "wrong type for value; expected string; got {}",
+                    argv[0].type_name()
+                ));
+            };
+            let out = self.execute_template_to_string(&tname, Ev::from_data(&data))?;
+            return Ok(Ev::from_data(&Value::from(out)));
+        }
         if let Some(f) = self.funcs.get(name) {
             let f = f.clone();
             let mut argv = Vec::with_capacity(args.len() + 1);

@@ -59,6 +59,9 @@ fn node_pos(n: &Node) -> usize {
     }
 }
 
+/// Depth levels one `executeTemplate` call counts for.
+const EXECUTE_TEMPLATE_WEIGHT: usize = 4;
+
 /// How a walk ended: normally or by `{{break}}` / `{{continue}}`.
 #[derive(PartialEq, Eq)]
 pub(crate) enum Flow {
@@ -353,6 +356,51 @@ impl<'a> State<'a> {
             None => Ev::Missing,
         };
         let tree: &'a Tree = tree;
+        let r = self.run_tree(name, tree, new_dot);
+        self.at = at;
+        r
+    }
+
+    /// consul-template's `executeTemplate NAME [DATA]`: the named template
+    /// run with DATA as dot (and `$`), its output returned as a string.
+    pub fn execute_template_to_string(&mut self, name: &str, dot: Ev) -> ExecResult<String> {
+        let at = self.at;
+        let Some(tree) = self.trees.get(name) else {
+            return self.fail(format!(
+                "error calling executeTemplate: template: no template {} associated with template {}",
+                super::quote::quote(name),
+                super::quote::quote(self.name)
+            ));
+        };
+        let tree: &'a Tree = tree;
+        // A nested executeTemplate goes through the whole pipeline
+        // evaluation on the stack: it counts for several levels of the one
+        // depth budget so that recursion ends in an error, not an overflow.
+        let mark = self.depth;
+        for _ in 0..EXECUTE_TEMPLATE_WEIGHT {
+            if let Err(e) = self.enter() {
+                self.depth = mark;
+                return Err(e);
+            }
+        }
+        let saved_out = std::mem::take(&mut self.out);
+        let r = self.run_tree(name, tree, dot);
+        self.depth = mark;
+        let rendered = std::mem::replace(&mut self.out, saved_out);
+        self.at = at;
+        r.map(|_| rendered)
+    }
+
+    /// Walks `tree` as template `name` with a fresh `$`, restoring the
+    /// caller's variables and position afterwards.
+    fn run_tree(&mut self, name: &str, tree: &'a Tree, new_dot: Ev) -> ExecResult<()> {
+        let at = self.at;
+        if self.depth >= self.limits.max_exec_depth {
+            return self.fail(format!(
+                "exceeded maximum template depth ({})",
+                self.limits.max_exec_depth
+            ));
+        }
         let saved_vars =
             std::mem::replace(&mut self.vars, vec![("$".to_string(), new_dot.clone())]);
         let (saved_name, saved_source) = (self.name, self.source);

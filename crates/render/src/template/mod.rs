@@ -63,6 +63,7 @@ mod template;
 mod value;
 
 pub use error::{Error, ErrorKind, Result};
+pub use eval::EXECUTE_TEMPLATE;
 pub use fmt::{display, sprint, sprintf, sprintln};
 pub use template::{Limits, MissingKey, Template};
 pub use value::{wrong_number_of_args, Func, FuncMap, Object, Value};
