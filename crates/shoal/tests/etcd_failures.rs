@@ -142,6 +142,29 @@ async fn quorum_lost_refuses_writes_serves_reads_and_recovers() {
     assert_eq!(ok(get(b.at("/v1/kv/k?consistent&raw")).await).text, "after");
 }
 
+/// Sends an idempotent write until it is acknowledged (200), trying again
+/// on 500 (etcd electing a leader) for at most 30 s.
+async fn until_taken<F, Fut>(send: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = send().await;
+        if r.status == StatusCode::OK {
+            return;
+        }
+        assert!(
+            r.status == StatusCode::INTERNAL_SERVER_ERROR && Instant::now() < deadline,
+            "write not taken: {} {}",
+            r.status,
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_server_behind_etcds_compaction_reloads_and_carries_on() {
     let mut etcd = EtcdCluster::start(3);
@@ -155,15 +178,15 @@ async fn a_server_behind_etcds_compaction_reloads_and_carries_on() {
     let b = etcd.start_shoal_on(bin(), "server-b", &etcd.endpoint(2), &[]);
     ok(put(a.at("/v1/kv/x"), "1").await);
     etcd.kill(2);
+    // Member 2 may have been etcd's leader: until the other two elect one,
+    // a write may answer 500 (refused, not acknowledged). Each write here
+    // is idempotent, so it is tried again until the cluster takes it.
     for i in 0..20 {
-        ok(put_json(
-            a.at("/v1/catalog/register"),
-            &json!({"Node": format!("n{i}"), "Address": "10.0.0.1",
-                    "Service": {"ID": "web", "Service": "web", "Port": 80}}),
-        )
-        .await);
+        let body = json!({"Node": format!("n{i}"), "Address": "10.0.0.1",
+                          "Service": {"ID": "web", "Service": "web", "Port": 80}});
+        until_taken(|| put_json(a.at("/v1/catalog/register"), &body)).await;
     }
-    ok(put(a.at("/v1/kv/x"), "2").await);
+    until_taken(|| put(a.at("/v1/kv/x"), "2")).await;
     etcd.compact();
     etcd.restart(2);
     let deadline = Instant::now() + Duration::from_secs(30);
