@@ -300,11 +300,14 @@ async fn dns_qps(dns: SocketAddr, name: &str, seconds: u64) -> Result<f64> {
             while Instant::now() < deadline {
                 id = id.wrapping_add(1);
                 sock.send(&srv_query(id, &name)).await?;
-                let got =
-                    tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await;
-                if let Ok(Ok(n)) = got {
+                // Late answers to earlier questions are skipped: only the
+                // answer with this ID counts, so one slow answer cannot
+                // leave the client a question behind for the whole run.
+                let give_up = tokio::time::Instant::now() + Duration::from_millis(500);
+                while let Ok(Ok(n)) = tokio::time::timeout_at(give_up, sock.recv(&mut buf)).await {
                     if n > 12 && buf[..2] == id.to_be_bytes() {
                         answered.fetch_add(1, Ordering::Relaxed);
+                        break;
                     }
                 }
             }

@@ -58,6 +58,31 @@ struct Shared {
     store_health: StoreHealth,
 }
 
+impl Shared {
+    /// What readers and the writer share, starting at `state`.
+    fn at(state: State) -> Arc<Shared> {
+        Arc::new(Shared {
+            current: ArcSwap::from_pointee(state),
+            hub: WatchHub::new(),
+            metrics: RegistryMetrics::default(),
+            store_health: StoreHealth::default(),
+        })
+    }
+}
+
+/// Starts the writer thread; `run` returns whom to tell it has stopped.
+fn spawn_writer(run: impl FnOnce() -> Option<oneshot::Sender<()>> + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name("shoal-catalog-writer".into())
+        .spawn(move || {
+            if let Some(done) = run() {
+                let _ = done.send(());
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))
+}
+
 /// The in-process catalog.
 pub struct Registry {
     shared: Arc<Shared>,
@@ -80,32 +105,31 @@ impl Registry {
     pub fn open_with_log(store: Box<dyn Store>, log_capacity: usize) -> Result<Arc<Registry>> {
         let mut state = store.load()?;
         state.log = crate::changelog::ChangeLog::with_capacity(state.index, log_capacity);
-        let shared = Arc::new(Shared {
-            current: ArcSwap::from_pointee(state),
-            hub: WatchHub::new(),
-            metrics: RegistryMetrics::default(),
-            store_health: StoreHealth::default(),
-        });
+        let shared = Shared::at(state);
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("shoal-catalog-writer".into())
-            .spawn(move || {
-                let done = writer_loop(&writer_shared, store.as_ref(), rx);
-                // Close the store (and its file lock) before saying we are done.
-                drop(store);
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
-            })
-            .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))?;
-        Ok(Arc::new(Registry {
+        spawn_writer(move || {
+            let done = writer_loop(&writer_shared, store.as_ref(), rx);
+            // Close the store (and its file lock) before saying we are done.
+            drop(store);
+            done
+        })?;
+        Ok(Registry::assemble(shared, tx, None))
+    }
+
+    /// The registry around a started writer.
+    fn assemble(
+        shared: Arc<Shared>,
+        tx: mpsc::Sender<Msg>,
+        follow: Option<follow::Follow>,
+    ) -> Arc<Registry> {
+        Arc::new(Registry {
             shared,
             tx,
             heartbeats: Heartbeats::default(),
             session_timers: Default::default(),
-            follow: None,
-        }))
+            follow,
+        })
     }
 
     /// A registry that keeps nothing on disk.

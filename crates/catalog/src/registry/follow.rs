@@ -45,12 +45,7 @@ impl Registry {
     ) -> Result<Arc<Registry>> {
         let (mut state, position) = store.load()?;
         state.log = crate::changelog::ChangeLog::with_capacity(state.index, log_capacity);
-        let shared = Arc::new(Shared {
-            current: ArcSwap::from_pointee(state),
-            hub: WatchHub::new(),
-            metrics: RegistryMetrics::default(),
-            store_health: StoreHealth::default(),
-        });
+        let shared = Shared::at(state);
         let (tx, rx) = mpsc::channel(QUEUE);
         let (position_tx, position_rx) = tokio::sync::watch::channel(position);
         let follow_tx = tx.clone();
@@ -63,36 +58,24 @@ impl Registry {
         );
         let writer_shared = shared.clone();
         let writer_store = store.clone();
-        std::thread::Builder::new()
-            .name("shoal-catalog-writer".into())
-            .spawn(move || {
-                let mut w = SharedWriter {
-                    shared: &writer_shared,
-                    store: writer_store.as_ref(),
-                    rx,
-                    position,
-                    position_tx,
-                    pending: VecDeque::new(),
-                    shutdown: None,
-                    log_capacity,
-                };
-                let done = w.run();
-                drop(w);
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
-            })
-            .map_err(|e| Error::Storage(format!("cannot start writer thread: {e}")))?;
-        Ok(Arc::new(Registry {
-            shared,
-            tx,
-            heartbeats: Heartbeats::default(),
-            session_timers: Default::default(),
-            follow: Some(Follow {
-                store,
-                position: position_rx,
-            }),
-        }))
+        spawn_writer(move || {
+            let mut w = SharedWriter {
+                shared: &writer_shared,
+                store: writer_store.as_ref(),
+                rx,
+                position,
+                position_tx,
+                pending: VecDeque::new(),
+                shutdown: None,
+                log_capacity,
+            };
+            w.run()
+        })?;
+        let follow = Follow {
+            store,
+            position: position_rx,
+        };
+        Ok(Registry::assemble(shared, tx, Some(follow)))
     }
 
     /// Whether the catalog is shared with other servers (etcd).
