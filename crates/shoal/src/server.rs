@@ -240,7 +240,7 @@ async fn run_with(
     if !args.in_memory {
         // The node ID is kept there (on etcd, only that), before the store opens.
         std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+            .with_context(|| format!("data dir {} is unusable", args.data_dir.display()))?;
     }
     let node_id = identity::node_id((!args.in_memory).then_some(args.data_dir.as_path()))?;
     let (registry, etcd) = open_registry(&args).await?;
