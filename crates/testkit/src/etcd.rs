@@ -25,20 +25,28 @@ pub struct EtcdCluster {
 }
 
 /// A port nobody listens on right now (the OS's pick for port 0).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+/// `n` distinct free ports: every listener is held until all are chosen,
+/// so the kernel cannot hand the same port out twice (one port picked and
+/// released at a time can come back: etcd then refuses a duplicate URL).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader.
     pub fn start(n: usize) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        let ports = free_ports(2 * n);
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client: free_port(),
-                peer: free_port(),
+                client: ports[2 * i],
+                peer: ports[2 * i + 1],
                 dir: dir.path().join(format!("m{i}")),
                 child: None,
             })
