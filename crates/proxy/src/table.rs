@@ -203,13 +203,15 @@ impl RoutingTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::ProxyConfig;
     use shoal_catalog::{Node, Service};
     use std::collections::BTreeMap;
 
-    fn entry(id: &str, name: &str, port: u16, tags: &[&str]) -> ServiceEntry {
+    /// An instance of `name` on node "n" at 127.0.0.1:`port` (also used
+    /// by the table builder's tests).
+    pub(crate) fn entry(id: &str, name: &str, port: u16, tags: &[&str]) -> ServiceEntry {
         ServiceEntry {
             node: Arc::new(Node {
                 name: "n".into(),

@@ -168,25 +168,8 @@ fn service_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_catalog::{Node, Service};
 
-    fn entry(id: &str, name: &str, port: u16, tags: &[&str]) -> ServiceEntry {
-        ServiceEntry {
-            node: Arc::new(Node {
-                name: "n".into(),
-                address: "127.0.0.1".into(),
-                ..Default::default()
-            }),
-            service: Arc::new(Service {
-                id: id.into(),
-                name: name.into(),
-                port,
-                tags: tags.iter().map(|t| t.to_string()).collect(),
-                ..Default::default()
-            }),
-            checks: vec![],
-        }
-    }
+    use crate::table::tests::entry;
 
     /// (host, path) → where it goes, for a fixed set of requests.
     fn routes(t: &RoutingTable) -> Vec<Option<(String, Option<String>, usize)>> {
