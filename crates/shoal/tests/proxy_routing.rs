@@ -435,7 +435,12 @@ async fn an_ejected_instance_leaves_its_share_evenly_to_the_others() {
             true,
             "{balance}: the dead instance is ejected"
         );
-        const N: usize = 200;
+        // Least outstanding breaks ties between idle instances at random
+        // (power of two choices), so its split of sequential requests is
+        // binomial: with 400 requests one standard deviation is 10, and
+        // 40..60 % is four of them (a false alarm once in ~16,000 runs),
+        // while the skew this guards against (67/33) is 6.8 away.
+        const N: usize = 400;
         for path in ["plain", "hyper"] {
             let mut counts: HashMap<String, usize> = HashMap::new();
             for _ in 0..N {
@@ -447,11 +452,10 @@ async fn an_ejected_instance_leaves_its_share_evenly_to_the_others() {
                 *counts.entry(who).or_default() += 1;
             }
             assert!(!counts.contains_key("dead"), "{balance} {path}: {counts:?}");
-            // Even within 10 points: 90..110 of 200 each.
             for b in &live {
                 let got = counts.get(&b.id).copied().unwrap_or(0);
                 assert!(
-                    (N * 45 / 100..=N * 55 / 100).contains(&got),
+                    (N * 40 / 100..=N * 60 / 100).contains(&got),
                     "{balance} on the {path} path: {counts:?} (want about {} each)",
                     N / 2
                 );
