@@ -6,8 +6,7 @@
 //! incompatibility shows in the logs and not only in the client.
 
 use crate::ApiState;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +17,21 @@ use std::time::Instant;
 #[derive(Clone, Debug)]
 pub(crate) struct Refusal(pub Arc<str>);
 
-/// The middleware: see the module doc.
-pub(crate) async fn log(State(api): State<ApiState>, req: Request, next: Next) -> Response {
-    let refusals = tracing::enabled!(target: "shoal::api", tracing::Level::DEBUG);
-    if !api.access_log && !refusals {
-        return next.run(req).await;
-    }
+/// Whether requests are logged at all (the access log, or refusals at
+/// debug). When not, [`log`] is not in a request's way.
+pub(crate) fn wanted(api: &ApiState) -> bool {
+    api.access_log || tracing::enabled!(target: "shoal::api", tracing::Level::DEBUG)
+}
+
+/// Logs `req` as the module doc says; `next` answers it.
+pub(crate) async fn log<F>(
+    api: &ApiState,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Response>,
+{
     let started = Instant::now();
     let client = req
         .extensions()
@@ -38,7 +46,7 @@ pub(crate) async fn log(State(api): State<ApiState>, req: Request, next: Next) -
         .to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let resp = next.run(req).await;
+    let resp = next(req).await;
     let status = resp.status().as_u16();
     if let Some(Refusal(reason)) = resp.extensions().get::<Refusal>() {
         tracing::debug!(target: "shoal::api", %client, %method, %path, %query, status, reason = %reason.trim_end(), "request refused");

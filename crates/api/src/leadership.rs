@@ -19,9 +19,8 @@
 use crate::error::ApiError;
 use crate::request::Params;
 use crate::ApiState;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shoal_catalog::StoreFailure;
 
@@ -43,8 +42,23 @@ fn needs_leader(method: &Method, path: &str, params: &Params) -> bool {
     read && replicated && !params.has("stale")
 }
 
-/// The middleware: see the module doc.
-pub(crate) async fn guard(State(api): State<ApiState>, req: Request, next: Next) -> Response {
+/// Whether `req` needs [`guard`]: a consistent read on a shared store,
+/// or any request while the store fails. Everything else goes straight
+/// to its handler, with nothing of the guard kept while it runs.
+pub(crate) fn wanted(api: &ApiState, req: &Request) -> bool {
+    failure(api).is_some()
+        || (api.registry.is_shared() && Params::parse(req.uri().query()).has("consistent"))
+}
+
+/// The guard: see the module doc. `next` runs the request's handler.
+pub(crate) async fn guard<F>(
+    api: &ApiState,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Response>,
+{
     let params = Params::parse(req.uri().query());
     if api.registry.is_shared() && params.has("consistent") {
         // On a shared store (etcd) other servers commit too: a consistent
@@ -54,13 +68,14 @@ pub(crate) async fn guard(State(api): State<ApiState>, req: Request, next: Next)
             return ApiError::from(e).into_response();
         }
     }
-    let Some(failure) = failure(&api) else {
-        return next.run(req).await;
+    let Some(failure) = failure(api) else {
+        return next(req).await;
     };
     if needs_leader(req.method(), req.uri().path(), &params) {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, NO_LEADER).into_response();
     }
-    let mut resp = next.run(req).await;
+    drop(params);
+    let mut resp = next(req).await;
     let headers = resp.headers_mut();
     if headers.contains_key("X-Consul-KnownLeader") {
         let since = failure.since.elapsed().as_millis() as u64;

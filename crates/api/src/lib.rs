@@ -12,11 +12,13 @@ mod cache;
 mod catalog_routes;
 mod coordinate_routes;
 mod dto;
+mod edge;
 mod error;
 mod event_routes;
 pub mod filter;
 mod forward;
 mod health_routes;
+pub mod http1;
 mod kv_routes;
 pub mod leadership;
 mod metrics_routes;
@@ -187,12 +189,11 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// What wraps every route of a server's or an agent's API, outermost
-/// first: the request log, then what the API says while the store fails.
+/// first: the request log, then what the API says while the store fails
+/// (see [`edge`]).
 fn with_layers(routes: Router<ApiState>, state: ApiState) -> Router {
-    use axum::middleware::from_fn_with_state;
     routes
-        .layer(from_fn_with_state(state.clone(), leadership::guard))
-        .layer(from_fn_with_state(state.clone(), access::log))
+        .layer(edge::EdgeLayer::new(state.clone()))
         .with_state(state)
 }
 
@@ -251,13 +252,7 @@ pub async fn serve_router(
     app: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let graceful =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-    tokio::select! {
-        r = graceful => r,
-        _ = async { cancel.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => Ok(()),
-    }
+    http1::serve(listener, app, cancel, SHUTDOWN_GRACE).await
 }
 
 pub use shoal_catalog::NODE_HEALTH_CHECK;
