@@ -102,6 +102,24 @@ impl RemoteCatalog {
         !self.config.stream
     }
 
+    /// Whether the registry offers shoal's change stream: `false` for a
+    /// real Consul, a shoal server started with `--no-stream`, or this
+    /// client's own `--no-stream`. Asks the server without starting one.
+    pub async fn has_stream(&self) -> Result<bool> {
+        if self.no_stream() {
+            return Ok(false);
+        }
+        let what = "GET /v1/shoal/stream?probe";
+        let resp = self
+            .send(
+                self.request(Method::GET, "/v1/shoal/stream")
+                    .query(&[("probe", "")]),
+                what,
+            )
+            .await?;
+        Ok(resp.status() != StatusCode::NOT_FOUND)
+    }
+
     /// Every server this client may talk to.
     pub fn base_urls(&self) -> &[String] {
         &self.bases

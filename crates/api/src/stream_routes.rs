@@ -34,6 +34,9 @@ struct Params {
     /// Follow KV keys under this prefix too.
     #[serde(default)]
     kv: Option<String>,
+    /// Only say that the stream is there (204), without starting one.
+    #[serde(default)]
+    probe: Option<String>,
 }
 
 async fn stream(State(api): State<ApiState>, Query(p): Query<Params>) -> ApiResult<Response> {
@@ -41,6 +44,11 @@ async fn stream(State(api): State<ApiState>, Query(p): Query<Params>) -> ApiResu
         return Err(ApiError::not_found(
             "Not found: the change stream is off on this server (--no-stream)",
         ));
+    }
+    if p.probe.is_some() {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        return Ok(resp);
     }
     let index = match p.index.as_deref().map(str::trim) {
         None | Some("") => 0,

@@ -14,6 +14,7 @@ mod error;
 pub mod funcs;
 pub mod runner;
 pub mod source;
+pub mod stream_source;
 pub mod watch;
 pub mod write;
 

@@ -1,9 +1,9 @@
 //! Where dependency data comes from: the small [`Source`] interface the
 //! watcher drives (one blocking read of one dependency), and its
 //! implementation over the [`Catalog`] trait (an in-process registry, or
-//! `RemoteCatalog` against a shoal server or a real Consul). A change
-//! stream from shoal servers can implement [`Source`] later without the
-//! watcher or the runner changing.
+//! `RemoteCatalog` against a shoal server or a real Consul).
+//! [`crate::stream_source::StreamSource`] implements it over a shoal
+//! server's change stream.
 
 use crate::deps::{
     CatalogNode, CatalogSnippet, Data, Dependency, HealthService, KeyPair, NodeInfo,

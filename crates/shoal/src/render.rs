@@ -9,7 +9,8 @@ use shoal_api::RemoteCatalog;
 use shoal_catalog::{Indexed, Node, QueryOptions};
 use shoal_render::config::{Config, ExecConfig, TemplateConfig, Wait};
 use shoal_render::runner::{Exit, Options, Runner};
-use shoal_render::source::{CatalogExtras, CatalogSource};
+use shoal_render::source::{CatalogExtras, CatalogSource, Source};
+use shoal_render::stream_source::StreamSource;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -68,6 +69,10 @@ pub struct RenderArgs {
     /// Write the process ID here.
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
+    /// shoal's own: read a shoal server with one blocking query per
+    /// dependency, as against Consul, instead of its one change stream.
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -215,6 +220,32 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A shoal server's change stream when it offers one (one connection
+/// for every dependency); else, as against Consul, blocking queries.
+async fn source(
+    catalog: RemoteCatalog,
+    extras: Arc<dyn CatalogExtras>,
+) -> anyhow::Result<Arc<dyn Source>> {
+    let blocking: Arc<dyn Source> = Arc::new(CatalogSource::new(
+        Arc::new(catalog.clone()),
+        Some(extras.clone()),
+    ));
+    // A registry that cannot be reached yet is read by blocking queries,
+    // which retry and say why, as consul-template does.
+    match catalog.has_stream().await {
+        Ok(true) => {
+            tracing::info!(registry = %catalog.base_url(), "render: following the registry's change stream");
+            let stream = StreamSource::new(Arc::new(catalog), blocking, Some(extras)).await?;
+            Ok(Arc::new(stream))
+        }
+        Ok(false) => Ok(blocking),
+        Err(e) => {
+            tracing::warn!(error = %e, "render: cannot reach the registry yet; reading it by blocking queries");
+            Ok(blocking)
+        }
+    }
+}
+
 async fn run_until_exit(args: RenderArgs) -> Result<i32, (i32, anyhow::Error)> {
     let config_err = |e: anyhow::Error| (exit_code::CONFIG, e);
     loop {
@@ -233,12 +264,13 @@ async fn run_until_exit(args: RenderArgs) -> Result<i32, (i32, anyhow::Error)> {
             .clone()
             .unwrap_or_else(|| "http://127.0.0.1:8500".into());
         let mut remote = shoal_api::RemoteConfig::new(address);
+        remote.stream = !args.no_stream;
         remote.token = config.consul.token.clone().filter(|t| !t.is_empty());
         let catalog = RemoteCatalog::new(remote)
             .context("bad -consul-addr")
             .map_err(config_err)?;
         let extras: Arc<dyn CatalogExtras> = Arc::new(HttpExtras(catalog.clone()));
-        let source = Arc::new(CatalogSource::new(Arc::new(catalog), Some(extras)));
+        let source = source(catalog, extras).await.map_err(config_err)?;
         let opts = Options {
             once: args.once,
             dry: args.dry,

@@ -1,7 +1,9 @@
-//! `shoal render` end to end against a real `shoal server` over HTTP
-//! (blocking queries, the path a real Consul takes): templates written
-//! here, rendered with `-once`, `-dry`, and a long-running render that
-//! follows a registration and runs its command once.
+//! `shoal render` end to end against a real `shoal server` over HTTP:
+//! templates written here, rendered with `-once`, `-dry`, and a
+//! long-running render that follows a registration and runs its command
+//! once. Every test runs twice: over the server's change stream (the
+//! default against shoal) and with `-no-stream` (one blocking query per
+//! dependency, the path a real Consul takes), with the same results.
 
 use shoal_testkit::ServerProcess;
 use std::path::Path;
@@ -29,10 +31,15 @@ async fn register(server: &ServerProcess, id: &str, port: u16, status: &str) {
 
 const UPSTREAM: &str = "upstream web {\n{{- range service \"web\" }}\n  server {{ .Address }}:{{ .Port }}; # {{ join \",\" .Tags }}\n{{- else }}\n  server 127.0.0.1:1 down;\n{{- end }}\n}\n";
 
-fn render(server: &ServerProcess, args: &[&str]) -> std::process::Output {
+/// The two ways of reading a shoal server: its change stream, and one
+/// blocking query per dependency.
+const MODES: [&[&str]; 2] = [&[], &["-no-stream"]];
+
+fn render(server: &ServerProcess, mode: &[&str], args: &[&str]) -> std::process::Output {
     Command::new(bin())
         .arg("render")
         .args(["-consul-addr", &server.url, "-log-level", "warn"])
+        .args(mode)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -41,111 +48,118 @@ fn render(server: &ServerProcess, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn once_renders_healthy_instances_sorted_and_dry_prints_dest() {
-    let server = ServerProcess::start(bin(), &["--in-memory"]);
-    register(&server, "web-2", 8002, "passing").await;
-    register(&server, "web-1", 8001, "passing").await;
-    register(&server, "web-3", 8003, "critical").await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("up.ctmpl");
-    std::fs::write(&src, UPSTREAM).unwrap();
-    let dest = dir.path().join("out/up.conf");
-    let spec = format!("{}:{}", src.display(), dest.display());
-    let out = render(&server, &["-template", &spec, "-once"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want =
-        "upstream web {\n  server 127.0.0.1:8001; # a,b\n  server 127.0.0.1:8002; # a,b\n}\n";
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), want);
+    for mode in MODES {
+        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        register(&server, "web-2", 8002, "passing").await;
+        register(&server, "web-1", 8001, "passing").await;
+        register(&server, "web-3", 8003, "critical").await;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("up.ctmpl");
+        std::fs::write(&src, UPSTREAM).unwrap();
+        let dest = dir.path().join("out/up.conf");
+        let spec = format!("{}:{}", src.display(), dest.display());
+        let out = render(&server, mode, &["-template", &spec, "-once"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want =
+            "upstream web {\n  server 127.0.0.1:8001; # a,b\n  server 127.0.0.1:8002; # a,b\n}\n";
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), want);
 
-    std::fs::remove_file(&dest).unwrap();
-    let out = render(&server, &["-template", &spec, "-once", "-dry"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("> {}\n{want}", dest.display())
-    );
-    assert!(!dest.exists(), "-dry writes nothing");
+        std::fs::remove_file(&dest).unwrap();
+        let out = render(&server, mode, &["-template", &spec, "-once", "-dry"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("> {}\n{want}", dest.display())
+        );
+        assert!(!dest.exists(), "-dry writes nothing");
+    }
 }
 
 #[tokio::test]
 async fn a_broken_template_reports_file_line_col_and_keeps_the_old_file() {
-    let server = ServerProcess::start(bin(), &["--in-memory"]);
-    register(&server, "web-1", 8001, "passing").await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("bad.ctmpl");
-    std::fs::write(
-        &src,
-        "ok\n{{ range service \"web\" }}{{ .Port | toLower }}{{ end }}\n",
-    )
-    .unwrap();
-    let dest = dir.path().join("out.conf");
-    std::fs::write(&dest, "old\n").unwrap();
-    let spec = format!("{}:{}", src.display(), dest.display());
-    let out = render(&server, &["-template", &spec, "-once"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("{}:2:", src.display())),
-        "no file:line in {err}"
-    );
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old\n");
+    for mode in MODES {
+        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        register(&server, "web-1", 8001, "passing").await;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("bad.ctmpl");
+        std::fs::write(
+            &src,
+            "ok\n{{ range service \"web\" }}{{ .Port | toLower }}{{ end }}\n",
+        )
+        .unwrap();
+        let dest = dir.path().join("out.conf");
+        std::fs::write(&dest, "old\n").unwrap();
+        let spec = format!("{}:{}", src.display(), dest.display());
+        let out = render(&server, mode, &["-template", &spec, "-once"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{}:2:", src.display())),
+            "no file:line in {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old\n");
+    }
 }
 
 #[tokio::test]
 async fn key_waits_for_the_key_and_the_command_runs_once_after_the_change() {
-    let server = ServerProcess::start(bin(), &["--in-memory"]);
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("k.ctmpl");
-    std::fs::write(&src, "mode={{ key \"cfg/mode\" }}\n").unwrap();
-    let dest = dir.path().join("k.out");
-    let marker = dir.path().join("ran");
-    let spec = format!(
-        "{}:{}:echo x >> {}",
-        src.display(),
-        dest.display(),
-        marker.display()
-    );
-    let mut child = Command::new(bin())
-        .arg("render")
-        .args([
-            "-consul-addr",
-            &server.url,
-            "-template",
-            &spec,
-            "-wait",
-            "100ms:1s",
-        ])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(!dest.exists(), "rendered before the key existed");
-    let put = reqwest::Client::new()
-        .put(server.at("/v1/kv/cfg/mode"))
-        .body("http")
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !marker.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    for mode in MODES {
+        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("k.ctmpl");
+        std::fs::write(&src, "mode={{ key \"cfg/mode\" }}\n").unwrap();
+        let dest = dir.path().join("k.out");
+        let marker = dir.path().join("ran");
+        let spec = format!(
+            "{}:{}:echo x >> {}",
+            src.display(),
+            dest.display(),
+            marker.display()
+        );
+        let mut child = Command::new(bin())
+            .arg("render")
+            .args([
+                "-consul-addr",
+                &server.url,
+                "-template",
+                &spec,
+                "-wait",
+                "100ms:1s",
+            ])
+            .args(mode)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(!dest.exists(), "rendered before the key existed");
+        let put = reqwest::Client::new()
+            .put(server.at("/v1/kv/cfg/mode"))
+            .body("http")
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !marker.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "mode=http\n");
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap(),
+            "x\n",
+            "command ran once"
+        );
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "mode=http\n");
-    assert_eq!(
-        std::fs::read_to_string(&marker).unwrap(),
-        "x\n",
-        "command ran once"
-    );
 }
 
 /// What the public demos' templates use (`services | byTag` ranged as a
@@ -158,117 +172,230 @@ async fn key_waits_for_the_key_and_the_command_runs_once_after_the_change() {
 /// filtering), checked once by hand against this exact fixture.
 #[tokio::test]
 async fn the_demo_templates_features_render_as_go_does() {
-    let server = ServerProcess::start(bin(), &["--in-memory"]);
-    let client = reqwest::Client::new();
-    let reg =
-        |node: &str,
-         addr: &str,
-         id: &str,
-         name: &str,
-         port: u16,
-         tags: &[&str],
-         svc_addr: &str,
-         status: &str| { json_body(node, addr, id, name, port, tags, svc_addr, status) };
-    for body in [
-        reg(
-            "node2",
-            "10.0.0.2",
-            "api-2",
-            "api",
-            8002,
-            &["prod", "v1"],
-            "",
-            "passing",
-        ),
-        reg(
-            "node1",
-            "10.0.0.1",
-            "api-1",
-            "api",
-            8001,
-            &["v1", "prod", "alias=api.example.com"],
-            "10.1.1.1",
-            "passing",
-        ),
-        reg(
-            "node1",
-            "10.0.0.1",
-            "api-3",
-            "api",
-            8003,
-            &["prod"],
-            "",
-            "critical",
-        ),
-        reg(
-            "node2",
-            "10.0.0.2",
-            "web-b",
-            "web",
-            9002,
-            &["prod", "sticky"],
-            "",
-            "warning",
-        ),
-        reg(
-            "node1",
-            "10.0.0.1",
-            "web-a",
-            "web",
-            9001,
-            &["prod"],
-            "",
-            "passing",
-        ),
+    for mode in MODES {
+        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        let client = reqwest::Client::new();
+        let reg = |node: &str,
+                   addr: &str,
+                   id: &str,
+                   name: &str,
+                   port: u16,
+                   tags: &[&str],
+                   svc_addr: &str,
+                   status: &str| {
+            json_body(node, addr, id, name, port, tags, svc_addr, status)
+        };
+        for body in [
+            reg(
+                "node2",
+                "10.0.0.2",
+                "api-2",
+                "api",
+                8002,
+                &["prod", "v1"],
+                "",
+                "passing",
+            ),
+            reg(
+                "node1",
+                "10.0.0.1",
+                "api-1",
+                "api",
+                8001,
+                &["v1", "prod", "alias=api.example.com"],
+                "10.1.1.1",
+                "passing",
+            ),
+            reg(
+                "node1",
+                "10.0.0.1",
+                "api-3",
+                "api",
+                8003,
+                &["prod"],
+                "",
+                "critical",
+            ),
+            reg(
+                "node2",
+                "10.0.0.2",
+                "web-b",
+                "web",
+                9002,
+                &["prod", "sticky"],
+                "",
+                "warning",
+            ),
+            reg(
+                "node1",
+                "10.0.0.1",
+                "web-a",
+                "web",
+                9001,
+                &["prod"],
+                "",
+                "passing",
+            ),
+        ] {
+            let r = client
+                .put(server.at("/v1/catalog/register"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+        for (k, v) in [
+            ("lb/mode", "http"),
+            ("lb/timeouts/connect", "5s"),
+            ("lb/timeouts/client", "30s"),
+            ("lb/timeouts/deep/x", "1s"),
+        ] {
+            let r = client
+                .put(server.at(&format!("/v1/kv/{k}")))
+                .body(v)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("features.ctmpl");
+        std::fs::write(&src, FEATURES).unwrap();
+        let dest = dir.path().join("out");
+        let spec = format!("{}:{}", src.display(), dest.display());
+        let out = Command::new(bin())
+            .arg("render")
+            .args([
+                "-consul-addr",
+                &server.url,
+                "-log-level",
+                "warn",
+                "-template",
+                &spec,
+                "-once",
+            ])
+            .args(mode)
+            .env("LB_DOMAINS", "example_com:test")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), FEATURES_WANT);
+    }
+}
+
+/// A gauge of the server's `/metrics`.
+async fn gauge(server: &ServerProcess, name: &str) -> i64 {
+    let text = reqwest::get(server.at("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// Over the change stream, a template reading 40 services and a key holds
+/// no blocking query on the server (one connection for everything) and
+/// still follows each change of what it reads; with `-no-stream` it holds
+/// one blocking query per dependency, as consul-template does.
+#[tokio::test]
+async fn over_the_stream_many_dependencies_cost_one_connection_and_follow_changes() {
+    const SERVICES: usize = 40;
+    for (mode, added) in [
+        (MODES[0], 0..=0),
+        (MODES[1], SERVICES as i64..=SERVICES as i64 + 1),
     ] {
-        let r = client
+        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        // The server's own watches (its check runner's) park too.
+        let before = gauge(&server, "shoal_catalog_blocking_queries").await;
+        let parked_want = before + added.start()..=before + added.end();
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("many.ctmpl");
+        let mut tmpl = String::from("k={{ keyOrDefault \"cfg/x\" \"none\" }}\n");
+        for i in 0..SERVICES {
+            tmpl.push_str(&format!(
+                "{{{{ range service \"svc{i}\" }}}}svc{i}:{{{{ .Port }}}}\n{{{{ end }}}}"
+            ));
+        }
+        std::fs::write(&src, tmpl).unwrap();
+        let dest = dir.path().join("many.out");
+        let spec = format!("{}:{}", src.display(), dest.display());
+        let _child = Reaped(
+            Command::new(bin())
+                .arg("render")
+                .args(["-consul-addr", &server.url, "-log-level", "warn"])
+                .args(["-template", &spec, "-wait", "50ms:200ms"])
+                .args(mode)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let read = || std::fs::read_to_string(&dest).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while read() != "k=none\n" {
+            assert!(
+                Instant::now() < deadline,
+                "{mode:?}: first render: {:?}",
+                read()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Every dependency's watch is in place once the server counts them.
+        let settle = Instant::now() + Duration::from_secs(10);
+        let mut parked = gauge(&server, "shoal_catalog_blocking_queries").await;
+        while !parked_want.contains(&parked) && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            parked = gauge(&server, "shoal_catalog_blocking_queries").await;
+        }
+        assert!(
+            parked_want.contains(&parked),
+            "{mode:?}: {parked} blocking queries parked on the server, want {parked_want:?}"
+        );
+        // Changes to what it reads reach the file.
+        let svc = format!("svc{}", SERVICES - 1);
+        let body = json_body("n1", "127.0.0.1", "i1", &svc, 7001, &[], "", "passing");
+        let r = reqwest::Client::new()
             .put(server.at("/v1/catalog/register"))
             .json(&body)
             .send()
             .await
             .unwrap();
         assert!(r.status().is_success());
-    }
-    for (k, v) in [
-        ("lb/mode", "http"),
-        ("lb/timeouts/connect", "5s"),
-        ("lb/timeouts/client", "30s"),
-        ("lb/timeouts/deep/x", "1s"),
-    ] {
-        let r = client
-            .put(server.at(&format!("/v1/kv/{k}")))
-            .body(v)
+        let r = reqwest::Client::new()
+            .put(server.at("/v1/kv/cfg/x"))
+            .body("set")
             .send()
             .await
             .unwrap();
         assert!(r.status().is_success());
+        let want = format!("k=set\n{svc}:7001\n");
+        while read() != want {
+            assert!(
+                Instant::now() < deadline,
+                "{mode:?}: after the changes: {:?}",
+                read()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("features.ctmpl");
-    std::fs::write(&src, FEATURES).unwrap();
-    let dest = dir.path().join("out");
-    let spec = format!("{}:{}", src.display(), dest.display());
-    let out = Command::new(bin())
-        .arg("render")
-        .args([
-            "-consul-addr",
-            &server.url,
-            "-log-level",
-            "warn",
-            "-template",
-            &spec,
-            "-once",
-        ])
-        .env("LB_DOMAINS", "example_com:test")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read_to_string(&dest).unwrap(), FEATURES_WANT);
+}
+
+/// A child process killed when the test ends, whether it passed or not.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
