@@ -317,12 +317,33 @@ async fn host_rules_one_host_and_the_absolute_target_wins() {
         "GET / HTTP/1.0\r\nHost: rec.localhost\r\nHost: rec.localhost\r\n\r\n",
         "GET http://rec.localhost@other.localhost/ HTTP/1.1\r\nHost: rec.localhost\r\n\r\n",
         "GET / HTTP/1.1\r\nX: no host\r\n\r\n",
+        // Malformed Host values (userinfo, a space, a path, two ports), on
+        // the plain path, on hyper's (HTTP/1.0), and after a plain request
+        // with a good Host on the same connection.
+        "GET / HTTP/1.1\r\nHost: a@rec.localhost\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a@rec.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: rec.localhost other\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: rec.localhost/x\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: rec.localhost:1:2\r\n\r\n",
+        "GET http://other.localhost/ HTTP/1.1\r\nHost: u@rec.localhost\r\n\r\n",
     ];
     for raw in refused {
         let (status, text) = exchange(s.addr, raw).await;
         assert_eq!(status, 400, "{raw:?}: {text}");
         assert!(text.contains("Host") || text.contains("userinfo"), "{text}");
     }
+    let (status, text) = exchange(
+        s.addr,
+        "GET /x HTTP/1.1\r\nHost: rec.localhost\r\n\r\nGET / HTTP/1.1\r\nHost: a@rec.localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("400 Bad Request")
+            && text.contains("invalid Host header \"a@rec.localhost\""),
+        "{text}"
+    );
+    let before = (before.0 + 1, before.1);
     let (status, text) = exchange(
         s.addr,
         "GET http://other.localhost/x HTTP/1.1\r\nHost: rec.localhost\r\nConnection: close\r\n\r\n",

@@ -103,8 +103,9 @@ async fn no_case_of_the_corpus_smuggles_a_request_past_the_proxy() {
             })
             .map(|r| format!("{} {} (Host {:?})", r.method, r.target, r.hosts))
             .collect();
-        let status_ok =
-            status.is_none_or(|st| answer.starts_with(format!("HTTP/1.1 {st} ").as_bytes()));
+        let status_ok = status.is_none_or(|st| {
+            answer.starts_with(b"HTTP/1.") && answer.get(9..13) == Some(format!("{st} ").as_bytes())
+        });
         if !smuggled.is_empty()
             || !violations.is_empty()
             || seen.len() as u64 > accounted
