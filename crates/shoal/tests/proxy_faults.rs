@@ -269,6 +269,26 @@ async fn an_instance_that_is_the_proxy_itself_gets_508_naming_it() {
     assert!(s.proxy.stats_json()["proxy"]["loops"].as_u64().unwrap() >= 2);
 }
 
+/// A TCP route whose instance is the route's own listener: the client's
+/// connection is closed at once (not tunnelled into itself until the
+/// descriptors run out), and the loop is counted.
+#[tokio::test]
+async fn a_tcp_route_into_itself_is_closed_and_counted_as_a_loop() {
+    let (s, routes) = Stack::start_with_routes(fast_queue(), &[("self", true)]).await;
+    s.register("self", "self-1", routes[0].port(), &[]).await;
+    shoal_testkit::assert_eventually!(
+        s.proxy.stats_json()["services"]["self"]["instances"]
+            .as_object()
+            .is_some_and(|m| m.len() == 1),
+        "the instance is routed"
+    );
+    let mut conn = TcpStream::connect(routes[0]).await.unwrap();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "closed at once: {closed:?}");
+    assert_eq!(s.proxy.stats_json()["proxy"]["loops"], 1);
+}
+
 /// A TCP forwarder in front of the proxy: the proxy cannot tell it is
 /// itself by the address, only by its `Via` marker coming back.
 #[tokio::test]
