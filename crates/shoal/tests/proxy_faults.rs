@@ -269,6 +269,38 @@ async fn an_instance_that_is_the_proxy_itself_gets_508_naming_it() {
     assert!(s.proxy.stats_json()["proxy"]["loops"].as_u64().unwrap() >= 2);
 }
 
+/// An answer with both Content-Length and Transfer-Encoding is framed by
+/// the chunks on both paths, and its Content-Length is not passed on (RFC
+/// 9112 6.3): the client never frames it by the wrong one.
+#[tokio::test]
+async fn an_answer_with_both_lengths_is_framed_by_its_chunks_on_both_paths() {
+    let s = Stack::start(fast_queue()).await;
+    let port = canned(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    s.register("both", "both-1", port, &[]).await;
+    s.until_routed_status("both.localhost", 200).await;
+    for version in VERSIONS {
+        let (status, text) = exchange(s.addr, &get(version, "both.localhost", "/")).await;
+        assert_eq!(status, 200, "{version}: {text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            !head.to_ascii_lowercase().contains("content-length"),
+            "{version}: {head}"
+        );
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body.replace("5\r\n", "").replace("\r\n0\r\n\r\n", "")
+        } else {
+            body.to_string()
+        };
+        assert_eq!(body, "hello", "{version}: {text:?}");
+    }
+}
+
 /// A TCP route whose instance is the route's own listener: the client's
 /// connection is closed at once (not tunnelled into itself until the
 /// descriptors run out), and the loop is counted.

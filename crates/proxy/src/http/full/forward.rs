@@ -23,7 +23,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING, VIA};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING, VIA,
+};
 use hyper::upgrade::OnUpgrade;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -326,6 +328,13 @@ fn finish_response(
             let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
         });
         return Response::from_parts(parts, empty_body());
+    }
+    // An answer with both: Transfer-Encoding wins, and an intermediary
+    // must drop the Content-Length before forwarding (RFC 9112 6.3), or
+    // the client would frame the body by the wrong one (the plain path's
+    // relay re-frames it the same way).
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        parts.headers.remove(CONTENT_LENGTH);
     }
     strip_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, body.boxed())
