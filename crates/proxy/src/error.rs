@@ -10,6 +10,12 @@ pub enum ProxyError {
     /// The client sent something we refuse to forward.
     #[error("bad request: {0}")]
     Client(String),
+    /// A request in an HTTP version the proxy does not speak (505).
+    #[error("HTTP version not supported: {0}")]
+    VersionNotSupported(String),
+    /// A request needing something the proxy does not implement (501).
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// A request head over the size limit (431).
     #[error("request header fields too large: {0}")]
     HeadTooLarge(String),
@@ -78,6 +84,8 @@ impl ProxyError {
         match self {
             ProxyError::Client(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::VersionNotSupported(_) => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoInstance { .. }
             | ProxyError::QueueFull(_)
@@ -91,7 +99,13 @@ impl ProxyError {
     /// Whether the client connection closes after this answer (the
     /// client misbehaved: what follows on it cannot be trusted).
     pub fn closes(&self) -> bool {
-        matches!(self, ProxyError::Client(_) | ProxyError::HeadTooLarge(_))
+        matches!(
+            self,
+            ProxyError::Client(_)
+                | ProxyError::HeadTooLarge(_)
+                | ProxyError::VersionNotSupported(_)
+                | ProxyError::NotImplemented(_)
+        )
     }
 
     /// The body the client gets: what went wrong, in one line.

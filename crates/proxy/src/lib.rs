@@ -28,6 +28,7 @@ mod tcp;
 
 pub use config::{Balance, Cidr, EjectConfig, HashKey, PortRoute, ProxyConfig};
 pub use error::ProxyError;
+pub use listen::{raise_backlog, BACKLOG};
 
 use arc_swap::ArcSwap;
 use serde_json::{json, Map, Value};

@@ -3,7 +3,9 @@
 //! rules (`crate::request`) like an HTTP request; its exchange is a connect.
 
 use crate::balance::PickInput;
+use crate::error::ProxyError;
 use crate::instance::{Instance, InstanceState};
+use crate::request::access;
 use crate::request::attempts::{send_with_retries, Exchange};
 use crate::request::outcome::{Failure, InFlight};
 use crate::request::route::wait_for_upstream;
@@ -46,10 +48,7 @@ pub async fn serve(
 ) {
     let upstream = match wait_for_upstream(shared, &(service.to_string(), None)).await {
         Ok(up) => up,
-        Err(e) => {
-            tracing::debug!(%peer, service, error = %e, "tcp route: connection not proxied");
-            return;
-        }
+        Err(e) => return not_proxied(shared, peer, service, e),
     };
     let headers = HeaderMap::new();
     let input = PickInput {
@@ -61,6 +60,14 @@ pub async fn serve(
             let _in_flight = InFlight::start(state);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         }
-        Err(e) => tracing::debug!(%peer, service, error = %e, "tcp route: connection not proxied"),
+        Err(e) => not_proxied(shared, peer, service, e),
     }
+}
+
+/// A connection that gets no instance is closed, and counted as an HTTP
+/// request the proxy answers itself would be (a loop is counted and
+/// logged as one).
+fn not_proxied(shared: &Shared, peer: std::net::SocketAddr, service: &str, e: ProxyError) {
+    access::answered_locally(shared, &e);
+    tracing::debug!(%peer, service, error = %e, "tcp route: connection not proxied");
 }

@@ -242,15 +242,21 @@ fn unassignable(e: &anyhow::Error) -> bool {
         })
 }
 
-/// Binds TCP listeners on every address `addr` names.
+/// Binds TCP listeners on every address `addr` names, each with a large
+/// listen backlog (`shoal_proxy::BACKLOG`, as the proxy's own): with the
+/// default of 128 a burst of connects waits for the kernel's SYN retries.
 pub async fn bind_tcp(
     addr: &ListenAddr,
     what: &str,
 ) -> anyhow::Result<Vec<Bound<tokio::net::TcpListener>>> {
-    bind_all(addr, what, tokio::net::TcpListener::bind, |l| {
+    let bound = bind_all(addr, what, tokio::net::TcpListener::bind, |l| {
         l.local_addr()
     })
-    .await
+    .await?;
+    for b in &bound {
+        shoal_proxy::raise_backlog(&b.socket);
+    }
+    Ok(bound)
 }
 
 #[cfg(test)]
@@ -258,6 +264,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// A burst of connects nobody accepts yet fits in the backlog of every
+    /// TCP listener bound here (the API's, the agent's, hello's); with the
+    /// default of 128 the rest wait for SYN retries.
+    #[tokio::test]
+    async fn bound_listeners_take_a_burst_of_connects() {
+        let bound = bind_tcp(&"127.0.0.1:0".parse().unwrap(), "a test")
+            .await
+            .unwrap();
+        let addr = bound[0].addr;
+        let mut held = Vec::new();
+        for i in 0..600 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+                .await
+                .unwrap_or_else(|_| panic!("connect {i} waited for the backlog"))
+                .unwrap();
+            held.push(stream);
+        }
+    }
 
     #[test]
     fn listen_addresses_parse_as_typed() {

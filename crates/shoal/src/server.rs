@@ -250,6 +250,9 @@ async fn run_with(
         s.0.local_addr()
     })
     .await?;
+    for s in &dns_sockets {
+        shoal_proxy::raise_backlog(&s.socket.1);
+    }
     let config = ApiConfig {
         node_name: args.node_name.clone().unwrap_or_else(identity::hostname),
         node_id,

@@ -14,14 +14,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The corpus: (name, bytes).
-fn corpus() -> Vec<(String, Vec<u8>)> {
+/// The corpus: (name, the status the first answer must have if the case
+/// says (`NAME @STATUS`), bytes).
+fn corpus() -> Vec<(String, Option<u16>, Vec<u8>)> {
     let text = include_str!("corpus/smuggling.txt");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let (name, raw) = l.split_once(" | ").expect("NAME | BYTES");
-            (name.to_string(), unescape(raw))
+            let (name, status) = match name.split_once(" @") {
+                Some((name, status)) => (name, Some(status.parse().expect("NAME @STATUS"))),
+                None => (name, None),
+            };
+            (name.to_string(), status, unescape(raw))
         })
         .collect()
 }
@@ -79,7 +84,7 @@ async fn no_case_of_the_corpus_smuggles_a_request_past_the_proxy() {
     let cases = corpus();
     assert!(cases.len() >= 100, "the corpus has {} cases", cases.len());
     let mut failures = Vec::new();
-    for (name, raw) in &cases {
+    for (name, status, raw) in &cases {
         let before = (rec.requests().len(), rec.violations().len());
         let accounted_before = s.proxy.stats_json()["proxy"]["requests"].as_u64().unwrap();
         let answer = send(s.addr, raw).await;
@@ -98,7 +103,14 @@ async fn no_case_of_the_corpus_smuggles_a_request_past_the_proxy() {
             })
             .map(|r| format!("{} {} (Host {:?})", r.method, r.target, r.hosts))
             .collect();
-        if !smuggled.is_empty() || !violations.is_empty() || seen.len() as u64 > accounted {
+        let status_ok = status.is_none_or(|st| {
+            answer.starts_with(b"HTTP/1.") && answer.get(9..13) == Some(format!("{st} ").as_bytes())
+        });
+        if !smuggled.is_empty()
+            || !violations.is_empty()
+            || seen.len() as u64 > accounted
+            || !status_ok
+        {
             failures.push(format!(
                 "{name}: smuggled {smuggled:?}, ambiguous {violations:?}, backend got {} for {accounted} accounted; answer {:?}",
                 seen.len(),
@@ -155,8 +167,9 @@ async fn framing_named_in_connection_is_kept_and_the_body_stays_a_body() {
 
 /// Every early refusal, on either path (a first request the plain path
 /// hands over, or a later one on a connection already on the hyper path):
-/// the status, a body saying what is wrong, and Connection: close — never
-/// hyper's bare `400` — and the backend never sees the refused request.
+/// the status (400, 431, 505 for an HTTP version not spoken), a body
+/// saying what is wrong, and Connection: close — never hyper's bare `400`
+/// — and the backend never sees the refused request, nor any of it.
 #[tokio::test]
 async fn every_refused_head_gets_a_reason_and_the_connection_closes() {
     let s = Stack::start(fast_queue()).await;
@@ -176,17 +189,40 @@ async fn every_refused_head_gets_a_reason_and_the_connection_closes() {
         ("control in target", b"GET /\x01 HTTP/1.1\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "malformed"),
         ("CL + TE", b"POST / HTTP/1.1\r\nHost: rec.localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 400, "both"),
         ("huge head", big.into_bytes(), 431, "larger than"),
+        // Versions: well-formed but not spoken is 505, malformed is 400.
+        ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: rec.localhost\r\n\r\n".to_vec(), 505, "HTTP/2.0 (this proxy speaks HTTP/1.0 and HTTP/1.1)"),
+        ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: rec.localhost\r\n\r\n".to_vec(), 505, "HTTP/1.2"),
+        ("HTTP/3.0", b"POST / HTTP/3.0\r\nHost: rec.localhost\r\nContent-Length: 2\r\n\r\nhi".to_vec(), 505, "HTTP/3.0"),
+        ("HTTP/0.9 version", b"GET / HTTP/0.9\r\nHost: rec.localhost\r\n\r\n".to_vec(), 505, "HTTP/0.9"),
+        ("HTTP/0.9 line", b"GET /\r\n".to_vec(), 505, "HTTP/0.9"),
+        ("h2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505, "HTTP/2.0"),
+        ("HTTP/1.x", b"GET / HTTP/1.x\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "invalid HTTP version \"HTTP/1.x\""),
+        ("HTTPS/1.1", b"GET / HTTPS/1.1\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "invalid HTTP version \"HTTPS/1.1\""),
+        ("HTTP/1.10", b"GET / HTTP/1.10\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "invalid HTTP version"),
+        ("http/1.1", b"GET / http/1.1\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "invalid HTTP version"),
+        // A malformed chunked body, whatever the method: refused before
+        // any of the request goes upstream.
+        ("GET chunk zz", b"GET / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".to_vec(), 400, "malformed chunked request body"),
+        ("HEAD chunk -1", b"HEAD / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nhello\r\n0\r\n\r\n".to_vec(), 400, "malformed chunked request body"),
+        ("GET chunk overflow", b"GET / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nhello\r\n0\r\n\r\n".to_vec(), 400, "chunk size too large"),
+        ("DELETE chunk bare LF", b"DELETE / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n".to_vec(), 400, "malformed chunked request body"),
+        ("OPTIONS chunk no CRLF", b"OPTIONS / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX0\r\n\r\n".to_vec(), 400, "malformed chunked request body"),
+        ("GET chunk ext control", b"GET / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x01b\r\nhello\r\n0\r\n\r\n".to_vec(), 400, "malformed chunked request body"),
+        ("POST chunk ext too long", format!("POST / HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(5000)).into_bytes(), 400, "chunk extension too long"),
     ];
-    // Sent first on a connection, and second after a chunked request that
-    // moved the connection to the hyper path.
-    let chunked = b"POST /first HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    // Sent first on a connection, after a plain request (served by the
+    // plain path, which then hands the connection over), and after a
+    // chunked request that moved the connection to the hyper path.
+    let before: [&[u8]; 3] = [
+        b"",
+        b"GET /first HTTP/1.1\r\nHost: rec.localhost\r\n\r\n",
+        b"POST /first HTTP/1.1\r\nHost: rec.localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
     let mut failures = Vec::new();
     for (name, raw, status, reason) in &cases {
-        for after_chunked in [false, true] {
-            let mut stream = Vec::new();
-            if after_chunked {
-                stream.extend_from_slice(chunked);
-            }
+        for (after, first) in before.iter().enumerate() {
+            let seen = rec.requests().len();
+            let mut stream = first.to_vec();
             stream.extend_from_slice(raw);
             stream.extend_from_slice(b"GET /never HTTP/1.1\r\nHost: rec.localhost\r\n\r\n");
             let answer = String::from_utf8_lossy(&send(s.addr, &stream).await).to_string();
@@ -196,7 +232,18 @@ async fn every_refused_head_gets_a_reason_and_the_connection_closes() {
                 && head.to_ascii_lowercase().contains("connection: close")
                 && body.contains(reason);
             if !ok {
-                failures.push(format!("{name} (after chunked: {after_chunked}): {last:?}"));
+                failures.push(format!("{name} (preamble {after}): {last:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let got: Vec<String> = rec.requests()[seen..]
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.target))
+                .collect();
+            let want = usize::from(!first.is_empty());
+            if got.len() != want {
+                failures.push(format!(
+                    "{name} (preamble {after}): the backend got {got:?}"
+                ));
             }
         }
     }

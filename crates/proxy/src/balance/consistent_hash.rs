@@ -95,6 +95,52 @@ mod tests {
         );
     }
 
+    /// An ejected instance's keys go to the others evenly (each key to
+    /// its next best), not all to one neighbour; requests without the key
+    /// spread evenly over the rest.
+    #[test]
+    fn an_ineligible_instance_spreads_its_keys_over_the_others() {
+        let inst = instances(&[1, 1, 1, 1]);
+        let ch = ConsistentHash::new(HashKey::Header("x-user".into()));
+        let mut moved_to = [0usize; 4];
+        for user in 0..4000 {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-user", format!("u{user}").parse().unwrap());
+            let input = PickInput {
+                client_ip: "127.0.0.1".parse().unwrap(),
+                headers: &headers,
+            };
+            if ch.pick(&inst, &input, &|_| true) == Some(1) {
+                moved_to[ch.pick(&inst, &input, &|i| i != 1).unwrap()] += 1;
+            }
+        }
+        let moved: usize = moved_to.iter().sum();
+        assert_eq!(moved_to[1], 0);
+        for i in [0, 2, 3] {
+            assert!(
+                moved_to[i] * 100 >= moved * 25 && moved_to[i] * 100 <= moved * 42,
+                "{moved_to:?}"
+            );
+        }
+        let headers = HeaderMap::new();
+        let input = PickInput {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            headers: &headers,
+        };
+        let mut keyless = [0usize; 4];
+        for _ in 0..3000 {
+            keyless[ch.pick(&inst, &input, &|i| i != 1).unwrap()] += 1;
+        }
+        assert_eq!(keyless[1], 0);
+        assert!(
+            keyless
+                .iter()
+                .enumerate()
+                .all(|(i, &c)| i == 1 || (850..1150).contains(&c)),
+            "{keyless:?}"
+        );
+    }
+
     #[test]
     fn client_ip_and_missing_key() {
         let inst = instances(&[1, 1, 1]);

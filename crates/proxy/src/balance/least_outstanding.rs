@@ -60,4 +60,29 @@ mod tests {
         assert_eq!(LeastOutstanding.pick(&inst, &input, &|i| i == 0), Some(0));
         assert_eq!(LeastOutstanding.pick(&inst, &input, &|_| false), None);
     }
+
+    /// With one of three ineligible (ejected) and nothing in flight, the
+    /// other two share evenly.
+    #[test]
+    fn an_ineligible_instance_shifts_no_share_onto_one_neighbour() {
+        let headers = HeaderMap::new();
+        let input = PickInput {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            headers: &headers,
+        };
+        let inst = instances(&[1, 1, 1]);
+        for out in 0..3 {
+            let mut counts = [0usize; 3];
+            for _ in 0..2000 {
+                counts[LeastOutstanding.pick(&inst, &input, &|i| i != out).unwrap()] += 1;
+            }
+            assert_eq!(counts[out], 0);
+            for (i, &c) in counts.iter().enumerate() {
+                assert!(
+                    i == out || (850..1150).contains(&c),
+                    "{out} out: {counts:?}"
+                );
+            }
+        }
+    }
 }

@@ -3,8 +3,8 @@
 //! and the full path's framing watch. Bounded by `PROPTEST_CASES`
 //! (default 256); `bench/fuzz-proxy.sh` runs them longer.
 
+use super::chunked::Chunked;
 use super::full::framing::FramingWatch;
-use super::plain::chunked::Chunked;
 use super::plain::request::RequestHead;
 use super::plain::response::ResponseHead;
 use crate::http::dispatch::Parsed;
@@ -27,6 +27,10 @@ fn http_like() -> impl Strategy<Value = Vec<u8>> {
         Just(b"0\r\n\r\n".to_vec()),
         Just(b"ffffffffffffffffff\r\n".to_vec()),
         Just(b"HTTP/1.1 200 OK\r\n".to_vec()),
+        Just(b"GET / HTTP/2.0\r\n".to_vec()),
+        Just(b"GET /\r\n".to_vec()),
+        Just(b"zz\r\n".to_vec()),
+        Just(b"5\nhello\n".to_vec()),
         proptest::collection::vec(any::<u8>(), 0..24),
     ];
     proptest::collection::vec(piece, 0..16).prop_map(|p| p.concat())

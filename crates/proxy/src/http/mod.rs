@@ -3,11 +3,15 @@
 //! sockets), and `full`, hyper, for everything else (upgrades, `Expect`,
 //! chunked or large bodies, HTTP/1.0, absolute-form targets, anything
 //! malformed or ambiguous). `dispatch` holds the rule that picks between
-//! them. Both implement the same `crate::request` rules.
+//! them. Both implement the same `crate::request` rules, and the same
+//! HTTP/1 message rules: `version` (which request-line versions are served)
+//! and `chunked` (the chunked framing grammar, for request and answer bodies).
 
+pub mod chunked;
 pub mod dispatch;
 pub mod full;
 #[cfg(test)]
 mod fuzz;
 pub mod plain;
 pub mod rewind;
+pub mod version;

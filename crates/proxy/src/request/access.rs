@@ -17,9 +17,10 @@ pub fn received(shared: &Shared) -> Option<Instant> {
 pub fn answered_locally(shared: &Shared, e: &ProxyError) {
     match e {
         ProxyError::NoRoute { .. } => shared.stats.no_route.fetch_add(1, Ordering::Relaxed),
-        ProxyError::Client(_) | ProxyError::HeadTooLarge(_) => {
-            shared.stats.rejected.fetch_add(1, Ordering::Relaxed)
-        }
+        ProxyError::Client(_)
+        | ProxyError::HeadTooLarge(_)
+        | ProxyError::VersionNotSupported(_)
+        | ProxyError::NotImplemented(_) => shared.stats.rejected.fetch_add(1, Ordering::Relaxed),
         ProxyError::Loop { .. } | ProxyError::SeenBefore(_) => {
             tracing::warn!(error = %e, "proxy: request loop refused");
             shared.stats.loops.fetch_add(1, Ordering::Relaxed)

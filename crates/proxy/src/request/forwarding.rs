@@ -64,6 +64,9 @@ pub fn request_host<'a>(
     if hosts.next().is_some() {
         return Err("more than one Host header".into());
     }
+    if let Some(h) = host.filter(|h| !valid_host(h)) {
+        return Err(invalid_host(h));
+    }
     if let Some(authority) = authority {
         if authority.contains(&b'@') {
             return Err("userinfo in the request target is not allowed".into());
@@ -74,6 +77,42 @@ pub fn request_host<'a>(
         return Err("an HTTP/1.1 request needs a Host header".into());
     }
     Ok(host)
+}
+
+/// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 7.2, RFC
+/// 3986 3.2.2): a registered name or an IP literal in brackets, no
+/// userinfo, no spaces, path or control bytes. Empty is allowed (a target
+/// without authority).
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        match value.iter().position(|b| *b == b']') {
+            Some(end) => (&value[1..end], &value[end + 1..]),
+            None => return false,
+        }
+    } else {
+        match value.iter().rposition(|b| *b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &b""[..]),
+        }
+    };
+    let literal = value.first() == Some(&b'[');
+    let host_ok = host.iter().all(|b| {
+        b.is_ascii_alphanumeric()
+            || b"-._~%".contains(b)
+            || (literal && *b == b':')
+            || (!literal && b"!$&'()*+,;=".contains(b))
+    });
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    host_ok && port_ok && !(literal && host.is_empty())
+}
+
+/// The 400 reason for a Host value [`valid_host`] refuses.
+pub fn invalid_host(value: &[u8]) -> String {
+    format!("invalid Host header {:?}", String::from_utf8_lossy(value))
 }
 
 /// A client's own `X-Forwarded-*`/`Forwarded` value, if it is believed:
@@ -142,8 +181,9 @@ mod tests {
             Option<&'a [u8]>,
             Result<Option<&'a [u8]>, ()>,
         );
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             (true, &[b"a"], None, Ok(Some(b"a"))),
+            (true, &[b"u@a"], None, Err(())),
             (true, &[b"a", b"a"], None, Err(())),
             (false, &[b"a", b"b"], None, Err(())),
             (true, &[], None, Err(())),
@@ -165,6 +205,36 @@ mod tests {
         for (i, (http11, hosts, authority, want)) in cases.into_iter().enumerate() {
             let got = request_host(http11, hosts.iter().copied(), authority).map_err(|_| ());
             assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn host_values() {
+        let cases: [(&[u8], bool); 16] = [
+            (b"rec.localhost", true),
+            (b"rec.localhost:8080", true),
+            (b"Web-1.Example.COM.", true),
+            (b"127.0.0.1:80", true),
+            (b"[::1]:8080", true),
+            (b"[fe80::1%25eth0]", true),
+            (b"", true),
+            (b"a@rec.localhost", false),
+            (b"rec.localhost other", false),
+            (b"rec.localhost/x", false),
+            (b"rec.localhost:80:80", false),
+            (b"rec.localhost:8o", false),
+            (b"[::1", false),
+            (b"[]", false),
+            (b"a\x01b", false),
+            (b"rec.localhost?x", false),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                valid_host(value),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
         }
     }
 

@@ -36,6 +36,19 @@ impl BodySignal {
     }
 }
 
+/// An error with its causes (hyper's own words say only "error reading a
+/// body"; the framing watch's reason is its cause).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// A client's request body on its way upstream.
 struct ClientBody {
     inner: Incoming,
@@ -67,7 +80,7 @@ impl Body for ClientBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Err(e))) => {
-                *this.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                *this.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(with_causes(e));
                 this.sent.send_replace(true);
             }
             Poll::Ready(None) => {

@@ -23,7 +23,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, VIA};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING, VIA,
+};
 use hyper::upgrade::OnUpgrade;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -136,7 +138,14 @@ async fn proxy(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
+    // A chunked body goes on chunked, whatever the method: left to
+    // itself, hyper sends a GET or HEAD of unknown body length with none,
+    // so the instance would see another request than the client sent.
+    let chunked = headers.contains_key(TRANSFER_ENCODING);
     strip_hop_by_hop(&mut headers, upgrade);
+    if chunked {
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
     if let Some(value) = host_value {
         headers.insert(HOST, value);
     }
@@ -319,6 +328,13 @@ fn finish_response(
             let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
         });
         return Response::from_parts(parts, empty_body());
+    }
+    // An answer with both: Transfer-Encoding wins, and an intermediary
+    // must drop the Content-Length before forwarding (RFC 9112 6.3), or
+    // the client would frame the body by the wrong one (the plain path's
+    // relay re-frames it the same way).
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        parts.headers.remove(CONTENT_LENGTH);
     }
     strip_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, body.boxed())

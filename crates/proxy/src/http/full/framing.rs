@@ -15,12 +15,18 @@
 //! (an upgrade, CONNECT, a chunk size it cannot read), since from there
 //! hyper rejects or tunnels the bytes.
 
+use crate::http::chunked::Chunked;
+use crate::http::version::BadVersion;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// A chunked request body is checked whole, before its request goes
+/// upstream, when it arrives with its head and is no larger than this
+/// (as the plain path buffers Content-Length bodies).
+const HOLD: usize = crate::http::plain::request::MAX_BUFFERED_BODY;
 /// hyper's own limit on header fields (its default `max_headers`).
 const MAX_HEADERS: usize = 100;
 /// The header that marks the stand-in request of a refused head.
@@ -29,7 +35,7 @@ pub const REFUSED_HEADER: &str = "x-shoal-refused";
 /// Why a head was refused, and with which status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    /// 400 or 431.
+    /// 400, 431, 501 or 505.
     pub status: u16,
     /// What is wrong, for the answer's body.
     pub reason: String,
@@ -38,13 +44,18 @@ pub struct Refusal {
 enum State {
     Head(Vec<u8>),
     Body(u64),
-    ChunkSize(Vec<u8>),
-    ChunkData(u64),
-    ChunkEnd(u8),
-    Trailers(Vec<u8>),
+    /// A chunked request's head and its body so far, held back until the
+    /// body is complete and valid, grows past [`HOLD`], or the client has
+    /// sent nothing more for now ([`FramingWatch::release`]).
+    Held {
+        bytes: Vec<u8>,
+        body: Chunked,
+    },
+    /// A chunked body passed on as it arrives, checked.
+    Chunked(Chunked),
     /// Passes everything through.
     Done,
-    /// A head was refused: everything after it is discarded.
+    /// A head was refused, or a body broke: everything after is discarded.
     Refused,
 }
 
@@ -54,10 +65,8 @@ pub struct FramingWatch {
     max_head: usize,
     nonce: u64,
     refusal: Option<Refusal>,
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
+    /// A chunked body that broke after its request went on: reads fail.
+    broken: Option<String>,
 }
 
 fn refuse(status: u16, reason: impl Into<String>) -> Option<Refusal> {
@@ -67,9 +76,23 @@ fn refuse(status: u16, reason: impl Into<String>) -> Option<Refusal> {
     })
 }
 
+/// What is wrong with the version of the request line at the start of
+/// `head` (once that line is complete): 505 for a well-formed version
+/// other than HTTP/1.0 and 1.1, 400 for a malformed one.
+pub fn check_line(head: &[u8]) -> Option<Refusal> {
+    let end = head.iter().position(|b| *b == b'\n')?;
+    match crate::http::version::check(&head[..=end])? {
+        BadVersion::Unsupported(reason) => refuse(505, reason),
+        BadVersion::Malformed(reason) => refuse(400, format!("malformed request line: {reason}")),
+    }
+}
+
 /// What is wrong with a complete request head that hyper would refuse
 /// (or that is ambiguous), if anything.
 pub fn check_head(head: &[u8]) -> Option<Refusal> {
+    if let Some(r) = check_line(head) {
+        return Some(r);
+    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -99,11 +122,27 @@ pub fn check_head(head: &[u8]) -> Option<Refusal> {
             );
         }
         let all = te.join(",");
-        let last = all.rsplit(',').next().unwrap_or("").trim();
-        if !last.eq_ignore_ascii_case("chunked") {
+        let codings: Vec<&str> = all.split(',').map(str::trim).collect();
+        let chunked = |c: &&str| c.eq_ignore_ascii_case("chunked");
+        if !codings.last().is_some_and(chunked) {
             return refuse(
                 400,
                 format!("Transfer-Encoding must end with chunked (got {all:?})"),
+            );
+        }
+        if codings.iter().filter(|c| chunked(c)).count() > 1 {
+            return refuse(
+                400,
+                format!("Transfer-Encoding applies chunked more than once (got {all:?})"),
+            );
+        }
+        // As nginx: only chunked itself. Another coding (gzip, the obsolete
+        // identity) would have to be forwarded and undone by the instance;
+        // RFC 9112 6.1 answers a coding a server does not implement 501.
+        if codings.len() > 1 {
+            return refuse(
+                501,
+                format!("Transfer-Encoding other than chunked is not implemented (got {all:?})"),
             );
         }
     }
@@ -127,12 +166,40 @@ impl FramingWatch {
             max_head,
             nonce,
             refusal: None,
+            broken: None,
         }
     }
 
     /// The refusal, once a head was refused.
     pub fn refusal(&self) -> Option<&Refusal> {
         self.refusal.as_ref()
+    }
+
+    /// Why the client's body broke after its request had gone on.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Whether a chunked request is held back.
+    pub fn holding(&self) -> bool {
+        matches!(self.state, State::Held { .. })
+    }
+
+    /// Lets a held chunked request go on (its body is followed on as it
+    /// arrives): the client sent no more for now, or sent a large body.
+    pub fn release(&mut self, out: &mut Vec<u8>) {
+        if let State::Held { bytes, body } = &mut self.state {
+            out.append(bytes);
+            self.state = State::Chunked(std::mem::take(body));
+        }
+    }
+
+    /// Drops a held request whose client closed before its body ended:
+    /// nothing of it goes upstream.
+    pub fn discard_held(&mut self) {
+        if self.holding() {
+            self.state = State::Refused;
+        }
     }
 
     /// Whether bytes now pass through unwatched.
@@ -165,7 +232,11 @@ impl FramingWatch {
                 State::Head(buf) => {
                     buf.extend_from_slice(data);
                     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        if buf.len() > self.max_head {
+                        // An unserved version is answered as soon as its
+                        // line is in (an HTTP/0.9 client sends no more).
+                        if let Some(r) = check_line(buf) {
+                            self.refuse_head(r, out);
+                        } else if buf.len() > self.max_head {
                             let max = self.max_head;
                             self.refuse_head(
                                 Refusal {
@@ -178,6 +249,10 @@ impl FramingWatch {
                         return;
                     };
                     let head = std::mem::take(buf);
+                    if let Some(r) = check_line(&head) {
+                        self.refuse_head(r, out);
+                        return;
+                    }
                     if end + 4 > self.max_head {
                         let max = self.max_head;
                         let r = Refusal {
@@ -191,8 +266,10 @@ impl FramingWatch {
                         self.refuse_head(r, out);
                         return;
                     }
-                    out.extend_from_slice(&head[..end + 4]);
                     self.state = after_head(&head[..end + 4]);
+                    if !matches!(self.state, State::Held { .. }) {
+                        out.extend_from_slice(&head[..end + 4]);
+                    }
                     self.feed(&head[end + 4..], out);
                     return;
                 }
@@ -205,70 +282,40 @@ impl FramingWatch {
                     out.extend_from_slice(&data[..n]);
                     &data[n..]
                 }
-                State::ChunkSize(line) => {
-                    line.extend_from_slice(data);
-                    let Some(pos) = find_crlf(line) else {
-                        if line.len() > 1024 {
-                            out.extend_from_slice(line);
-                            self.state = State::Done;
+                State::Held { bytes, body } => match body.advance(data) {
+                    Ok(used) => {
+                        bytes.extend_from_slice(&data[..used]);
+                        if body.is_done() {
+                            out.append(bytes);
+                            self.state = State::Head(Vec::new());
+                        } else if bytes.len() > HOLD {
+                            self.release(out);
                         }
+                        &data[used..]
+                    }
+                    Err(e) => {
+                        let r = Refusal {
+                            status: 400,
+                            reason: format!("malformed chunked request body: {}", e.0),
+                        };
+                        self.refuse_head(r, out);
                         return;
-                    };
-                    let line = std::mem::take(line);
-                    out.extend_from_slice(&line[..pos + 2]);
-                    let text = String::from_utf8_lossy(&line[..pos]).to_string();
-                    let size = text
-                        .split(';')
-                        .next()
-                        .map(str::trim)
-                        .and_then(|h| u64::from_str_radix(h, 16).ok());
-                    self.state = match size {
-                        Some(0) => State::Trailers(Vec::new()),
-                        Some(n) => State::ChunkData(n),
-                        None => State::Done,
-                    };
-                    self.feed(&line[pos + 2..], out);
-                    return;
-                }
-                State::ChunkData(left) => {
-                    let n = (*left).min(data.len() as u64) as usize;
-                    *left -= n as u64;
-                    if *left == 0 {
-                        self.state = State::ChunkEnd(2);
                     }
-                    out.extend_from_slice(&data[..n]);
-                    &data[n..]
-                }
-                State::ChunkEnd(left) => {
-                    let n = usize::from(*left).min(data.len());
-                    *left -= n as u8;
-                    if *left == 0 {
-                        self.state = State::ChunkSize(Vec::new());
-                    }
-                    out.extend_from_slice(&data[..n]);
-                    &data[n..]
-                }
-                State::Trailers(buf) => {
-                    buf.extend_from_slice(data);
-                    // The trailer section ends at an empty line.
-                    let end = if buf.starts_with(b"\r\n") {
-                        Some(2)
-                    } else {
-                        buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-                    };
-                    let Some(end) = end else {
-                        if buf.len() > self.max_head {
-                            out.extend_from_slice(buf);
-                            self.state = State::Done;
+                },
+                State::Chunked(body) => match body.advance(data) {
+                    Ok(used) => {
+                        out.extend_from_slice(&data[..used]);
+                        if body.is_done() {
+                            self.state = State::Head(Vec::new());
                         }
+                        &data[used..]
+                    }
+                    Err(e) => {
+                        self.broken = Some(format!("malformed chunked request body: {}", e.0));
+                        self.state = State::Refused;
                         return;
-                    };
-                    let buf = std::mem::take(buf);
-                    out.extend_from_slice(&buf[..end]);
-                    self.state = State::Head(Vec::new());
-                    self.feed(&buf[end..], out);
-                    return;
-                }
+                    }
+                },
             };
         }
     }
@@ -290,7 +337,10 @@ fn after_head(head: &[u8]) -> State {
         return State::Done;
     }
     if has("transfer-encoding") {
-        return State::ChunkSize(Vec::new());
+        return State::Held {
+            bytes: head.to_vec(),
+            body: Chunked::default(),
+        };
     }
     let length = req
         .headers
@@ -356,8 +406,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             }
             let mut scratch = [0u8; 4096];
             let mut read = ReadBuf::new(&mut scratch);
+            if let Some(why) = this.watch.broken() {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
+            }
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    this.watch.discard_held();
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending if this.watch.holding() => {
+                    // The client sent no more for now: what it sent of the
+                    // body was valid, so the request goes on (it may wait
+                    // for an answer, `100 Continue`, before sending more).
+                    this.watch.release(&mut this.ready);
+                }
                 Poll::Ready(Ok(())) => {
                     let had = this.watch.refusal().is_some();
                     this.watch.feed(read.filled(), &mut this.ready);
@@ -437,11 +499,58 @@ mod tests {
         }
     }
 
+    /// A chunked body that arrives whole with its head is checked before
+    /// any of the request goes on; one let go early (the client paused)
+    /// is followed on, and a framing error in it fails the read.
+    #[test]
+    fn chunked_requests_are_held_until_checked() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut w = FramingWatch::new(8192, 7);
+        let mut out = Vec::new();
+        w.feed(head, &mut out);
+        w.feed(b"5\r\nhel", &mut out);
+        assert!(out.is_empty() && w.holding(), "held while incomplete");
+        w.feed(b"lo\r\n0\r\n\r\n", &mut out);
+        assert!(!w.holding());
+        let mut want = head.to_vec();
+        want.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(out, want, "a valid body goes on whole");
+
+        let (mut w, mut out) = (FramingWatch::new(8192, 7), Vec::new());
+        w.feed(head, &mut out);
+        w.feed(b"5\r\nhel", &mut out);
+        w.release(&mut out);
+        let mut want = head.to_vec();
+        want.extend_from_slice(b"5\r\nhel");
+        assert_eq!(out, want, "released: the head and the body so far");
+        w.feed(b"lo\r\nzz\r\n", &mut out);
+        assert_eq!(out, want, "nothing of a read with a framing error goes on");
+        assert_eq!(
+            w.broken(),
+            Some("malformed chunked request body: invalid chunked framing")
+        );
+
+        let (mut w, mut out) = (FramingWatch::new(8192, 7), Vec::new());
+        w.feed(head, &mut out);
+        let big = format!("{:x}\r\n{}", HOLD + 1, "x".repeat(HOLD + 1));
+        w.feed(big.as_bytes(), &mut out);
+        assert!(!w.holding() && out.len() > HOLD, "a large body streams");
+
+        let (mut w, mut out) = (FramingWatch::new(8192, 7), Vec::new());
+        w.feed(head, &mut out);
+        w.discard_held();
+        w.feed(b"0\r\n\r\nGET / HTTP/1.1\r\n\r\n", &mut out);
+        assert!(
+            out.is_empty(),
+            "a request whose client left is dropped whole"
+        );
+    }
+
     #[test]
     fn heads_hyper_would_refuse_get_a_reason_and_a_stand_in() {
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: 1\r\n".repeat(101));
-        let cases: [(&[u8], u16, &str); 9] = [
+        let cases: [(&[u8], u16, &str); 15] = [
             (
                 b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
                 400,
@@ -474,8 +583,34 @@ mod tests {
             ),
             (
                 b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+                505,
+                "HTTP/2.0 (this proxy speaks HTTP/1.0 and HTTP/1.1)",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                501,
+                "not implemented",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
                 400,
-                "malformed request head",
+                "more than once",
+            ),
+            (
+                b"GET / HTTP/1.x\r\nHost: a\r\n\r\n",
+                400,
+                "invalid HTTP version \"HTTP/1.x\"",
+            ),
+            (b"GET /\r\n", 505, "HTTP/0.9"),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+                400,
+                "malformed chunked request body",
+            ),
+            (
+                b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n",
+                400,
+                "malformed chunked request body",
             ),
             (big.as_bytes(), 431, "larger than 8192"),
             (many.as_bytes(), 431, "more than 100"),

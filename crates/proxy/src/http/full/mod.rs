@@ -80,10 +80,11 @@ fn refuse_head(
         status: 400,
         reason: "malformed request head".into(),
     });
-    let e = if refusal.status == 431 {
-        ProxyError::HeadTooLarge(refusal.reason)
-    } else {
-        ProxyError::Client(refusal.reason)
+    let e = match refusal.status {
+        431 => ProxyError::HeadTooLarge(refusal.reason),
+        501 => ProxyError::NotImplemented(refusal.reason),
+        505 => ProxyError::VersionNotSupported(refusal.reason),
+        _ => ProxyError::Client(refusal.reason),
     };
     fail_to_proxy(shared, e)
 }

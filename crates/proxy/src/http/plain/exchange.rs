@@ -87,6 +87,10 @@ async fn forward(
     {
         return Err(ProxyError::SeenBefore(shared.via.clone()));
     }
+    if !route.host_is_valid() {
+        let host = req.head.host.of(req.buf);
+        return Err(ProxyError::Client(forwarding::invalid_host(host)));
+    }
     let fixed = client.fixed.as_ref();
     let (upstream, strip) = route
         .upstream(shared, fixed, || req.head.path(req.buf))

@@ -1,12 +1,11 @@
 //! The plain HTTP/1.1 path: one task per client connection reads each
 //! request head into a reusable buffer (`request`, parsed in place by
 //! httparse), writes the rewritten head (and a small body) to a pooled
-//! upstream connection and relays the answer (`response`, `chunked`,
-//! `relay`), without hyper's server and client dispatch. Its exchange
-//! with an instance (`exchange`) runs under the shared request rules
-//! (`crate::request`). `conn` drives the connection.
+//! upstream connection and relays the answer (`response`, `relay`, over
+//! `crate::http::chunked`), without hyper's server and client dispatch.
+//! Its exchange with an instance (`exchange`) runs under the shared
+//! request rules (`crate::request`). `conn` drives the connection.
 
-pub mod chunked;
 pub mod conn;
 mod date;
 mod deadline;

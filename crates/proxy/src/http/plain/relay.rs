@@ -7,10 +7,10 @@
 //! as such (`AnswerEnd::Broken`), and the client connection closes
 //! without the answer looking complete.
 
-use super::chunked::Chunked;
 use super::response::Framing;
 use super::rewrite;
 use super::Io;
+use crate::http::chunked::{ChunkError, Chunked};
 use crate::instance::Instance;
 use crate::request::outcome::AnswerEnd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -110,7 +110,7 @@ async fn by_length(up: &mut TcpStream, io: &mut Io, n: u64) -> Relayed {
 async fn chunked(up: &mut TcpStream, io: &mut Io) -> Relayed {
     let mut framing = Chunked::default();
     let start = io.resp.len;
-    let bad = |e: super::chunked::ChunkError| Stop::Upstream(e.0.to_string());
+    let bad = |e: ChunkError| Stop::Upstream(e.0.to_string());
     let used = framing.advance(&io.up[start..]).map_err(bad)?;
     io.out.extend_from_slice(&io.up[start..start + used]);
     let mut extra = start + used < io.up.len();

@@ -6,6 +6,7 @@
 
 use crate::error::ProxyError;
 use crate::http::full::headers::normalize_host;
+use crate::request::forwarding::valid_host;
 use crate::request::route::{target, wait_for_upstream};
 use crate::table::Upstream;
 use crate::Shared;
@@ -20,6 +21,8 @@ pub struct RouteCache {
     host: String,
     /// The upstream it led to, and the table generation that said so.
     found: Option<(u64, Arc<Upstream>)>,
+    /// Whether the Host value is malformed (`forwarding::valid_host`).
+    invalid: bool,
 }
 
 impl RouteCache {
@@ -30,8 +33,15 @@ impl RouteCache {
             self.raw_host.extend_from_slice(raw);
             self.host = normalize_host(&String::from_utf8_lossy(raw));
             self.found = None;
+            self.invalid = !valid_host(raw);
         }
         &self.host
+    }
+
+    /// Whether the Host value last taken is well-formed; checked once
+    /// per new value, not per request.
+    pub fn host_is_valid(&self) -> bool {
+        !self.invalid
     }
 
     /// The upstream for this request (after [`RouteCache::host`]), and a

@@ -1,8 +1,10 @@
 //! The framing of a chunked body (RFC 9112 7.1), followed byte by byte so
-//! the proxy knows where an upstream's chunked answer ends. The bytes are
-//! relayed as they came once checked; anything off the grammar (bare LF,
+//! the proxy knows where a chunked body ends: an upstream's answer on the
+//! plain path, a client's request in front of hyper on the full path (one
+//! grammar for both directions). The bytes are passed on as they came
+//! once checked; anything off the grammar (bare LF,
 //! bad hex, an oversized size, control bytes in an extension, overlong
-//! extensions or trailers) is an error and the relay stops.
+//! extensions or trailers) is an error and the relay stops (for a request: a 400, the client's fault).
 
 /// Longest chunk extension accepted.
 const MAX_EXT: usize = 4096;
