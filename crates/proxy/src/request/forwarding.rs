@@ -67,14 +67,16 @@ pub fn request_host<'a>(
     if let Some(h) = host.filter(|h| !valid_host(h)) {
         return Err(invalid_host(h));
     }
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400, even with
+    // an absolute-form target.
+    if host.is_none() && http11 {
+        return Err("an HTTP/1.1 request needs a Host header".into());
+    }
     if let Some(authority) = authority {
         if authority.contains(&b'@') {
             return Err("userinfo in the request target is not allowed".into());
         }
         return Ok(Some(authority));
-    }
-    if host.is_none() && http11 {
-        return Err("an HTTP/1.1 request needs a Host header".into());
     }
     Ok(host)
 }
@@ -181,7 +183,7 @@ mod tests {
             Option<&'a [u8]>,
             Result<Option<&'a [u8]>, ()>,
         );
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
             (true, &[b"a"], None, Ok(Some(b"a"))),
             (true, &[b"u@a"], None, Err(())),
             (true, &[b"a", b"a"], None, Err(())),
@@ -201,6 +203,7 @@ mod tests {
                 Err(()),
             ),
             (false, &[], Some(b"x:8080"), Ok(Some(b"x:8080"))),
+            (true, &[], Some(b"x:8080"), Err(())),
         ];
         for (i, (http11, hosts, authority, want)) in cases.into_iter().enumerate() {
             let got = request_host(http11, hosts.iter().copied(), authority).map_err(|_| ());
