@@ -256,6 +256,25 @@ impl State {
             .cloned()
     }
 
+    /// The IDs of the instances on `node` whose record differs between
+    /// `older` and this snapshot (added, changed or removed; their checks
+    /// aside, see [`State::check_changes_since`]). Like that one, it does
+    /// not visit what the two snapshots share.
+    pub fn instance_changes_since<'a>(
+        &'a self,
+        older: &'a State,
+        node: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        older.services.diff(&self.services).filter_map(move |d| {
+            let (n, id) = match d {
+                imbl::ordmap::DiffItem::Add(k, _) => k,
+                imbl::ordmap::DiffItem::Update { new: (k, _), .. } => k,
+                imbl::ordmap::DiffItem::Remove(k, _) => k,
+            };
+            (n == node).then_some(id.as_str())
+        })
+    }
+
     /// The checks of `node` that differ between `older` and this
     /// snapshot, in check ID order. Parts of the catalog the two snapshots
     /// share are not visited, so when this one was derived from `older`
