@@ -116,14 +116,16 @@ async fn time_to_effect(
     server: &str,
     tag: usize,
     samples: usize,
-) -> Result<Summary> {
+) -> Result<(Summary, Summary)> {
     let url = format!("{agent}/v1/agent/service/register");
     let mut took = Vec::new();
+    let mut acks = Vec::new();
     for k in 0..samples {
         let name = format!("probe-{tag}-{k}");
         let (index, _) = catalog_service(http, server, &name, 0).await?;
         let t = Instant::now();
         put(http, &url, body(&name, &name, 9001)).await?;
+        acks.push(t.elapsed());
         let mut index = index;
         loop {
             let (i, n) = catalog_service(http, server, &name, index).await?;
@@ -139,7 +141,10 @@ async fn time_to_effect(
         // Spread the samples, so one does not queue behind the last.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Summary::of(&took).context("no samples")
+    Ok((
+        Summary::of(&took).context("no samples")?,
+        Summary::of(&acks).context("no samples")?,
+    ))
 }
 
 /// Runs the agent part; `checkpoints` are local instance counts, the last
@@ -186,16 +191,17 @@ pub async fn run(
         let synced = t.elapsed();
         // Let the agent's own follow-up work (the last syncs) settle.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let effect = time_to_effect(&http, &agent.url, &server.url, at, samples).await?;
+        let (effect, ack) = time_to_effect(&http, &agent.url, &server.url, at, samples).await?;
         done += samples;
         let rss = crate::scale::rss_mib(agent.pid());
         let p99 = effect.p99;
         let base = *first.get_or_insert(p99);
         let line = format!(
-            "agent @ {at} local instances (TTL checks): registered {rate:.0}/s, on the server {:.1} s after the last ack; one more registration reaches the server {} ({:.2}x of the first checkpoint's p99); agent RSS {rss:.0} MiB, server {:.0} MiB",
+            "agent @ {at} local instances (TTL checks): registered {rate:.0}/s, on the server {:.1} s after the last ack; one more registration reaches the server {} ({:.2}x of the first checkpoint's p99), the agent acknowledged it {}; agent RSS {rss:.0} MiB, server {:.0} MiB",
             synced.as_secs_f64(),
             effect.line(),
             p99.as_secs_f64() / base.as_secs_f64().max(1e-9),
+            ack.line(),
             crate::scale::rss_mib(server.pid()),
         );
         println!("{line}");

@@ -37,6 +37,57 @@ pub struct AntiEntropy {
 /// have changed (a write lost without a trace, say).
 const FULL_SYNC: Duration = Duration::from_secs(60);
 
+/// How long after writes that may have interleaved with someone else's
+/// the agent compares everything (one comparison covers every such write
+/// meanwhile, so a busy server costs one full read per this period).
+const VERIFY_AFTER: Duration = Duration::from_secs(1);
+
+/// What this agent's writes of one round say about the server's node.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnWrites {
+    /// No index known (a Consul server answers writes without one), or
+    /// no write: the next change seen is compared in full.
+    Unknown,
+    /// The writes were the only commits after the index last seen, up to
+    /// this one: nothing else can have changed the node meanwhile.
+    Alone(u64),
+    /// Other commits came between (on any node): the node may have been
+    /// changed by someone else.
+    Interleaved(u64),
+}
+
+/// Classifies the indexes `own` this agent's writes answered with, in
+/// order, after the node was last seen at `seen`. A write that changed
+/// nothing answers the index current then (not above what it follows).
+fn own_writes_follow(seen: u64, own: &[u64]) -> OwnWrites {
+    if own.is_empty() || own.contains(&0) {
+        return OwnWrites::Unknown;
+    }
+    let mut at = seen;
+    let mut alone = true;
+    for &w in own {
+        if w <= at {
+            // Changed nothing, unless the index is older than the last
+            // seen (a restarted server): then nothing can be concluded.
+            if w < seen {
+                return OwnWrites::Unknown;
+            }
+            continue;
+        }
+        alone &= w == at + 1;
+        at = w;
+    }
+    if at == seen {
+        // Nothing written changed anything: the node is as last seen.
+        return OwnWrites::Alone(seen);
+    }
+    if alone {
+        OwnWrites::Alone(at)
+    } else {
+        OwnWrites::Interleaved(at)
+    }
+}
+
 /// One write that brings the catalog in line.
 #[derive(Debug, Clone)]
 enum Action {
@@ -301,15 +352,21 @@ impl AntiEntropy {
     /// A local change is carried over by itself: the writes for what
     /// changed since the snapshot the catalog was last brought in line
     /// with ([`plan_changes`]), without reading the node back from the
-    /// server. The server's node changing is followed by a full comparison,
-    /// unless the change seen is this agent's own last write.
+    /// server. The server's node changing is followed by a full
+    /// comparison, unless it is this agent's own writes: those that were
+    /// the only commits on the server since the node was last seen are
+    /// known not to hide anything; otherwise a full comparison follows
+    /// [`VERIFY_AFTER`] later (see [`own_writes_follow`]).
     pub async fn run(self, cancel: CancellationToken) {
         let node = self.config.node.clone();
         let topic = Topic::Node(node.clone());
         let mut last_beat: Option<Instant> = None;
         let mut remote_index = 0;
-        // The catalog's index after this agent's latest write there.
-        let mut own_index = 0;
+        // The catalog's indexes of this agent's writes in one round.
+        let mut own = Vec::new();
+        // When to compare everything because someone else may have
+        // written between this agent's writes.
+        let mut verify_at: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
         // The local snapshot the catalog was last brought in line with.
@@ -323,19 +380,37 @@ impl AntiEntropy {
         while !cancel.is_cancelled() {
             let snapshot = self.local.snapshot();
             let local_index = snapshot.node_index(&node);
+            own.clear();
             let result = match &synced {
-                _ if full => {
-                    self.sync_once(&snapshot, &mut last_beat, &mut own_index)
-                        .await
-                }
+                _ if full => self.sync_once(&snapshot, &mut last_beat, &mut own).await,
                 Some(old) if old.node_index(&node) != local_index => {
-                    self.sync_changes(old, &snapshot, &mut last_beat, &mut own_index)
+                    self.sync_changes(old, &snapshot, &mut last_beat, &mut own)
                         .await
                 }
-                _ => self.beat(&mut last_beat, &mut own_index).await.map(|()| 0),
+                _ => self.beat(&mut last_beat, &mut own).await.map(|()| 0),
             };
             match result {
                 Ok(writes) => {
+                    if full {
+                        // Compared just now; this round's own writes are
+                        // looked at below.
+                        verify_at = None;
+                    }
+                    // The server's node moved by this agent's own writes:
+                    // no need to be woken for them (the blocking query
+                    // would send the whole node back each time). When
+                    // they were not the only commits since the node was
+                    // last seen, someone else may have changed it in
+                    // between: compare everything a little later (once
+                    // for any number of such rounds).
+                    match own_writes_follow(remote_index, &own) {
+                        OwnWrites::Unknown => {}
+                        OwnWrites::Alone(last) => remote_index = last,
+                        OwnWrites::Interleaved(last) => {
+                            remote_index = last;
+                            verify_at.get_or_insert(Instant::now() + VERIFY_AFTER);
+                        }
+                    }
                     if failing || (full && writes > 0) {
                         tracing::info!(node = %node, writes, "catalog in sync");
                     }
@@ -353,6 +428,8 @@ impl AntiEntropy {
                     }
                     failing = true;
                     full = true;
+                    // The server may have restarted with other indexes.
+                    remote_index = 0;
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -364,23 +441,23 @@ impl AntiEntropy {
             let beat_in = last_beat.map_or(Duration::ZERO, |t| {
                 self.beat_every().saturating_sub(t.elapsed())
             });
+            let beat_in = verify_at.map_or(beat_in, |t| {
+                beat_in.min(t.saturating_duration_since(Instant::now()))
+            });
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.local.wait_for_change(&topic, local_index, beat_in) => {}
                 r = self.remote.wait_for_change(&topic, remote_index.max(1), beat_in) => {
                     // An error (say, the server restarted under the
                     // blocking query) may have lost anything: compare all.
-                    // A change that is this agent's own last write is
-                    // already known.
-                    full = r
-                        .as_ref()
-                        .map_or(true, |&index| index != remote_index && index != own_index);
+                    full = r.as_ref().map_or(true, |&index| index != remote_index);
                     if let Ok(index) = r {
                         remote_index = next_index(remote_index, index);
                     }
                 }
             }
             full |= last_full.elapsed() >= FULL_SYNC;
+            full |= verify_at.is_some_and(|t| Instant::now() >= t);
         }
         if self.config.leave_on_stop {
             match self.remote.deregister_node(&node).await {
@@ -397,7 +474,7 @@ impl AntiEntropy {
         older: &State,
         now: &State,
         last_beat: &mut Option<Instant>,
-        own_index: &mut u64,
+        own: &mut Vec<u64>,
     ) -> shoal_catalog::Result<usize> {
         let alive = alive_check(self.config.heartbeat_ttl);
         let mut actions = plan_changes(older, now, &self.config.node, &alive);
@@ -409,14 +486,14 @@ impl AntiEntropy {
                 actions.insert(0, Action::Node(reg));
             }
         }
-        self.execute(actions, last_beat, own_index).await
+        self.execute(actions, last_beat, own).await
     }
 
     /// Pushes the node alone: the heartbeat between full comparisons.
     async fn beat(
         &self,
         last_beat: &mut Option<Instant>,
-        own_index: &mut u64,
+        own: &mut Vec<u64>,
     ) -> shoal_catalog::Result<()> {
         let snapshot = self.local.snapshot();
         let Some(node) = snapshot.node(&self.config.node) else {
@@ -428,7 +505,7 @@ impl AntiEntropy {
             .map(|c| &**c);
         let alive = alive_check(self.config.heartbeat_ttl);
         let reg = node_registration(&node, node_checks, &alive);
-        *own_index = self.remote.register(reg).await?;
+        own.push(self.remote.register(reg).await?);
         *last_beat = Some(Instant::now());
         Ok(())
     }
@@ -439,7 +516,7 @@ impl AntiEntropy {
         &self,
         local: &State,
         last_beat: &mut Option<Instant>,
-        own_index: &mut u64,
+        own: &mut Vec<u64>,
     ) -> shoal_catalog::Result<usize> {
         let node = &self.config.node;
         let Some(local) = local.node_contents(node) else {
@@ -457,7 +534,7 @@ impl AntiEntropy {
             &alive_check(self.config.heartbeat_ttl),
             beat,
         );
-        self.execute(actions, last_beat, own_index).await
+        self.execute(actions, last_beat, own).await
     }
 
     /// Makes the writes; returns how many (the node push aside).
@@ -465,14 +542,14 @@ impl AntiEntropy {
         &self,
         actions: Vec<Action>,
         last_beat: &mut Option<Instant>,
-        own_index: &mut u64,
+        own: &mut Vec<u64>,
     ) -> shoal_catalog::Result<usize> {
         let node = &self.config.node;
         let mut writes = 0;
         for action in actions {
             let index = match action {
                 Action::Node(reg) => {
-                    *own_index = self.remote.register(reg).await?;
+                    own.push(self.remote.register(reg).await?);
                     *last_beat = Some(Instant::now());
                     continue;
                 }
@@ -480,7 +557,7 @@ impl AntiEntropy {
                 Action::DeregisterService(id) => self.remote.deregister_service(node, &id).await?,
                 Action::DeregisterCheck(id) => self.remote.deregister_check(node, &id).await?,
             };
-            *own_index = index;
+            own.push(index);
             writes += 1;
         }
         Ok(writes)
@@ -716,5 +793,27 @@ mod tests {
             vec!["register i6", "deregister i7"],
             local.snapshot(),
         );
+    }
+
+    #[test]
+    fn own_writes_tell_whether_someone_else_may_have_written_between() {
+        use OwnWrites::{Alone, Interleaved, Unknown};
+        // (node index last seen, indexes the writes answered, verdict)
+        let cases: &[(u64, &[u64], OwnWrites)] = &[
+            (10, &[], Unknown),
+            (10, &[0, 0], Unknown),
+            (10, &[11], Alone(11)),
+            (10, &[11, 12, 13], Alone(13)),
+            (10, &[12], Interleaved(12)),
+            (10, &[11, 13], Interleaved(13)),
+            // A heartbeat that changed nothing answers the current index.
+            (10, &[10], Alone(10)),
+            (10, &[11, 11, 12], Alone(12)),
+            // An index below the one seen: the server restarted.
+            (10, &[3], Unknown),
+        ];
+        for (seen, own, want) in cases {
+            assert_eq!(own_writes_follow(*seen, own), *want, "{seen} {own:?}");
+        }
     }
 }
