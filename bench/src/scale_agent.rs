@@ -40,6 +40,16 @@ async fn put(http: &reqwest::Client, url: &str, body: String) -> Result<()> {
     Ok(())
 }
 
+/// The peak RSS (VmHWM) of a process, in MiB.
+fn hwm_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 /// Registers instances `from..to` on the agent; returns the rate.
 async fn register_range(
     http: &reqwest::Client,
@@ -194,10 +204,11 @@ pub async fn run(
         let (effect, ack) = time_to_effect(&http, &agent.url, &server.url, at, samples).await?;
         done += samples;
         let rss = crate::scale::rss_mib(agent.pid());
+        let hwm = hwm_mib(agent.pid());
         let p99 = effect.p99;
         let base = *first.get_or_insert(p99);
         let line = format!(
-            "agent @ {at} local instances (TTL checks): registered {rate:.0}/s, on the server {:.1} s after the last ack; one more registration reaches the server {} ({:.2}x of the first checkpoint's p99), the agent acknowledged it {}; agent RSS {rss:.0} MiB, server {:.0} MiB",
+            "agent @ {at} local instances (TTL checks): registered {rate:.0}/s, on the server {:.1} s after the last ack; one more registration reaches the server {} ({:.2}x of the first checkpoint's p99), the agent acknowledged it {}; agent RSS {rss:.0} MiB (peak {hwm:.0}), server {:.0} MiB",
             synced.as_secs_f64(),
             effect.line(),
             p99.as_secs_f64() / base.as_secs_f64().max(1e-9),
