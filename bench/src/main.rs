@@ -21,6 +21,7 @@ mod registry;
 mod render;
 mod report;
 mod scale;
+mod scale_agent;
 mod server;
 mod stats;
 mod template;

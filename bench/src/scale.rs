@@ -45,9 +45,15 @@ pub struct Args {
     /// Writes per second to other services during the loaded DNS measurement.
     #[arg(long, default_value_t = 1000)]
     write_rate: u64,
-    /// `dev`, `server` or `both`.
-    #[arg(long, default_value = "both")]
+    /// `dev`, `server`, `agent`, `both` (dev and server) or `all`.
+    #[arg(long, default_value = "all")]
     mode: String,
+    /// Local instances of the agent (`--mode agent`), each with a TTL check.
+    #[arg(long, default_value_t = 10_000)]
+    agent_instances: usize,
+    /// Local instance counts at which the agent's curve is measured.
+    #[arg(long, value_delimiter = ',', default_value = "1000,3000")]
+    agent_checkpoints: Vec<usize>,
 }
 
 /// A backend answering every HTTP/1.1 request with `body`.
@@ -84,7 +90,7 @@ async fn backend(body: &'static str) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-fn rss_mib(pid: u32) -> f64 {
+pub(crate) fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -510,16 +516,37 @@ pub async fn run(bin: &Path, args: &Args, command: &str) -> Result<()> {
         format!("command: {command}"),
         format!("load average at start: {}", load_average()),
     ];
-    if args.mode == "dev" || args.mode == "both" {
+    let wants =
+        |m: &str| args.mode == m || args.mode == "all" || (args.mode == "both" && m != "agent");
+    anyhow::ensure!(
+        ["dev", "server", "agent", "both", "all"].contains(&args.mode.as_str()),
+        "--mode must be dev, server, agent, both or all, not {:?}",
+        args.mode
+    );
+    if wants("dev") {
         run_mode(bin, args, true, &mut figures, &mut notes).await?;
     }
-    if args.mode == "server" || args.mode == "both" {
+    if wants("server") {
         run_mode(bin, args, false, &mut figures, &mut notes).await?;
     }
-    figures.push(Figure::missing(
-        "agent RSS with 10,000 local instances",
-        "<= 60 MiB",
-    ));
+    if wants("agent") {
+        let mut at: Vec<usize> = args
+            .agent_checkpoints
+            .iter()
+            .copied()
+            .filter(|c| *c < args.agent_instances)
+            .collect();
+        at.push(args.agent_instances);
+        crate::scale_agent::run(
+            bin,
+            &at,
+            args.samples,
+            args.concurrency,
+            &mut figures,
+            &mut notes,
+        )
+        .await?;
+    }
     figures.push(Figure::missing(
         "1,000 watchers: server RSS growth (branch harden)",
         "<= 8 MiB",

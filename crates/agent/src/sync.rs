@@ -5,10 +5,10 @@
 //! liveness check carries a TTL the server enforces.
 
 use shoal_catalog::{
-    blocking::next_index, Catalog, Check, CheckDefinition, HealthStatus, Node, NodeContents,
-    QueryOptions, Registration, Registry, Service, Topic, NODE_HEALTH_CHECK,
+    blocking::next_index, Catalog, Check, CheckChange, CheckDefinition, HealthStatus, Node,
+    NodeContents, QueryOptions, Registration, Registry, Service, State, Topic, NODE_HEALTH_CHECK,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -36,6 +36,57 @@ pub struct AntiEntropy {
 /// How often the agent compares everything even when nothing seems to
 /// have changed (a write lost without a trace, say).
 const FULL_SYNC: Duration = Duration::from_secs(60);
+
+/// How long after writes that may have interleaved with someone else's
+/// the agent compares everything (one comparison covers every such write
+/// meanwhile, so a busy server costs one full read per this period).
+const VERIFY_AFTER: Duration = Duration::from_secs(1);
+
+/// What this agent's writes of one round say about the server's node.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnWrites {
+    /// No index known (a Consul server answers writes without one), or
+    /// no write: the next change seen is compared in full.
+    Unknown,
+    /// The writes were the only commits after the index last seen, up to
+    /// this one: nothing else can have changed the node meanwhile.
+    Alone(u64),
+    /// Other commits came between (on any node): the node may have been
+    /// changed by someone else.
+    Interleaved(u64),
+}
+
+/// Classifies the indexes `own` this agent's writes answered with, in
+/// order, after the node was last seen at `seen`. A write that changed
+/// nothing answers the index current then (not above what it follows).
+fn own_writes_follow(seen: u64, own: &[u64]) -> OwnWrites {
+    if own.is_empty() || own.contains(&0) {
+        return OwnWrites::Unknown;
+    }
+    let mut at = seen;
+    let mut alone = true;
+    for &w in own {
+        if w <= at {
+            // Changed nothing, unless the index is older than the last
+            // seen (a restarted server): then nothing can be concluded.
+            if w < seen {
+                return OwnWrites::Unknown;
+            }
+            continue;
+        }
+        alone &= w == at + 1;
+        at = w;
+    }
+    if at == seen {
+        // Nothing written changed anything: the node is as last seen.
+        return OwnWrites::Alone(seen);
+    }
+    if alone {
+        OwnWrites::Alone(at)
+    } else {
+        OwnWrites::Interleaved(at)
+    }
+}
 
 /// One write that brings the catalog in line.
 #[derive(Debug, Clone)]
@@ -211,6 +262,76 @@ fn plan(
     actions
 }
 
+/// The writes that carry the changes between two local snapshots, `older`
+/// (which the catalog is in line with) and `now`, to the catalog: each
+/// instance whose record or checks changed is registered again (or
+/// deregistered when gone), a removed check is deregistered, and the node
+/// is pushed when it or its node-level checks changed. Costs what changed,
+/// not the node's size (see [`State::check_changes_since`]).
+fn plan_changes(older: &State, now: &State, node: &str, alive: &Check) -> Vec<Action> {
+    let Some(current) = now.node(node) else {
+        // The node left the local state: nothing here to carry over.
+        return Vec::new();
+    };
+    // What the catalog keeps of the node record; its indexes aside.
+    let mut push_node = older.node(node).is_none_or(|o| {
+        o.address != current.address
+            || o.meta != current.meta
+            || o.tagged_addresses != current.tagged_addresses
+    });
+    let mut instances: BTreeSet<&str> = now.instance_changes_since(older, node).collect();
+    let mut dropped = Vec::new();
+    for change in now.check_changes_since(older, node) {
+        let (before, after) = match change {
+            CheckChange::Added(c) => (None, Some(c)),
+            CheckChange::Changed { old, new } => (Some(old), Some(new)),
+            CheckChange::Removed(c) => {
+                dropped.push(c);
+                (Some(c), None)
+            }
+        };
+        for c in before.into_iter().chain(after) {
+            if c.service_id.is_empty() {
+                push_node = true;
+            } else {
+                instances.insert(c.service_id.as_str());
+            }
+        }
+    }
+    let mut actions = Vec::new();
+    if push_node {
+        let node_checks: Vec<Arc<Check>> = now.checks_of(node, "").collect();
+        actions.push(Action::Node(node_registration(
+            &current,
+            node_checks.iter().map(|c| &**c),
+            alive,
+        )));
+    }
+    for id in instances {
+        match now.service(node, id) {
+            Some(service) => actions.push(Action::Service(Registration {
+                node: (*current).clone(),
+                skip_node_update: true,
+                service: Some(comparable_service(&service)),
+                checks: now
+                    .checks_of(node, id)
+                    .map(|c| comparable_check(&c))
+                    .collect(),
+            })),
+            None => actions.push(Action::DeregisterService(id.to_string())),
+        }
+    }
+    for check in dropped {
+        let owner_left =
+            !check.service_id.is_empty() && now.service(node, &check.service_id).is_none();
+        let back = now.check(node, &check.check_id).is_some();
+        if check.check_id != NODE_HEALTH_CHECK && !owner_left && !back {
+            actions.push(Action::DeregisterCheck(check.check_id.clone()));
+        }
+    }
+    actions
+}
+
 impl AntiEntropy {
     /// Syncs `local`'s node `config.node` to `remote`.
     pub fn new(local: Arc<Registry>, remote: Arc<dyn Catalog>, config: SyncConfig) -> Self {
@@ -227,33 +348,77 @@ impl AntiEntropy {
 
     /// Syncs until `cancel` fires; then, with `leave_on_stop`, removes the
     /// node from the catalog.
+    ///
+    /// A local change is carried over by itself: the writes for what
+    /// changed since the snapshot the catalog was last brought in line
+    /// with ([`plan_changes`]), without reading the node back from the
+    /// server. The server's node changing is followed by a full
+    /// comparison, unless it is this agent's own writes: those that were
+    /// the only commits on the server since the node was last seen are
+    /// known not to hide anything; otherwise a full comparison follows
+    /// [`VERIFY_AFTER`] later (see [`own_writes_follow`]).
     pub async fn run(self, cancel: CancellationToken) {
         let node = self.config.node.clone();
         let topic = Topic::Node(node.clone());
         let mut last_beat: Option<Instant> = None;
         let mut remote_index = 0;
+        // The catalog's indexes of this agent's writes in one round.
+        let mut own = Vec::new();
+        // When to compare everything because someone else may have
+        // written between this agent's writes.
+        let mut verify_at: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
-        // A full comparison reads the node from the server; a heartbeat
-        // alone only pushes the node. Full: at start, on any change on
-        // either side, after an error, and every FULL_SYNC.
+        // The local snapshot the catalog was last brought in line with.
+        let mut synced: Option<Arc<State>> = None;
+        // A full comparison reads the node from the server; otherwise
+        // local changes are pushed alone, and a heartbeat pushes the node.
+        // Full: at start, on a change on the server, after an error, and
+        // every FULL_SYNC.
         let mut full = true;
         let mut last_full = Instant::now();
         while !cancel.is_cancelled() {
-            let local_index = self.local.snapshot().node_index(&node);
-            let result = if full {
-                self.sync_once(&mut last_beat).await
-            } else {
-                self.beat(&mut last_beat).await.map(|()| 0)
+            let snapshot = self.local.snapshot();
+            let local_index = snapshot.node_index(&node);
+            own.clear();
+            let result = match &synced {
+                _ if full => self.sync_once(&snapshot, &mut last_beat, &mut own).await,
+                Some(old) if old.node_index(&node) != local_index => {
+                    self.sync_changes(old, &snapshot, &mut last_beat, &mut own)
+                        .await
+                }
+                _ => self.beat(&mut last_beat, &mut own).await.map(|()| 0),
             };
             match result {
                 Ok(writes) => {
-                    if failing || writes > 0 {
+                    if full {
+                        // Compared just now; this round's own writes are
+                        // looked at below.
+                        verify_at = None;
+                    }
+                    // The server's node moved by this agent's own writes:
+                    // no need to be woken for them (the blocking query
+                    // would send the whole node back each time). When
+                    // they were not the only commits since the node was
+                    // last seen, someone else may have changed it in
+                    // between: compare everything a little later (once
+                    // for any number of such rounds).
+                    match own_writes_follow(remote_index, &own) {
+                        OwnWrites::Unknown => {}
+                        OwnWrites::Alone(last) => remote_index = last,
+                        OwnWrites::Interleaved(last) => {
+                            remote_index = last;
+                            verify_at.get_or_insert(Instant::now() + VERIFY_AFTER);
+                        }
+                    }
+                    if failing || (full && writes > 0) {
                         tracing::info!(node = %node, writes, "catalog in sync");
                     }
                     if full {
                         last_full = Instant::now();
                     }
+                    synced = Some(snapshot);
+                    full = false;
                     failing = false;
                     backoff = Duration::from_millis(100);
                 }
@@ -263,6 +428,8 @@ impl AntiEntropy {
                     }
                     failing = true;
                     full = true;
+                    // The server may have restarted with other indexes.
+                    remote_index = 0;
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -274,11 +441,12 @@ impl AntiEntropy {
             let beat_in = last_beat.map_or(Duration::ZERO, |t| {
                 self.beat_every().saturating_sub(t.elapsed())
             });
+            let beat_in = verify_at.map_or(beat_in, |t| {
+                beat_in.min(t.saturating_duration_since(Instant::now()))
+            });
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                i = self.local.wait_for_change(&topic, local_index, beat_in) => {
-                    full = i.is_ok_and(|i| i != local_index);
-                }
+                _ = self.local.wait_for_change(&topic, local_index, beat_in) => {}
                 r = self.remote.wait_for_change(&topic, remote_index.max(1), beat_in) => {
                     // An error (say, the server restarted under the
                     // blocking query) may have lost anything: compare all.
@@ -289,6 +457,7 @@ impl AntiEntropy {
                 }
             }
             full |= last_full.elapsed() >= FULL_SYNC;
+            full |= verify_at.is_some_and(|t| Instant::now() >= t);
         }
         if self.config.leave_on_stop {
             match self.remote.deregister_node(&node).await {
@@ -298,8 +467,34 @@ impl AntiEntropy {
         }
     }
 
+    /// Carries the local changes from `older` to `now` over to the
+    /// catalog (and beats, if due); returns how many writes it made.
+    async fn sync_changes(
+        &self,
+        older: &State,
+        now: &State,
+        last_beat: &mut Option<Instant>,
+        own: &mut Vec<u64>,
+    ) -> shoal_catalog::Result<usize> {
+        let alive = alive_check(self.config.heartbeat_ttl);
+        let mut actions = plan_changes(older, now, &self.config.node, &alive);
+        let beat_due = last_beat.is_none_or(|t| t.elapsed() >= self.beat_every());
+        if beat_due && !actions.iter().any(|a| matches!(a, Action::Node(_))) {
+            if let Some(n) = now.node(&self.config.node) {
+                let node_checks: Vec<Arc<Check>> = now.checks_of(&self.config.node, "").collect();
+                let reg = node_registration(&n, node_checks.iter().map(|c| &**c), &alive);
+                actions.insert(0, Action::Node(reg));
+            }
+        }
+        self.execute(actions, last_beat, own).await
+    }
+
     /// Pushes the node alone: the heartbeat between full comparisons.
-    async fn beat(&self, last_beat: &mut Option<Instant>) -> shoal_catalog::Result<()> {
+    async fn beat(
+        &self,
+        last_beat: &mut Option<Instant>,
+        own: &mut Vec<u64>,
+    ) -> shoal_catalog::Result<()> {
         let snapshot = self.local.snapshot();
         let Some(node) = snapshot.node(&self.config.node) else {
             return Ok(());
@@ -310,15 +505,21 @@ impl AntiEntropy {
             .map(|c| &**c);
         let alive = alive_check(self.config.heartbeat_ttl);
         let reg = node_registration(&node, node_checks, &alive);
-        self.remote.register(reg).await?;
+        own.push(self.remote.register(reg).await?);
         *last_beat = Some(Instant::now());
         Ok(())
     }
 
-    /// Compares and writes once; returns how many writes it made.
-    async fn sync_once(&self, last_beat: &mut Option<Instant>) -> shoal_catalog::Result<usize> {
+    /// Compares the catalog's node with `local`'s and writes what
+    /// differs; returns how many writes it made.
+    async fn sync_once(
+        &self,
+        local: &State,
+        last_beat: &mut Option<Instant>,
+        own: &mut Vec<u64>,
+    ) -> shoal_catalog::Result<usize> {
         let node = &self.config.node;
-        let Some(local) = self.local.snapshot().node_contents(node) else {
+        let Some(local) = local.node_contents(node) else {
             return Ok(0);
         };
         let remote = self
@@ -333,11 +534,22 @@ impl AntiEntropy {
             &alive_check(self.config.heartbeat_ttl),
             beat,
         );
+        self.execute(actions, last_beat, own).await
+    }
+
+    /// Makes the writes; returns how many (the node push aside).
+    async fn execute(
+        &self,
+        actions: Vec<Action>,
+        last_beat: &mut Option<Instant>,
+        own: &mut Vec<u64>,
+    ) -> shoal_catalog::Result<usize> {
+        let node = &self.config.node;
         let mut writes = 0;
         for action in actions {
-            match action {
+            let index = match action {
                 Action::Node(reg) => {
-                    self.remote.register(reg).await?;
+                    own.push(self.remote.register(reg).await?);
                     *last_beat = Some(Instant::now());
                     continue;
                 }
@@ -345,6 +557,7 @@ impl AntiEntropy {
                 Action::DeregisterService(id) => self.remote.deregister_service(node, &id).await?,
                 Action::DeregisterCheck(id) => self.remote.deregister_check(node, &id).await?,
             };
+            own.push(index);
             writes += 1;
         }
         Ok(writes)
@@ -511,5 +724,96 @@ mod tests {
             .unwrap();
         assert_eq!(live.definition.ttl, Some(Duration::from_secs(9)));
         assert_eq!(live.status, HealthStatus::Passing);
+    }
+
+    fn registration(id: &str, port: u16, checks: Vec<Check>) -> Registration {
+        Registration {
+            node: node(),
+            skip_node_update: false,
+            service: (!id.is_empty()).then(|| svc(id, port)),
+            checks,
+        }
+    }
+
+    /// Each local change becomes the one write that carries it, and
+    /// nothing else of the node is written again.
+    #[tokio::test]
+    async fn plans_the_writes_for_local_changes_only() {
+        use HealthStatus::{Critical, Passing};
+        let alive = alive_check(Duration::from_secs(10));
+        let local = Registry::in_memory();
+        for i in 0..50 {
+            let id = format!("i{i}");
+            let c = check(&format!("c{i}"), &id, Passing);
+            local.register(registration(&id, 1, vec![c])).await.unwrap();
+        }
+        local
+            .register(registration("i1", 1, vec![check("extra", "i1", Passing)]))
+            .await
+            .unwrap();
+        let before = local.snapshot();
+        let mut last = before;
+        let mut step = |name, want: Vec<&'static str>, now: Arc<State>| {
+            let got = summary(&plan_changes(&last, &now, "host1", &alive));
+            assert_eq!(got, want, "{name}");
+            last = now;
+        };
+        step("nothing", vec![], local.snapshot());
+        local
+            .register(registration("new", 5, vec![]))
+            .await
+            .unwrap();
+        step("new instance", vec!["register new"], local.snapshot());
+        local.register(registration("i3", 2, vec![])).await.unwrap();
+        step("port changed", vec!["register i3"], local.snapshot());
+        local
+            .update_check("host1", "c4", Critical, Some("down".into()))
+            .await
+            .unwrap();
+        step("check status", vec!["register i4"], local.snapshot());
+        local.deregister_service("host1", "i5").await.unwrap();
+        step("instance gone", vec!["deregister i5"], local.snapshot());
+        local.deregister_check("host1", "extra").await.unwrap();
+        step(
+            "check gone, instance kept",
+            vec!["register i1", "drop check extra"],
+            local.snapshot(),
+        );
+        local
+            .register(registration("", 0, vec![check("disk", "", Passing)]))
+            .await
+            .unwrap();
+        step("node check", vec!["node"], local.snapshot());
+        // Several changes at once: each once, in one plan.
+        local.register(registration("i6", 7, vec![])).await.unwrap();
+        local.deregister_service("host1", "i7").await.unwrap();
+        local.register(registration("i6", 8, vec![])).await.unwrap();
+        step(
+            "batch",
+            vec!["register i6", "deregister i7"],
+            local.snapshot(),
+        );
+    }
+
+    #[test]
+    fn own_writes_tell_whether_someone_else_may_have_written_between() {
+        use OwnWrites::{Alone, Interleaved, Unknown};
+        // (node index last seen, indexes the writes answered, verdict)
+        let cases: &[(u64, &[u64], OwnWrites)] = &[
+            (10, &[], Unknown),
+            (10, &[0, 0], Unknown),
+            (10, &[11], Alone(11)),
+            (10, &[11, 12, 13], Alone(13)),
+            (10, &[12], Interleaved(12)),
+            (10, &[11, 13], Interleaved(13)),
+            // A heartbeat that changed nothing answers the current index.
+            (10, &[10], Alone(10)),
+            (10, &[11, 11, 12], Alone(12)),
+            // An index below the one seen: the server restarted.
+            (10, &[3], Unknown),
+        ];
+        for (seen, own, want) in cases {
+            assert_eq!(own_writes_follow(*seen, own), *want, "{seen} {own:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use crate::dto::{CatalogDeregisterIn, CatalogRegisterIn};
 use crate::error::{ApiError, ApiResult};
 use crate::request::{json_body, Ctx};
-use crate::response::{boolean, json, render};
+use crate::response::{json, render};
 use crate::{filter, ApiState};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -43,7 +43,8 @@ async fn register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResu
     for check_id in &refreshed {
         api.registry.heartbeats().beat(&reg.node.name, check_id);
     }
-    api.registry
+    let done = api
+        .registry
         .write(Command::Register(Box::new(Registration {
             node: reg.node,
             skip_node_update: reg.skip_node_update,
@@ -51,7 +52,7 @@ async fn register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResu
             checks: reg.checks,
         })))
         .await?;
-    Ok(boolean(true))
+    Ok(written(done.index))
 }
 
 async fn deregister(State(api): State<ApiState>, body: Body) -> ApiResult<Response> {
@@ -72,8 +73,15 @@ async fn deregister(State(api): State<ApiState>, body: Body) -> ApiResult<Respon
     } else {
         Command::DeregisterNode { node: input.node }
     };
-    api.registry.write(cmd).await?;
-    Ok(boolean(true))
+    let done = api.registry.write(cmd).await?;
+    Ok(written(done.index))
+}
+
+/// Consul's `true`, with the commit's index as `X-Consul-Index` (which
+/// Consul leaves out): a client that follows the same node by blocking
+/// queries (the agent's anti-entropy) can tell its own writes from others'.
+fn written(index: u64) -> Response {
+    json(Some(index), false, &true)
 }
 
 async fn datacenters(State(api): State<ApiState>, ctx: Ctx) -> Response {

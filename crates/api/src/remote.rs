@@ -372,35 +372,39 @@ fn expect_bool(text: &str, what: &str) -> Result<bool> {
 impl Catalog for RemoteCatalog {
     /// Returns 0: Consul's write endpoints do not report the commit index.
     async fn register(&self, reg: Registration) -> Result<u64> {
-        self.put_json("/v1/catalog/register", &registration_body(&reg))
+        let resp = self
+            .put_json("/v1/catalog/register", &registration_body(&reg))
             .await?;
-        Ok(0)
+        Ok(written_index(&resp))
     }
 
     async fn deregister_service(&self, node: &str, service_id: &str) -> Result<u64> {
-        self.put_json(
-            "/v1/catalog/deregister",
-            &json!({"Node": node, "ServiceID": service_id}),
-        )
-        .await?;
-        Ok(0)
+        let resp = self
+            .put_json(
+                "/v1/catalog/deregister",
+                &json!({"Node": node, "ServiceID": service_id}),
+            )
+            .await?;
+        Ok(written_index(&resp))
     }
 
     async fn deregister_node(&self, node: &str) -> Result<u64> {
-        self.put_json("/v1/catalog/deregister", &json!({"Node": node}))
+        let resp = self
+            .put_json("/v1/catalog/deregister", &json!({"Node": node}))
             .await?;
-        Ok(0)
+        Ok(written_index(&resp))
     }
 
     /// Consul has no "set check status" catalog call: read the node's
     /// checks, change the one, and register it back without touching the node.
     async fn deregister_check(&self, node: &str, check_id: &str) -> Result<u64> {
-        self.put_json(
-            "/v1/catalog/deregister",
-            &json!({"Node": node, "CheckID": check_id}),
-        )
-        .await?;
-        Ok(0)
+        let resp = self
+            .put_json(
+                "/v1/catalog/deregister",
+                &json!({"Node": node, "CheckID": check_id}),
+            )
+            .await?;
+        Ok(written_index(&resp))
     }
 
     /// Two reads: the node with its instances (blocking), then its checks.
@@ -593,6 +597,16 @@ impl Catalog for RemoteCatalog {
         {}
         Ok(index)
     }
+}
+
+/// The index a write answered with: shoal sends its commit index as
+/// `X-Consul-Index` on catalog writes; Consul sends none (0: unknown).
+fn written_index(resp: &reqwest::Response) -> u64 {
+    resp.headers()
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// An error with every cause under it, as reqwest's own text leaves

@@ -46,7 +46,7 @@ pub use records::Mutation;
 pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_WAIT, MAX_WAIT};
 pub use session::{Behavior, LockRequest, Session};
 pub use session_timers::{expire_sessions, SessionTimers};
-pub use state::State;
+pub use state::{CheckChange, State};
 pub use store::{
     FollowEvent, FollowSink, Followed, Guarded, MemoryStore, RedbStore, SharedStore, Store,
 };

@@ -24,6 +24,23 @@ pub(crate) struct TableIndexes {
     pub queries: u64,
 }
 
+/// What happened to one check between two snapshots
+/// ([`State::check_changes_since`]).
+#[derive(Clone, Copy, Debug)]
+pub enum CheckChange<'a> {
+    /// Registered since.
+    Added(&'a Arc<Check>),
+    /// Still there, with something changed (definition, status, output...).
+    Changed {
+        /// As it was.
+        old: &'a Arc<Check>,
+        /// As it is now.
+        new: &'a Arc<Check>,
+    },
+    /// Removed since.
+    Removed(&'a Arc<Check>),
+}
+
 /// The catalog at one index.
 #[derive(Clone, Debug, Default)]
 pub struct State {
@@ -237,6 +254,52 @@ impl State {
         self.checks
             .get(&(node.to_string(), id.to_string()))
             .cloned()
+    }
+
+    /// The IDs of the instances on `node` whose record differs between
+    /// `older` and this snapshot (added, changed or removed; their checks
+    /// aside, see [`State::check_changes_since`]). Like that one, it does
+    /// not visit what the two snapshots share.
+    pub fn instance_changes_since<'a>(
+        &'a self,
+        older: &'a State,
+        node: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        older.services.diff(&self.services).filter_map(move |d| {
+            let (n, id) = match d {
+                imbl::ordmap::DiffItem::Add(k, _) => k,
+                imbl::ordmap::DiffItem::Update { new: (k, _), .. } => k,
+                imbl::ordmap::DiffItem::Remove(k, _) => k,
+            };
+            (n == node).then_some(id.as_str())
+        })
+    }
+
+    /// The checks of `node` that differ between `older` and this
+    /// snapshot, in check ID order. Parts of the catalog the two snapshots
+    /// share are not visited, so when this one was derived from `older`
+    /// (as every commit derives from the one before) the cost follows
+    /// what changed in between, not how many checks there are.
+    pub fn check_changes_since<'a>(
+        &'a self,
+        older: &'a State,
+        node: &'a str,
+    ) -> impl Iterator<Item = CheckChange<'a>> + 'a {
+        older
+            .checks
+            .diff(&self.checks)
+            .filter_map(move |d| match d {
+                imbl::ordmap::DiffItem::Add((n, _), c) => {
+                    (n == node).then_some(CheckChange::Added(c))
+                }
+                imbl::ordmap::DiffItem::Update {
+                    old: ((n, _), old),
+                    new: (_, new),
+                } => (n == node).then_some(CheckChange::Changed { old, new }),
+                imbl::ordmap::DiffItem::Remove((n, _), c) => {
+                    (n == node).then_some(CheckChange::Removed(c))
+                }
+            })
     }
 
     /// Checks in a state (`None` = any state).

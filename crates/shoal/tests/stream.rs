@@ -109,13 +109,20 @@ struct Seen {
 
 /// Follows `catalog` from `index` into a shared [`Seen`].
 fn follow(catalog: Arc<dyn Catalog>, index: u64) -> Arc<Mutex<Seen>> {
+    follow_with_kv(catalog, index, None)
+}
+
+/// Like [`follow`], with the keys under `kv_prefix` too.
+fn follow_with_kv(
+    catalog: Arc<dyn Catalog>,
+    index: u64,
+    kv_prefix: Option<&str>,
+) -> Arc<Mutex<Seen>> {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let out = seen.clone();
+    let kv_prefix = kv_prefix.map(str::to_string);
     tokio::spawn(async move {
-        let req = StreamRequest {
-            index,
-            kv_prefix: None,
-        };
+        let req = StreamRequest { index, kv_prefix };
         let mut events = catalog.subscribe(req).await.unwrap();
         while let Some(event) = events.recv().await {
             let Ok(event) = event else { continue };
@@ -355,6 +362,67 @@ async fn falls_back_to_blocking_queries_without_the_stream() {
     converges(&seen, &writer, "changes by blocking queries").await;
     writer.deregister_service("node9", "late").await.unwrap();
     converges(&seen, &writer, "a service going away").await;
+}
+
+/// The consumer's keys and values, and the server's under `prefix`.
+fn view_kv(seen: &Mutex<Seen>) -> BTreeSet<(String, Vec<u8>)> {
+    let s = seen.lock().unwrap();
+    s.view
+        .kv
+        .values()
+        .map(|e| (e.key.clone(), e.value.to_vec()))
+        .collect()
+}
+
+async fn server_kv(c: &RemoteCatalog, prefix: &str) -> BTreeSet<(String, Vec<u8>)> {
+    let list = c.kv_list(prefix, QueryOptions::default()).await.unwrap();
+    list.value
+        .into_iter()
+        .map(|e| (e.key.clone(), e.value.to_vec()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_fallback_follows_the_kv_prefix_asked_for() {
+    let server = ServerProcess::start(bin(), &["--in-memory", "--no-stream"]);
+    let writer = client(&server.url);
+    for i in 0..5 {
+        let value = format!("v{i}").into_bytes().into();
+        assert!(writer
+            .kv_put(&format!("app/k{i}"), value, 0, None)
+            .await
+            .unwrap());
+    }
+    let outside = b"not followed".to_vec().into();
+    assert!(writer.kv_put("other/k", outside, 0, None).await.unwrap());
+    burst(&writer, 0, 4).await;
+    let consumer: Arc<dyn Catalog> = Arc::new(client(&server.url));
+    let seen = follow_with_kv(consumer, 0, Some("app/"));
+    // (what the writes do, then the view must equal the server's keys)
+    assert_eventually!(
+        view_kv(&seen) == server_kv(&writer, "app/").await
+            && !seen.lock().unwrap().synced.is_empty(),
+        "initial keys: view {:?}",
+        view_kv(&seen)
+    );
+    assert_eq!(view_kv(&seen).len(), 5, "only the keys under the prefix");
+    converges(&seen, &writer, "services beside the keys").await;
+    let changed = b"changed".to_vec().into();
+    assert!(writer.kv_put("app/k1", changed, 0, None).await.unwrap());
+    assert!(writer.kv_delete("app/k2", false, None).await.unwrap());
+    let added = b"new".to_vec().into();
+    assert!(writer.kv_put("app/sub/k9", added, 0, None).await.unwrap());
+    assert_eventually!(
+        view_kv(&seen) == server_kv(&writer, "app/").await,
+        "changed, deleted and added keys: view {:?}",
+        view_kv(&seen)
+    );
+    assert!(writer.kv_delete("app/", true, None).await.unwrap());
+    assert_eventually!(
+        view_kv(&seen).is_empty(),
+        "every key deleted: view {:?}",
+        view_kv(&seen)
+    );
 }
 
 #[tokio::test]

@@ -16,8 +16,11 @@ use crate::error::Result;
 use http::{HttpClients, HttpProbe};
 use probe::Probe;
 use report::Reporter;
-use shoal_catalog::{Catalog, Check, CheckDefinition, HealthStatus, Registry, State, Topic};
+use shoal_catalog::{
+    Catalog, Check, CheckChange, CheckDefinition, HealthStatus, Registry, State, Topic,
+};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tcp::TcpProbe;
@@ -42,6 +45,16 @@ pub struct CheckRunner {
     registry: Arc<Registry>,
     node: String,
     clients: Arc<HttpClients>,
+    counters: Arc<Counters>,
+}
+
+/// What a runner did: checks started and stopped (a restart is one of
+/// each), and check changes looked at.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub started: AtomicU64,
+    pub stopped: AtomicU64,
+    pub visited: AtomicU64,
 }
 
 /// A check being run, with what it was started from: its definition
@@ -67,33 +80,59 @@ impl CheckRunner {
             registry,
             node: config.node,
             clients: HttpClients::new()?,
+            counters: Arc::default(),
         })
     }
 
+    /// What the runner has done so far (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
     /// Runs until `cancel` fires.
+    ///
+    /// Each time the node's index moves, only the checks that changed
+    /// since the snapshot last applied are looked at (a diff of the two
+    /// snapshots that skips what they share): registering one instance on
+    /// a node of 10,000 starts one check and touches nothing else.
     pub async fn run(self, cancel: CancellationToken) {
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut critical_since: HashMap<String, Instant> = HashMap::new();
-        // Checks with a DeregisterCriticalServiceAfter, looked at every tick.
-        let mut with_deadline: Vec<Arc<Check>> = Vec::new();
-        let mut seen_index = None;
+        // Checks with a DeregisterCriticalServiceAfter, as of the last
+        // snapshot applied (kept current change by change).
+        let mut with_deadline: HashMap<String, Arc<Check>> = HashMap::new();
+        let mut applied: Option<Arc<State>> = None;
         let topic = Topic::Node(self.node.clone());
         loop {
             let snapshot = self.registry.snapshot();
             let index = snapshot.node_index(&self.node);
-            if seen_index != Some(index) {
-                self.reconcile(&snapshot, &mut running, &mut tasks);
-                with_deadline = snapshot
-                    .checks_on_node(&self.node)
-                    .filter(|c| c.definition.deregister_critical_service_after.is_some())
-                    .filter(|c| !c.service_id.is_empty())
-                    .cloned()
-                    .collect();
-                seen_index = Some(index);
+            let moved = applied
+                .as_ref()
+                .is_none_or(|old| old.node_index(&self.node) != index);
+            if moved {
+                let empty = State::default();
+                let older = applied.as_deref().unwrap_or(&empty);
+                for change in snapshot.check_changes_since(older, &self.node) {
+                    self.counters.visited.fetch_add(1, Ordering::Relaxed);
+                    let (check, gone) = match change {
+                        CheckChange::Added(c) | CheckChange::Changed { new: c, .. } => (c, false),
+                        CheckChange::Removed(c) => (c, true),
+                    };
+                    self.apply(check, gone, &mut running, &mut tasks);
+                    let watched = !gone
+                        && check.definition.deregister_critical_service_after.is_some()
+                        && !check.service_id.is_empty();
+                    if watched {
+                        with_deadline.insert(check.check_id.clone(), check.clone());
+                    } else {
+                        with_deadline.remove(&check.check_id);
+                    }
+                }
+                applied = Some(snapshot.clone());
             }
-            self.reap(&snapshot, &with_deadline, &mut critical_since)
-                .await;
+            self.reap(&with_deadline, &mut critical_since).await;
             while tasks.try_join_next().is_some() {}
             let wait = if with_deadline.is_empty() {
                 IDLE_WAIT
@@ -108,46 +147,43 @@ impl CheckRunner {
         tasks.shutdown().await;
     }
 
-    /// Starts new checks, restarts changed ones, stops removed ones.
-    fn reconcile(
+    /// Follows one check's change: starts a new check, restarts one whose
+    /// definition or instance changed, stops a removed one. A change of
+    /// status or output alone (the check's own results) leaves it running.
+    fn apply(
         &self,
-        snapshot: &State,
+        check: &Arc<Check>,
+        gone: bool,
         running: &mut HashMap<String, Running>,
         tasks: &mut JoinSet<()>,
     ) {
-        let mut seen = 0;
-        for check in snapshot.checks_on_node(&self.node) {
-            if check.definition.kind().is_empty() {
-                continue;
+        let id = &check.check_id;
+        let runnable = !gone && !check.definition.kind().is_empty();
+        if let Some(r) = running.get(id) {
+            if runnable && r.same_job(check) {
+                return;
             }
-            seen += 1;
-            if let Some(r) = running.get(&check.check_id) {
-                if r.same_job(check) {
-                    continue;
-                }
-                r.task.abort();
+            r.task.abort();
+            running.remove(id);
+            self.counters.stopped.fetch_add(1, Ordering::Relaxed);
+            if gone {
+                self.registry.heartbeats().forget(&self.node, id);
             }
-            let def = Arc::new(check.definition.clone());
-            let task = self.start(&check.check_id, def.clone(), tasks);
-            running.insert(
-                check.check_id.clone(),
-                Running {
-                    def,
-                    service_id: check.service_id.clone(),
-                    task,
-                },
-            );
         }
-        if running.len() > seen {
-            running.retain(|id, r| {
-                let keep = snapshot.check(&self.node, id).is_some();
-                if !keep {
-                    r.task.abort();
-                    self.registry.heartbeats().forget(&self.node, id);
-                }
-                keep
-            });
+        if !runnable {
+            return;
         }
+        let def = Arc::new(check.definition.clone());
+        let task = self.start(id, def.clone(), tasks);
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        running.insert(
+            id.clone(),
+            Running {
+                def,
+                service_id: check.service_id.clone(),
+                task,
+            },
+        );
     }
 
     fn start(
@@ -181,21 +217,20 @@ impl CheckRunner {
     /// Deregisters instances whose check stayed critical too long.
     async fn reap(
         &self,
-        snapshot: &State,
-        with_deadline: &[Arc<Check>],
+        with_deadline: &HashMap<String, Arc<Check>>,
         critical_since: &mut HashMap<String, Instant>,
     ) {
+        if with_deadline.is_empty() && critical_since.is_empty() {
+            return;
+        }
         let now = Instant::now();
         let mut due = Vec::new();
-        critical_since.retain(|id, _| with_deadline.iter().any(|c| &c.check_id == id));
-        for listed in with_deadline {
+        critical_since.retain(|id, _| with_deadline.contains_key(id));
+        for listed in with_deadline.values() {
             let Some(after) = listed.definition.deregister_critical_service_after else {
                 continue;
             };
-            let critical = snapshot
-                .check(&self.node, &listed.check_id)
-                .is_some_and(|c| c.status == HealthStatus::Critical);
-            if !critical {
+            if listed.status != HealthStatus::Critical {
                 critical_since.remove(&listed.check_id);
                 continue;
             }
@@ -221,5 +256,100 @@ impl CheckRunner {
                 tracing::warn!(service = %service_id, error = %e, "cannot deregister critical instance");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_catalog::{Node, Registration, Service};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    const NODE: &str = "n1";
+
+    fn instance(i: usize, ttl: Duration) -> Registration {
+        let id = format!("i{i}");
+        Registration {
+            node: Node {
+                name: NODE.into(),
+                address: "127.0.0.1".into(),
+                ..Default::default()
+            },
+            skip_node_update: false,
+            service: Some(Service {
+                id: id.clone(),
+                name: format!("s{}", i % 10),
+                port: 9000,
+                ..Default::default()
+            }),
+            checks: vec![Check {
+                check_id: format!("c{i}"),
+                service_id: id,
+                definition: CheckDefinition {
+                    ttl: Some(ttl),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// Waits (at most 10 s) until `started` and `stopped` reach the
+    /// given counts, then a little longer to see that they stay there.
+    async fn settle(c: &Counters, started: u64, stopped: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (c.started.load(Relaxed), c.stopped.load(Relaxed)) != (started, stopped)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            (c.started.load(Relaxed), c.stopped.load(Relaxed)),
+            (started, stopped),
+            "checks (started, stopped)"
+        );
+    }
+
+    /// A change to a node of many checks starts, stops or restarts just
+    /// the checks it changed, each once, and looks at nothing else.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn follows_each_check_change_once_without_scanning_the_node() {
+        let registry = Registry::in_memory();
+        let runner =
+            CheckRunner::new(registry.clone(), RunnerConfig { node: NODE.into() }).unwrap();
+        let counters = runner.counters();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(runner.run(cancel.clone()));
+        let hour = Duration::from_secs(3600);
+        const N: usize = 300;
+        for i in 0..N {
+            registry.register(instance(i, hour)).await.unwrap();
+        }
+        settle(&counters, N as u64, 0).await;
+
+        // (what the writes do, started and stopped after them)
+        let visited = counters.visited.load(Relaxed);
+        // A new instance: one start.
+        registry.register(instance(N, hour)).await.unwrap();
+        // A changed definition: one restart.
+        registry.register(instance(5, hour * 2)).await.unwrap();
+        // The same definition again: nothing.
+        registry.register(instance(6, hour)).await.unwrap();
+        // A removed instance: one stop.
+        registry.deregister_service(NODE, "i7").await.unwrap();
+        // A result (status and output) only: nothing.
+        registry
+            .update_check(NODE, "c9", HealthStatus::Passing, Some("ok".into()))
+            .await
+            .unwrap();
+        settle(&counters, N as u64 + 2, 2).await;
+        let looked_at = counters.visited.load(Relaxed) - visited;
+        assert!(
+            looked_at <= 5,
+            "{looked_at} check changes looked at for 5 writes on a node of {N} checks"
+        );
+        cancel.cancel();
+        task.await.unwrap();
     }
 }
