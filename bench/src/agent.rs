@@ -135,28 +135,7 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
     for _ in 0..args.backends {
         ports.push(backend(arrivals.clone()).await?);
     }
-    let bin = shoal.to_path_buf();
-    let (server, agent) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let server = ServerProcess::try_start(&bin, &["--in-memory"]).map_err(|e| anyhow!(e))?;
-        let agent = ServerProcess::try_start_role(
-            &bin,
-            &[
-                "agent",
-                "--registry",
-                &server.url,
-                "--node-name",
-                "bench-agent",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--log-level",
-                "warn",
-            ],
-            "shoal agent",
-        )
-        .map_err(|e| anyhow!(e))?;
-        Ok((server, agent))
-    })
-    .await??;
+    let (server, agent) = server_and_agent(shoal).await?;
     println!(
         "agent pid {} at {}, server at {}",
         agent.pid(),
@@ -224,4 +203,31 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
     drop(agent);
     drop(server);
     Ok(())
+}
+
+/// A `shoal server --in-memory` and a `shoal agent` (node `bench-agent`)
+/// syncing to it, both started and ready.
+pub async fn server_and_agent(shoal: &Path) -> Result<(ServerProcess, ServerProcess)> {
+    let bin = shoal.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<_> {
+        let server = ServerProcess::try_start(&bin, &["--in-memory"]).map_err(|e| anyhow!(e))?;
+        let agent = ServerProcess::try_start_role(
+            &bin,
+            &[
+                "agent",
+                "--registry",
+                &server.url,
+                "--node-name",
+                "bench-agent",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--log-level",
+                "warn",
+            ],
+            "shoal agent",
+        )
+        .map_err(|e| anyhow!(e))?;
+        Ok((server, agent))
+    })
+    .await?
 }

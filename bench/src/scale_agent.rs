@@ -12,7 +12,6 @@ use crate::stats::Summary;
 use anyhow::{anyhow, Context, Result};
 use futures::stream::{self, StreamExt};
 use serde_json::json;
-use shoal_testkit::ServerProcess;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -167,28 +166,7 @@ pub async fn run(
     figures: &mut Vec<Figure>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
-    let bin = bin.to_path_buf();
-    let (server, agent) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let server = ServerProcess::try_start(&bin, &["--in-memory"]).map_err(|e| anyhow!(e))?;
-        let agent = ServerProcess::try_start_role(
-            &bin,
-            &[
-                "agent",
-                "--registry",
-                &server.url,
-                "--node-name",
-                "bench-agent",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--log-level",
-                "warn",
-            ],
-            "shoal agent",
-        )
-        .map_err(|e| anyhow!(e))?;
-        Ok((server, agent))
-    })
-    .await??;
+    let (server, agent) = crate::agent::server_and_agent(bin).await?;
     let http = http_client(Duration::from_secs(30))?;
     let mut done = 0;
     let mut first = None;
