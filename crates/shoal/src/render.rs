@@ -13,6 +13,7 @@ use shoal_render::source::{CatalogExtras, CatalogSource, Source};
 use shoal_render::stream_source::StreamSource;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Flags of `shoal render` (consul-template's).
 #[derive(clap::Args, Debug, Clone)]
@@ -220,6 +221,10 @@ pub async fn run(args: RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long start-up waits for an unreachable registry to say whether it
+/// offers the change stream.
+const PROBE_FOR: Duration = Duration::from_secs(10);
+
 /// A shoal server's change stream when it offers one (one connection
 /// for every dependency); else, as against Consul, blocking queries.
 async fn source(
@@ -230,9 +235,21 @@ async fn source(
         Arc::new(catalog.clone()),
         Some(extras.clone()),
     ));
-    // A registry that cannot be reached yet is read by blocking queries,
-    // which retry and say why, as consul-template does.
-    match catalog.has_stream().await {
+    // A registry still starting is asked again for a while (nothing
+    // renders before its data anyway); one that stays unreachable is read
+    // by blocking queries, which retry and say why, as consul-template's do.
+    let mut answer = catalog.has_stream().await;
+    let mut pause = Duration::from_millis(100);
+    let give_up = std::time::Instant::now() + PROBE_FOR;
+    if let Err(e) = &answer {
+        tracing::warn!(error = %e, "render: registry not reachable yet; asking again for up to {}s", PROBE_FOR.as_secs());
+    }
+    while answer.is_err() && std::time::Instant::now() < give_up {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+        answer = catalog.has_stream().await;
+    }
+    match answer {
         Ok(true) => {
             tracing::info!(registry = %catalog.base_url(), "render: following the registry's change stream");
             let stream = StreamSource::new(Arc::new(catalog), blocking, Some(extras)).await?;

@@ -423,7 +423,9 @@ fn haproxy_check(cfg: &Path) {
 #[tokio::test]
 async fn haproxy_follows_scaling_with_host_aliases_from_tags() {
     require("haproxy", "haproxy");
-    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    // Without the change stream, as a real Consul is read: one blocking
+    // query per dependency (the nginx test reads the stream).
+    let server = ServerProcess::start(bin(), &["--in-memory", "--no-stream"]);
     let backends: Vec<Backend> = (0..5).map(|_| hello("hello")).collect();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
