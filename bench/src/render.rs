@@ -1,6 +1,7 @@
 //! `shoal-bench render`: `shoal render` as consul-template users run it,
-//! against a `shoal server` over HTTP (blocking queries, the path a real
-//! Consul takes).
+//! against a `shoal server` over HTTP (its change stream, which shoal
+//! render follows by default against shoal; a real Consul is read by
+//! blocking queries instead).
 //!
 //! - registration acknowledged -> reload command started, `wait` 0: the
 //!   command writes to a FIFO this benchmark is blocked reading, so the
