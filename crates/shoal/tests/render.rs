@@ -2,8 +2,9 @@
 //! templates written here, rendered with `-once`, `-dry`, and a
 //! long-running render that follows a registration and runs its command
 //! once. Every test runs twice: over the server's change stream (the
-//! default against shoal) and with `-no-stream` (one blocking query per
-//! dependency, the path a real Consul takes), with the same results.
+//! default against shoal) and against a server started with `--no-stream`
+//! (no stream, as a real Consul: one blocking query per dependency), with
+//! the same results.
 
 use shoal_testkit::ServerProcess;
 use std::path::Path;
@@ -31,15 +32,15 @@ async fn register(server: &ServerProcess, id: &str, port: u16, status: &str) {
 
 const UPSTREAM: &str = "upstream web {\n{{- range service \"web\" }}\n  server {{ .Address }}:{{ .Port }}; # {{ join \",\" .Tags }}\n{{- else }}\n  server 127.0.0.1:1 down;\n{{- end }}\n}\n";
 
-/// The two ways of reading a shoal server: its change stream, and one
-/// blocking query per dependency.
-const MODES: [&[&str]; 2] = [&[], &["-no-stream"]];
+/// The server's flags for the two ways shoal render reads it: its change
+/// stream, and (stream switched off, as with a real Consul) one blocking
+/// query per dependency.
+const MODES: [&[&str]; 2] = [&["--in-memory"], &["--in-memory", "--no-stream"]];
 
-fn render(server: &ServerProcess, mode: &[&str], args: &[&str]) -> std::process::Output {
+fn render(server: &ServerProcess, args: &[&str]) -> std::process::Output {
     Command::new(bin())
         .arg("render")
         .args(["-consul-addr", &server.url, "-log-level", "warn"])
-        .args(mode)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -49,7 +50,7 @@ fn render(server: &ServerProcess, mode: &[&str], args: &[&str]) -> std::process:
 #[tokio::test]
 async fn once_renders_healthy_instances_sorted_and_dry_prints_dest() {
     for mode in MODES {
-        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        let server = ServerProcess::start(bin(), mode);
         register(&server, "web-2", 8002, "passing").await;
         register(&server, "web-1", 8001, "passing").await;
         register(&server, "web-3", 8003, "critical").await;
@@ -58,7 +59,7 @@ async fn once_renders_healthy_instances_sorted_and_dry_prints_dest() {
         std::fs::write(&src, UPSTREAM).unwrap();
         let dest = dir.path().join("out/up.conf");
         let spec = format!("{}:{}", src.display(), dest.display());
-        let out = render(&server, mode, &["-template", &spec, "-once"]);
+        let out = render(&server, &["-template", &spec, "-once"]);
         assert!(
             out.status.success(),
             "{}",
@@ -69,7 +70,7 @@ async fn once_renders_healthy_instances_sorted_and_dry_prints_dest() {
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), want);
 
         std::fs::remove_file(&dest).unwrap();
-        let out = render(&server, mode, &["-template", &spec, "-once", "-dry"]);
+        let out = render(&server, &["-template", &spec, "-once", "-dry"]);
         assert!(
             out.status.success(),
             "{}",
@@ -86,7 +87,7 @@ async fn once_renders_healthy_instances_sorted_and_dry_prints_dest() {
 #[tokio::test]
 async fn a_broken_template_reports_file_line_col_and_keeps_the_old_file() {
     for mode in MODES {
-        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        let server = ServerProcess::start(bin(), mode);
         register(&server, "web-1", 8001, "passing").await;
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("bad.ctmpl");
@@ -98,7 +99,7 @@ async fn a_broken_template_reports_file_line_col_and_keeps_the_old_file() {
         let dest = dir.path().join("out.conf");
         std::fs::write(&dest, "old\n").unwrap();
         let spec = format!("{}:{}", src.display(), dest.display());
-        let out = render(&server, mode, &["-template", &spec, "-once"]);
+        let out = render(&server, &["-template", &spec, "-once"]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -112,7 +113,7 @@ async fn a_broken_template_reports_file_line_col_and_keeps_the_old_file() {
 #[tokio::test]
 async fn key_waits_for_the_key_and_the_command_runs_once_after_the_change() {
     for mode in MODES {
-        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        let server = ServerProcess::start(bin(), mode);
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("k.ctmpl");
         std::fs::write(&src, "mode={{ key \"cfg/mode\" }}\n").unwrap();
@@ -134,7 +135,6 @@ async fn key_waits_for_the_key_and_the_command_runs_once_after_the_change() {
                 "-wait",
                 "100ms:1s",
             ])
-            .args(mode)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -173,7 +173,7 @@ async fn key_waits_for_the_key_and_the_command_runs_once_after_the_change() {
 #[tokio::test]
 async fn the_demo_templates_features_render_as_go_does() {
     for mode in MODES {
-        let server = ServerProcess::start(bin(), &["--in-memory"]);
+        let server = ServerProcess::start(bin(), mode);
         let client = reqwest::Client::new();
         let reg = |node: &str,
                    addr: &str,
@@ -275,7 +275,6 @@ async fn the_demo_templates_features_render_as_go_does() {
                 &spec,
                 "-once",
             ])
-            .args(mode)
             .env("LB_DOMAINS", "example_com:test")
             .stdin(Stdio::null())
             .output()
@@ -304,16 +303,20 @@ async fn gauge(server: &ServerProcess, name: &str) -> i64 {
 
 /// Over the change stream, a template reading 40 services and a key holds
 /// no blocking query on the server (one connection for everything) and
-/// still follows each change of what it reads; with `-no-stream` it holds
+/// still follows each change of what it reads; without the stream it holds
 /// one blocking query per dependency, as consul-template does.
 #[tokio::test]
 async fn over_the_stream_many_dependencies_cost_one_connection_and_follow_changes() {
     const SERVICES: usize = 40;
-    for (mode, added) in [
-        (MODES[0], 0..=0),
-        (MODES[1], SERVICES as i64..=SERVICES as i64 + 1),
-    ] {
-        let server = ServerProcess::start(bin(), &["--in-memory"]);
+    let per_dependency = SERVICES as i64..=SERVICES as i64 + 1;
+    // (server flags, shoal render's own flags, blocking queries it adds)
+    let modes: [(&[&str], &[&str], _); 3] = [
+        (MODES[0], &[], 0..=0),
+        (MODES[1], &[], per_dependency.clone()),
+        (MODES[0], &["-no-stream"], per_dependency),
+    ];
+    for (mode, client, added) in modes {
+        let server = ServerProcess::start(bin(), mode);
         // The server's own watches (its check runner's) park too.
         let before = gauge(&server, "shoal_catalog_blocking_queries").await;
         let parked_want = before + added.start()..=before + added.end();
@@ -333,7 +336,7 @@ async fn over_the_stream_many_dependencies_cost_one_connection_and_follow_change
                 .arg("render")
                 .args(["-consul-addr", &server.url, "-log-level", "warn"])
                 .args(["-template", &spec, "-wait", "50ms:200ms"])
-                .args(mode)
+                .args(client)
                 .stdin(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -343,7 +346,7 @@ async fn over_the_stream_many_dependencies_cost_one_connection_and_follow_change
         while read() != "k=none\n" {
             assert!(
                 Instant::now() < deadline,
-                "{mode:?}: first render: {:?}",
+                "{mode:?} {client:?}: first render: {:?}",
                 read()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -357,7 +360,7 @@ async fn over_the_stream_many_dependencies_cost_one_connection_and_follow_change
         }
         assert!(
             parked_want.contains(&parked),
-            "{mode:?}: {parked} blocking queries parked on the server, want {parked_want:?}"
+            "{mode:?} {client:?}: {parked} blocking queries parked on the server, want {parked_want:?}"
         );
         // Changes to what it reads reach the file.
         let svc = format!("svc{}", SERVICES - 1);
@@ -380,7 +383,7 @@ async fn over_the_stream_many_dependencies_cost_one_connection_and_follow_change
         while read() != want {
             assert!(
                 Instant::now() < deadline,
-                "{mode:?}: after the changes: {:?}",
+                "{mode:?} {client:?}: after the changes: {:?}",
                 read()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
