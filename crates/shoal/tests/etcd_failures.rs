@@ -97,6 +97,7 @@ async fn quorum_lost_refuses_writes_serves_reads_and_recovers() {
     let w = put(a.at("/v1/kv/k"), "during").await;
     assert_eq!(w.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", w.text);
     assert!(w.text.contains("No cluster leader"), "{}", w.text);
+    assert!(!w.text.contains("error: storage error"), "{}", w.text);
     // Reads go on from memory, saying there is no known leader: default
     // reads (unlike on one embedded server, see disk_full.rs) as well as
     // `?stale` ones. Only `?consistent` reads, which need etcd, fail.
@@ -248,4 +249,50 @@ async fn a_server_behind_etcds_compaction_reloads_and_carries_on() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A server whose etcd cannot be reached does not start, and says why:
+/// the member's address and the cause, each error said once (not
+/// "storage error: storage error: ...").
+#[test]
+fn a_server_that_cannot_reach_etcd_says_why() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--store", "etcd", "--etcd-endpoints", &closed, "--data-dir"])
+        .arg(dir.path())
+        .env("SHOAL_NO_DOCKER", "true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a server without etcd neither started nor exited in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(&closed), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert_eq!(stderr.matches("storage error").count(), 1, "{stderr}");
 }
