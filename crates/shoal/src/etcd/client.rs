@@ -242,9 +242,17 @@ impl EtcdClient {
             if let Some(ca) = &config.ca_file {
                 let pem = std::fs::read(ca)
                     .map_err(|e| format!("cannot read etcd CA {}: {e}", ca.display()))?;
-                let cert = reqwest::Certificate::from_pem(&pem)
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
                     .map_err(|e| format!("etcd CA {} is not PEM: {e}", ca.display()))?;
-                b = b.add_root_certificate(cert);
+                if certs.is_empty() {
+                    return Err(format!(
+                        "etcd CA {} holds no PEM certificate (BEGIN CERTIFICATE)",
+                        ca.display()
+                    ));
+                }
+                for cert in certs {
+                    b = b.add_root_certificate(cert);
+                }
             }
             match (&config.cert_file, &config.key_file) {
                 (Some(c), Some(k)) => {
