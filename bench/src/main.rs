@@ -8,13 +8,15 @@
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
 //! ([`dns`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
 //! ([`watchers`]), `shoal-bench locks` ([`locks`]), `shoal-bench scale`
-//! ([`scale`]), `shoal-bench render` ([`render`]) and `shoal-bench
-//! template` ([`template`], in-process, no server).
+//! ([`scale`]), `shoal-bench render` ([`render`]), `shoal-bench etcd`
+//! ([`etcd`]) and `shoal-bench template` ([`template`], in-process, no
+//! server).
 #![forbid(unsafe_code)]
 
 mod agent;
 mod dns;
 mod docker;
+mod etcd;
 mod locks;
 mod proxy;
 mod registry;
@@ -77,6 +79,10 @@ enum Bench {
     /// The text/template engine: render time over 1,000 services x 10
     /// instances, side by side with Go's text/template. In-process.
     Template(template::Args),
+    /// Two servers on a 3-member etcd: registrations/s vs raw etcd puts/s,
+    /// write on A -> 1,000 blocking queries on B, register on A -> routed
+    /// by a proxy following B.
+    Etcd(etcd::Args),
 }
 
 /// Runs the chosen benchmark; a failure is printed as one line (with its
@@ -110,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Locks(args) => locks::run(&shoal, &args, &command).await,
         Bench::Scale(args) => scale::run(&shoal, &args, &command).await,
         Bench::Render(args) => render::run(&shoal, &args, &command).await,
+        Bench::Etcd(args) => etcd::run(&shoal, &args, &command).await,
         Bench::Template(_) => unreachable!("run in-process above"),
     }
 }

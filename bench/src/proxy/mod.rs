@@ -13,7 +13,7 @@ mod configs;
 mod contenders;
 pub(crate) mod cpu;
 mod daemon;
-mod fleet;
+pub(crate) mod fleet;
 mod machine;
 mod paced;
 mod throughput;

@@ -6,9 +6,9 @@
 //! 2. KV puts per second through `PUT /v1/kv/<key>` (distinct keys);
 //! 3. the wake-up delay of blocking queries on one service after a write.
 
-mod load;
+pub(crate) mod load;
 pub(crate) mod raw;
-mod wakeup;
+pub(crate) mod wakeup;
 
 use crate::report::{print_summary, Figure};
 use crate::server::{check_open_files, http_client, DurableServer};

@@ -53,12 +53,22 @@ pub struct Plan {
 
 /// Runs all rounds against the server at `base`, printing one line per round.
 pub async fn run(base: &str, plan: Plan) -> Result<Vec<Round>> {
+    run_across(base, base, plan).await
+}
+
+/// Like [`run`], with the writes sent to `write_base` and the watchers on
+/// `watch_base` (two servers sharing one catalog).
+pub async fn run_across(write_base: &str, watch_base: &str, plan: Plan) -> Result<Vec<Round>> {
     let write = http_client(Duration::from_secs(30))?;
-    register(&write, base, 0).await?;
-    let mut conns = connect_all(base, plan.watchers).await?;
+    register(&write, write_base, 0).await?;
+    let mut conns = connect_all(watch_base, plan.watchers).await?;
     let mut rounds = Vec::with_capacity(plan.rounds);
+    let bases = Bases {
+        write: write_base,
+        watch: watch_base,
+    };
     for n in 1..=plan.rounds {
-        let round = one_round(&mut conns, &write, base, plan, n).await?;
+        let round = one_round(&mut conns, &write, bases, plan, n).await?;
         println!("  round {n}: {}", round_line(&round));
         rounds.push(round);
     }
@@ -99,7 +109,7 @@ async fn connect_all(base: &str, n: usize) -> Result<Vec<RawConn>> {
 
 /// The service's current `X-Consul-Index`.
 async fn current_index(client: &reqwest::Client, base: &str) -> Result<u64> {
-    let url = format!("{base}/v1/health/service/{SERVICE}");
+    let url = format!("{base}/v1/health/service/{SERVICE}?consistent");
     let response = client.get(url).send().await.context("reading the index")?;
     index_of(&response).context("no X-Consul-Index on the health answer")
 }
@@ -114,15 +124,24 @@ fn index_of(response: &reqwest::Response) -> Option<u64> {
         .ok()
 }
 
+/// Where the round writes and where its watchers wait.
+#[derive(Clone, Copy)]
+struct Bases<'a> {
+    write: &'a str,
+    watch: &'a str,
+}
+
 /// One round: watchers in flight, settle, one write, collect the answers.
 async fn one_round(
     conns: &mut Vec<RawConn>,
     write: &reqwest::Client,
-    base: &str,
+    bases: Bases<'_>,
     plan: Plan,
     n: usize,
 ) -> Result<Round> {
-    let index = current_index(write, base).await?;
+    // `?consistent`: on a shared catalog the watchers' server has every
+    // earlier write, so no watcher returns at once on an old one.
+    let index = current_index(write, bases.watch).await?;
     let path = format!("/v1/health/service/{SERVICE}?index={index}&wait={WAIT}");
     let (sent, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut set = JoinSet::new();
@@ -139,7 +158,7 @@ async fn one_round(
     tokio::time::sleep(plan.settle).await;
     let early = done.load(Ordering::SeqCst);
     let sent_at = Instant::now();
-    register(write, base, n).await?;
+    register(write, bases.write, n).await?;
     let acked_at = Instant::now();
     let mut round = Round {
         write: acked_at - sent_at,

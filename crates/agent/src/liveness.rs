@@ -4,7 +4,7 @@
 //! agent or its host died), the node leaves the catalog with every
 //! instance on it, so no traffic goes to a dead host.
 
-use shoal_catalog::{Catalog, Registry, NODE_HEALTH_CHECK};
+use shoal_catalog::{Command, Registry, NODE_HEALTH_CHECK};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 /// agent's TTL plus this.
 const TICK: Duration = Duration::from_millis(250);
 
-/// The nodes whose heartbeat is overdue at `now`. A node never heard
-/// from since `started` (say, after a server restart) gets one full TTL.
-fn overdue(registry: &Registry, started: Instant, now: Instant) -> Vec<(String, Duration)> {
+/// The nodes whose heartbeat is overdue at `now`, with their TTL and the
+/// ModifyIndex of their liveness check. A node never heard from since
+/// `started` (say, after a server restart) gets one full TTL.
+fn overdue(registry: &Registry, started: Instant, now: Instant) -> Vec<(String, Duration, u64)> {
     let snapshot = registry.snapshot();
     let (_, nodes) = snapshot.nodes();
     nodes
@@ -29,12 +30,18 @@ fn overdue(registry: &Registry, started: Instant, now: Instant) -> Vec<(String, 
                 .last(&node.name, NODE_HEALTH_CHECK)
                 .map_or(started, Instant::from_std)
                 .max(started);
-            (now.duration_since(last) > ttl).then(|| (node.name.clone(), ttl))
+            (now.duration_since(last) > ttl).then(|| (node.name.clone(), ttl, check.modify_index))
         })
         .collect()
 }
 
 /// Removes nodes whose agent stopped heartbeating, until `cancel` fires.
+///
+/// Each removal is a [`Command::ReapNode`] guarded by the liveness check
+/// the decision was made on, so when reapers on several servers (a leader
+/// and one that still thinks it leads) judge the same node dead, it is
+/// removed once and counted once (`shoal_agents_reaped_total`), and a node
+/// whose agent came back in between is left alone.
 pub async fn reap_dead_agents(registry: Arc<Registry>, cancel: CancellationToken) {
     let started = Instant::now();
     let mut tick = tokio::time::interval(TICK);
@@ -44,16 +51,27 @@ pub async fn reap_dead_agents(registry: Arc<Registry>, cancel: CancellationToken
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for (node, ttl) in overdue(&registry, started, Instant::now()) {
+        for (node, ttl, check_index) in overdue(&registry, started, Instant::now()) {
             let instances = registry.snapshot().node_services(&node).len();
-            tracing::warn!(
-                node = %node,
-                ttl = ?ttl,
-                instances,
-                "agent missed its heartbeat: the node and its instances leave the catalog"
-            );
-            match registry.deregister_node(&node).await {
-                Ok(_) => registry.heartbeats().forget(&node, NODE_HEALTH_CHECK),
+            let cmd = Command::ReapNode {
+                node: node.clone(),
+                check_index,
+            };
+            match registry.write(cmd).await {
+                Ok(outcome) if outcome.applied => {
+                    registry.metrics().agents_reaped.inc();
+                    registry.heartbeats().forget(&node, NODE_HEALTH_CHECK);
+                    tracing::warn!(
+                        node = %node,
+                        ttl = ?ttl,
+                        instances,
+                        "agent missed its heartbeat: the node and its instances left the catalog"
+                    );
+                }
+                Ok(_) => tracing::info!(
+                    node = %node,
+                    "dead agent's node already removed or registered again"
+                ),
                 Err(e) => {
                     tracing::warn!(node = %node, error = %e, "cannot remove dead agent's node")
                 }
@@ -65,7 +83,7 @@ pub async fn reap_dead_agents(registry: Arc<Registry>, cancel: CancellationToken
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_catalog::{Check, CheckDefinition, HealthStatus, Node, Registration};
+    use shoal_catalog::{Catalog, Check, CheckDefinition, HealthStatus, Node, Registration};
 
     async fn register(registry: &Registry, node: &str, ttl: Option<Duration>) {
         let check = Check {
@@ -101,7 +119,8 @@ mod tests {
         registry
             .heartbeats()
             .beat("agent-beating", NODE_HEALTH_CHECK);
-        let names = |v: Vec<(String, Duration)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let names =
+            |v: Vec<(String, Duration, u64)>| v.into_iter().map(|(n, ..)| n).collect::<Vec<_>>();
         assert!(overdue(&registry, started, started + ttl / 2).is_empty());
         // One TTL after start only the node that never beat is overdue;
         // the other one once its own TTL passed without another beat.
@@ -118,5 +137,41 @@ mod tests {
             names(overdue(&registry, started, later)),
             vec!["agent-beating", "agent-quiet"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_node_is_reaped_once_and_not_after_it_came_back() {
+        let registry = Registry::in_memory();
+        register(&registry, "agent-1", Some(Duration::from_secs(1))).await;
+        let judged = |r: &Registry| {
+            r.snapshot()
+                .check("agent-1", NODE_HEALTH_CHECK)
+                .unwrap()
+                .modify_index
+        };
+        let reap = |check_index| Command::ReapNode {
+            node: "agent-1".into(),
+            check_index,
+        };
+        let seen = judged(&registry);
+        // Two reapers judged the same check: one removes the node.
+        let first = registry.write(reap(seen)).await.unwrap();
+        let second = registry.write(reap(seen)).await.unwrap();
+        assert!(first.applied);
+        assert!(!second.applied, "the node was reaped twice");
+        assert_eq!(second.index, first.index, "the second reap wrote something");
+        assert!(registry.snapshot().node("agent-1").is_none());
+        // Registered again since it was judged: it stays.
+        register(&registry, "agent-1", Some(Duration::from_secs(1))).await;
+        assert_ne!(judged(&registry), seen);
+        assert!(!registry.write(reap(seen)).await.unwrap().applied);
+        assert!(registry.snapshot().node("agent-1").is_some());
+        // Nor is a node by an index its check never had.
+        register(&registry, "plain", None).await;
+        let plain = Command::ReapNode {
+            node: "plain".into(),
+            check_index: 0,
+        };
+        assert!(!registry.write(plain).await.unwrap().applied);
     }
 }

@@ -14,7 +14,15 @@
 //! All of it ends by itself once a commit succeeds again.
 //!
 //! On a shared store (etcd), `?consistent` reads first wait until this
-//! server's view has caught up with etcd's latest commit.
+//! server's view has caught up with etcd's latest commit. There a failing
+//! store means etcd lost quorum, and nothing in this server's view is
+//! wrong, only possibly behind: no other server can commit either, and
+//! check results are not this server's to record alone. So, as a Consul
+//! follower cut off from its leader does, default reads go on from
+//! memory (with `X-Consul-KnownLeader: false`), blocking queries keep
+//! waiting, and only `?consistent` reads (which need etcd) answer 500
+//! `No cluster leader`. The embedded store keeps the stricter rule above:
+//! on one server a failed commit does leave the view wrong.
 
 use crate::error::ApiError;
 use crate::request::Params;
@@ -33,13 +41,19 @@ pub(crate) fn failure(api: &ApiState) -> Option<StoreFailure> {
 }
 
 /// Reads that need a leader: everything that reports `X-Consul-Index`
-/// from the replicated state (agent endpoints answer from local state).
-fn needs_leader(method: &Method, path: &str, params: &Params) -> bool {
+/// from the replicated state (agent endpoints answer from local state);
+/// on a `shared` store only `?consistent` ones (see the module doc).
+fn needs_leader(method: &Method, path: &str, params: &Params, shared: bool) -> bool {
     let read = matches!(*method, Method::GET | Method::HEAD);
     let replicated = ["/v1/catalog/", "/v1/health/", "/v1/kv"]
         .iter()
         .any(|p| path.starts_with(p));
-    read && replicated && !params.has("stale")
+    let mode = if shared {
+        params.has("consistent")
+    } else {
+        !params.has("stale")
+    };
+    read && replicated && mode
 }
 
 /// Whether `req` needs [`guard`]: a consistent read on a shared store,
@@ -60,20 +74,31 @@ where
     F: std::future::Future<Output = Response>,
 {
     let params = Params::parse(req.uri().query());
-    if api.registry.is_shared() && params.has("consistent") {
-        // On a shared store (etcd) other servers commit too: a consistent
-        // read waits until this server's view holds every commit etcd had
-        // when the read arrived.
-        if let Err(e) = api.registry.consistent().await {
-            return ApiError::from(e).into_response();
-        }
-    }
-    let Some(failure) = failure(api) else {
-        return next(req).await;
-    };
-    if needs_leader(req.method(), req.uri().path(), &params) {
+    let shared = api.registry.is_shared();
+    let failed = failure(api);
+    if failed.is_some() && needs_leader(req.method(), req.uri().path(), &params, shared) {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, NO_LEADER).into_response();
     }
+    if shared && params.has("consistent") {
+        // On a shared store (etcd) other servers commit too: a consistent
+        // read waits until this server's view holds every commit etcd had
+        // when the read arrived. If etcd cannot say (it lost quorum since
+        // the last probe), there is no leader to be consistent with.
+        if let Err(e) = api.registry.consistent().await {
+            let why = match e {
+                shoal_catalog::Error::Storage(m) => m,
+                other => other.to_string(),
+            };
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{NO_LEADER}: {why}"),
+            )
+            .into_response();
+        }
+    }
+    let Some(failure) = failed else {
+        return next(req).await;
+    };
     drop(params);
     let mut resp = next(req).await;
     let headers = resp.headers_mut();
@@ -91,30 +116,38 @@ mod tests {
 
     #[test]
     fn which_requests_need_a_leader() {
-        // (method, path, query, needs a leader)
+        // (method, path, query, needs a leader on the embedded store,
+        // on a shared one)
         let cases = [
-            (Method::GET, "/v1/health/service/web", "", true),
+            (Method::GET, "/v1/health/service/web", "", true, false),
             (
                 Method::GET,
                 "/v1/health/service/web",
                 "index=3&consistent",
                 true,
+                true,
             ),
-            (Method::GET, "/v1/health/service/web", "stale", false),
-            (Method::GET, "/v1/catalog/services", "", true),
-            (Method::GET, "/v1/kv/a", "", true),
-            (Method::GET, "/v1/kv", "recurse", true),
-            (Method::PUT, "/v1/kv/a", "", false),
-            (Method::GET, "/v1/agent/services", "", false),
-            (Method::GET, "/v1/status/leader", "", false),
-            (Method::GET, "/metrics", "", false),
+            (Method::GET, "/v1/health/service/web", "stale", false, false),
+            (Method::GET, "/v1/catalog/services", "", true, false),
+            (Method::GET, "/v1/kv/a", "", true, false),
+            (Method::GET, "/v1/kv/a", "consistent", true, true),
+            (Method::GET, "/v1/kv", "recurse", true, false),
+            (Method::PUT, "/v1/kv/a", "consistent", false, false),
+            (Method::GET, "/v1/agent/services", "", false, false),
+            (Method::GET, "/v1/status/leader", "", false, false),
+            (Method::GET, "/metrics", "", false, false),
         ];
-        for (method, path, query, want) in cases {
+        for (method, path, query, embedded, shared) in cases {
             let params = Params::parse(Some(query));
             assert_eq!(
-                needs_leader(&method, path, &params),
-                want,
-                "{method} {path}?{query}"
+                needs_leader(&method, path, &params, false),
+                embedded,
+                "{method} {path}?{query} on the embedded store"
+            );
+            assert_eq!(
+                needs_leader(&method, path, &params, true),
+                shared,
+                "{method} {path}?{query} on a shared store"
             );
         }
     }

@@ -54,6 +54,7 @@ impl<'a> Txn<'a> {
         let applied = match cmd {
             Command::Register(reg) => self.register(*reg).map(|_| true),
             Command::DeregisterNode { node } => self.deregister_node(&node).map(|_| true),
+            Command::ReapNode { node, check_index } => self.reap_node(&node, check_index),
             Command::DeregisterService { node, service_id } => {
                 self.deregister_service(&node, &service_id).map(|_| true)
             }
@@ -353,6 +354,19 @@ impl<'a> Txn<'a> {
         self.unlink_service_name(&old.name, &key);
         self.touch_node(node);
         Ok(())
+    }
+
+    /// See [`Command::ReapNode`]; whether the node was removed.
+    fn reap_node(&mut self, node: &str, check_index: u64) -> Result<bool> {
+        let judged = self
+            .st
+            .check(node, crate::NODE_HEALTH_CHECK)
+            .is_some_and(|c| c.modify_index == check_index);
+        if !judged {
+            return Ok(false);
+        }
+        self.deregister_node(node)?;
+        Ok(true)
     }
 
     pub(crate) fn deregister_node(&mut self, node: &str) -> Result<()> {

@@ -36,6 +36,17 @@ pub enum Command {
         /// Node name.
         node: String,
     },
+    /// Remove a dead agent's node, as [`Command::DeregisterNode`] does, but
+    /// only while its liveness check is the one the reaper judged overdue
+    /// (still there, same ModifyIndex). Applied (`Outcome::applied`) only
+    /// when it removed the node: of reapers racing on several servers,
+    /// exactly one is told it reaped.
+    ReapNode {
+        /// Node name.
+        node: String,
+        /// ModifyIndex of the node's liveness check when judged dead.
+        check_index: u64,
+    },
     /// Remove one instance and its checks.
     DeregisterService {
         /// Node name.

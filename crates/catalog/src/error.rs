@@ -2,7 +2,11 @@
 
 /// Errors a catalog operation can end with. Each variant maps to one HTTP
 /// status in the API crate, so the variant says who is at fault.
-#[derive(Debug, thiserror::Error)]
+///
+/// An error that passes through more hands is passed on as it is
+/// (`clone`), never wrapped again in its own variant: `Storage(e.to_string())`
+/// of a `Storage` error reads "storage error: storage error: ...".
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The request itself is wrong (missing name, unknown referenced ID...).
     #[error("{0}")]

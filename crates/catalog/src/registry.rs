@@ -396,7 +396,7 @@ fn commit_batch(shared: &Shared, store: &dyn Store, batch: Vec<Request>) {
         if let Err(e) = committed {
             tracing::error!(error = %e, writes = replies.len(), "durable commit failed; batch rejected");
             for (reply, _) in replies {
-                let _ = reply.send(Err(Error::Storage(e.to_string())));
+                let _ = reply.send(Err(e.clone()));
             }
             return;
         }

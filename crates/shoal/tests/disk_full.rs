@@ -142,6 +142,11 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
         refused.text
     );
     assert!(refused.text.contains("storage error"), "{}", refused.text);
+    assert!(
+        !refused.text.contains("storage error: storage error"),
+        "{}",
+        refused.text
+    );
     // A failed commit can give pages back to the file system, and a small
     // write may then fit: take every byte that is left, so the store stays
     // failing until the test makes room.

@@ -172,3 +172,51 @@ async fn a_restarted_server_loads_the_catalog_from_etcd_and_serves() {
     assert!(ok(get(a.at("/v1/kv/k2")).await).index > index);
     let _ = StatusCode::OK;
 }
+
+/// A `?consistent` read on B sees every write acknowledged on A before it
+/// was sent, round after round: KV values, a KV delete, and a
+/// registration read through the catalog and health endpoints.
+#[tokio::test]
+async fn a_consistent_read_on_b_sees_the_write_just_acknowledged_on_a() {
+    let etcd = EtcdCluster::start(3);
+    let (a, b) = two_servers(&etcd);
+    for round in 0..50 {
+        let (writer, reader) = if round % 5 == 4 { (&b, &a) } else { (&a, &b) };
+        let value = format!("v{round}");
+        assert_eq!(
+            ok(put(writer.at("/v1/kv/rw/key"), &value).await).text,
+            "true"
+        );
+        let read = get(reader.at("/v1/kv/rw/key?consistent&raw")).await;
+        assert_eq!(read.text, value, "round {round}: {} missed it", reader.url);
+        let node = format!("n{round}");
+        let id = format!("web-{round}");
+        ok(put_json(
+            writer.at("/v1/catalog/register"),
+            &registration(&node, &id, "rw"),
+        )
+        .await);
+        let listed = ok(get(reader.at("/v1/health/service/rw?consistent")).await).json();
+        assert_eq!(
+            listed.as_array().unwrap().len(),
+            round + 1,
+            "round {round}: {} missed the registration",
+            reader.url
+        );
+        let gone = format!("rw/gone{round}");
+        ok(put(writer.at(&format!("/v1/kv/{gone}")), "x").await);
+        let deleted = client()
+            .delete(writer.at(&format!("/v1/kv/{gone}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), StatusCode::OK);
+        let after = get(reader.at(&format!("/v1/kv/{gone}?consistent"))).await;
+        assert_eq!(
+            after.status,
+            StatusCode::NOT_FOUND,
+            "round {round}: {} still has the deleted key",
+            reader.url
+        );
+    }
+}

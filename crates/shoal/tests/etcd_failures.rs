@@ -97,18 +97,48 @@ async fn quorum_lost_refuses_writes_serves_reads_and_recovers() {
     let w = put(a.at("/v1/kv/k"), "during").await;
     assert_eq!(w.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", w.text);
     assert!(w.text.contains("No cluster leader"), "{}", w.text);
-    // Reads go on from memory, saying there is no known leader.
+    assert!(!w.text.contains("error: storage error"), "{}", w.text);
+    // Reads go on from memory, saying there is no known leader: default
+    // reads (unlike on one embedded server, see disk_full.rs) as well as
+    // `?stale` ones. Only `?consistent` reads, which need etcd, fail.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while known_leader(b.at("/v1/kv/k?stale")).await.as_deref() != Some("false") {
+    while known_leader(b.at("/v1/kv/k")).await.as_deref() != Some("false") {
         assert!(
             Instant::now() < deadline,
             "B never noticed etcd lost quorum"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let stale = ok(get(b.at("/v1/kv/k?stale&raw")).await);
-    assert_eq!(stale.text, "before");
+    for mode in ["", "&stale"] {
+        let read = client()
+            .get(b.at(&format!("/v1/kv/k?raw{mode}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), StatusCode::OK, "read ?raw{mode}");
+        assert_eq!(read.headers()["X-Consul-KnownLeader"], "false");
+        assert!(read.headers().contains_key("X-Consul-LastContact"));
+        assert_eq!(read.text().await.unwrap(), "before");
+    }
+    let listed = ok(get(b.at("/v1/catalog/services")).await);
+    assert!(listed.json().get("consul").is_some(), "{}", listed.text);
+    let consistent = get(b.at("/v1/kv/k?consistent")).await;
+    assert_eq!(
+        consistent.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        consistent.text
+    );
+    assert!(
+        consistent.text.starts_with("No cluster leader"),
+        "{}",
+        consistent.text
+    );
+    // A blocking query started while quorum is lost waits too.
+    let late = tokio::spawn(get(b.at(&format!("/v1/kv/k?index={index}&wait=120s"))));
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiter.is_finished(), "a blocking query must keep waiting");
+    assert!(!late.is_finished(), "a blocking query must keep waiting");
     etcd.restart(0);
     etcd.restart(1);
     etcd.wait_healthy();
@@ -129,6 +159,11 @@ async fn quorum_lost_refuses_writes_serves_reads_and_recovers() {
     let woken = tokio::time::timeout(Duration::from_secs(15), waiter)
         .await
         .expect("the blocking query on B was not woken after recovery")
+        .unwrap();
+    assert!(ok(woken).index > index);
+    let woken = tokio::time::timeout(Duration::from_secs(15), late)
+        .await
+        .expect("the blocking query started without quorum was not woken")
         .unwrap();
     assert!(ok(woken).index > index);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -214,4 +249,50 @@ async fn a_server_behind_etcds_compaction_reloads_and_carries_on() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A server whose etcd cannot be reached does not start, and says why:
+/// the member's address and the cause, each error said once (not
+/// "storage error: storage error: ...").
+#[test]
+fn a_server_that_cannot_reach_etcd_says_why() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--store", "etcd", "--etcd-endpoints", &closed, "--data-dir"])
+        .arg(dir.path())
+        .env("SHOAL_NO_DOCKER", "true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a server without etcd neither started nor exited in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(&closed), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert_eq!(stderr.matches("storage error").count(), 1, "{stderr}");
 }

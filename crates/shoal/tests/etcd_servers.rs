@@ -135,3 +135,69 @@ async fn an_agent_fails_over_between_servers_and_is_reaped_when_dead() {
     })
     .await;
 }
+
+async fn reaped(server: &ServerProcess) -> u64 {
+    let text = ok(get(server.at("/metrics")).await).text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("shoal_agents_reaped_total "))
+        .unwrap_or_else(|| panic!("no shoal_agents_reaped_total on {}", server.url))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The agent and the leading server die together: one of the two others
+/// takes the lead and reaps the agent's node, exactly once over all
+/// servers, and within its lease and TTL.
+#[tokio::test]
+async fn a_dead_agent_is_reaped_exactly_once_when_the_leader_dies_with_it() {
+    let etcd = EtcdCluster::start(3);
+    let mut servers = vec![
+        etcd.start_shoal(bin(), "server-a", &[]),
+        etcd.start_shoal(bin(), "server-b", &[]),
+        etcd.start_shoal(bin(), "server-c", &[]),
+    ];
+    let mut leader = String::new();
+    eventually("the three servers agree on a leader", 15, async || {
+        let mut seen = Vec::new();
+        for s in &servers {
+            seen.push(json_of(s.at("/v1/status/leader")).await);
+        }
+        leader = seen[0].as_str().unwrap_or("").to_string();
+        !leader.is_empty() && seen.iter().all(|l| *l == seen[0])
+    })
+    .await;
+    let at = servers
+        .iter()
+        .position(|s| host_port(&s.url) == leader)
+        .expect("the leader is one of the servers");
+    // The agent beats to the leader only.
+    let mut host = agent(&servers[at].url, "agent-1", "2s");
+    eventually("the agent's node is in the catalog", 15, async || {
+        has_node(&servers[(at + 1) % 3], "agent-1").await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for s in &servers {
+        assert!(has_node(s, "agent-1").await, "a live agent was reaped");
+        assert_eq!(reaped(s).await, 0);
+    }
+    host.kill();
+    let mut dead = servers.remove(at);
+    dead.kill();
+    // Another server leads once the dead one's lease (5 s) is gone, gives
+    // the node one TTL, then reaps it.
+    for s in &servers {
+        eventually("the dead agent's node is reaped", 30, async || {
+            !has_node(s, "agent-1").await
+        })
+        .await;
+    }
+    // Reapers that were late or thought they led must not count it again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut total = 0;
+    for s in &servers {
+        total += reaped(s).await;
+    }
+    assert_eq!(total, 1, "reaped {total} times over the servers");
+}

@@ -48,6 +48,7 @@ const REGISTRY_FAMILIES: &[&str] = &[
     "# TYPE shoal_catalog_watchers gauge",
     "# TYPE shoal_agent_check_runs_total counter",
     "# TYPE shoal_agent_docker_events_total counter",
+    "# TYPE shoal_agents_reaped_total counter",
 ];
 
 fn has_families(text: &str, families: &[&str]) {

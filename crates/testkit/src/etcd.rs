@@ -22,6 +22,124 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     initial_cluster: String,
     dir: tempfile::TempDir,
+    /// Client TLS of the members (https client URLs), if any.
+    tls: Option<EtcdTls>,
+    /// `user:password` that `etcdctl` logs in with once auth is on.
+    etcdctl_user: Option<String>,
+    /// More flags for every member.
+    args: Vec<String>,
+}
+
+/// How to start the members beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdOptions {
+    /// TLS on the client port.
+    pub tls: Option<EtcdTls>,
+    /// More flags for every member (e.g. `--auth-token-ttl 1`).
+    pub args: Vec<String>,
+}
+
+/// TLS on the members' client port: their certificate, and with
+/// `client_ca` the CA that must sign every client's certificate
+/// (etcd's `--client-cert-auth`).
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub certs: TestCerts,
+    pub client_cert_auth: bool,
+}
+
+/// A CA, a certificate for 127.0.0.1 signed by it (for etcd: server and
+/// client use, as etcd's own gateway connects with it), a client
+/// certificate signed by it, and another CA that signed nothing here, all
+/// made with `openssl` at test time (PEM files in `dir`).
+#[derive(Clone, Debug)]
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// A CA that signed none of these.
+    pub other_ca: PathBuf,
+}
+
+impl TestCerts {
+    /// Makes the certificates in `dir` with `openssl` (P-256 keys, valid
+    /// for two days). Panics with openssl's message if it cannot.
+    pub fn generate(dir: &Path) -> TestCerts {
+        std::fs::create_dir_all(dir).expect("cert dir");
+        let path = |name: &str| dir.join(name);
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("cannot run openssl (Debian's openssl; scripts/test installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (ca, cn) in [("ca", "/CN=shoal test CA"), ("other-ca", "/CN=another CA")] {
+            let (k, c) = (format!("{ca}.key"), format!("{ca}.crt"));
+            let mut args = vec!["req", "-x509", "-days", "2", "-subj", cn];
+            args.extend_from_slice(&key);
+            args.extend_from_slice(&["-keyout", &k, "-out", &c]);
+            run(&args);
+        }
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .expect("server.ext");
+        std::fs::write(path("client.ext"), "extendedKeyUsage=clientAuth\n").expect("client.ext");
+        for (name, cn) in [("server", "/CN=127.0.0.1"), ("client", "/CN=shoal")] {
+            let (k, csr, c, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+                format!("{name}.ext"),
+            );
+            let mut args = vec!["req", "-subj", cn];
+            args.extend_from_slice(&key);
+            args.extend_from_slice(&["-keyout", &k, "-out", &csr]);
+            run(&args);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &c,
+            ]);
+        }
+        TestCerts {
+            ca: path("ca.crt"),
+            server_cert: path("server.crt"),
+            server_key: path("server.key"),
+            client_cert: path("client.crt"),
+            client_key: path("client.key"),
+            other_ca: path("other-ca.crt"),
+        }
+    }
 }
 
 /// A port nobody listens on right now (the OS's pick for port 0).
@@ -40,6 +158,12 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader.
     pub fn start(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, EtcdOptions::default())
+    }
+
+    /// Like [`EtcdCluster::start`], with `options`: with TLS,
+    /// [`EtcdCluster::endpoint`] is `https://`.
+    pub fn start_with(n: usize, options: EtcdOptions) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = free_ports(2 * n);
         let members: Vec<Member> = (0..n)
@@ -60,6 +184,9 @@ impl EtcdCluster {
             members,
             initial_cluster,
             dir,
+            tls: options.tls,
+            etcdctl_user: None,
+            args: options.args,
         };
         for i in 0..n {
             cluster.spawn(i);
@@ -77,9 +204,23 @@ impl EtcdCluster {
             .open(&log)
             .expect("etcd log file");
         let err = out.try_clone().expect("etcd log file");
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new("etcd")
+        let mut etcd = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            etcd.arg("--cert-file")
+                .arg(&tls.certs.server_cert)
+                .arg("--key-file")
+                .arg(&tls.certs.server_key);
+            if tls.client_cert_auth {
+                etcd.arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(&tls.certs.ca);
+            }
+        }
+        etcd.args(&self.args);
+        let child = etcd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.dir)
@@ -115,7 +256,19 @@ impl EtcdCluster {
 
     /// Client URL of member `i`.
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.members[i].client)
+    }
+
+    /// Has `etcdctl` log in as `user:password` from now on (once the test
+    /// has turned etcd's auth on).
+    pub fn set_etcdctl_user(&mut self, user: Option<&str>) {
+        self.etcdctl_user = user.map(str::to_string);
+    }
+
+    /// The directory of the cluster's data (certificates can go there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// SIGKILL member `i`.
@@ -145,10 +298,25 @@ impl EtcdCluster {
             .filter(|i| self.is_running(*i))
             .map(|i| self.endpoint(i))
             .collect();
-        let out = Command::new("etcdctl")
+        let mut etcdctl = Command::new("etcdctl");
+        etcdctl
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", endpoints.join(",")))
-            .args(["--command-timeout", "5s"])
+            .args(["--command-timeout", "5s"]);
+        if let Some(tls) = &self.tls {
+            etcdctl.arg("--cacert").arg(&tls.certs.ca);
+            if tls.client_cert_auth {
+                etcdctl
+                    .arg("--cert")
+                    .arg(&tls.certs.client_cert)
+                    .arg("--key")
+                    .arg(&tls.certs.client_key);
+            }
+        }
+        if let Some(user) = &self.etcdctl_user {
+            etcdctl.arg(format!("--user={user}"));
+        }
+        let out = etcdctl
             .args(args)
             .output()
             .map_err(|e| format!("cannot run etcdctl (Debian's etcd-client): {e}"))?;

@@ -7,7 +7,7 @@
 mod etcd;
 mod process;
 
-pub use etcd::EtcdCluster;
+pub use etcd::{EtcdCluster, EtcdOptions, EtcdTls, TestCerts};
 pub use process::ServerProcess;
 
 use shoal_api::{ApiConfig, ApiState};

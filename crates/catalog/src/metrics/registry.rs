@@ -23,6 +23,8 @@ pub struct RegistryMetrics {
     pub check_runs: Counter,
     /// Docker events received by the registrator.
     pub docker_events: Counter,
+    /// Nodes of dead agents this server removed (see `Command::ReapNode`).
+    pub agents_reaped: Counter,
 }
 
 impl RegistryMetrics {
@@ -84,6 +86,12 @@ impl RegistryMetrics {
                 "Docker events received by the registrator.",
                 Kind::Counter,
                 int(self.docker_events.get()),
+            ),
+            Family::single(
+                "shoal_agents_reaped_total",
+                "Nodes of agents whose heartbeat stopped that this server removed.",
+                Kind::Counter,
+                int(self.agents_reaped.get()),
             ),
         ]
     }

@@ -188,7 +188,6 @@ impl SharedWriter<'_> {
             }
             FollowEvent::Reload(state, position) => self.replace(*state, position),
             FollowEvent::Health(outcome) => {
-                let outcome = outcome.map_err(Error::Storage);
                 self.shared
                     .store_health
                     .record(&outcome, &self.shared.metrics);
@@ -275,15 +274,11 @@ impl SharedWriter<'_> {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, writes = taken.len(), "shared store commit failed; batch rejected");
-                    let said = match &e {
-                        Error::Storage(m) => m.clone(),
-                        other => other.to_string(),
-                    };
                     self.shared
                         .store_health
-                        .record(&Err(Error::Storage(said)), &self.shared.metrics);
+                        .record(&Err(e.clone()), &self.shared.metrics);
                     for r in taken {
-                        let _ = r.reply.send(Err(Error::Storage(e.to_string())));
+                        let _ = r.reply.send(Err(e.clone()));
                     }
                     return;
                 }

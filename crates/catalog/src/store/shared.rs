@@ -44,7 +44,7 @@ pub enum FollowEvent {
     /// (etcd compacted them): the whole state, loaded again, at a position.
     Reload(Box<State>, u64),
     /// Whether the store answers (with quorum) right now.
-    Health(std::result::Result<(), String>),
+    Health(Result<()>),
 }
 
 /// Where a follower hands its events: resolves to `false` once the

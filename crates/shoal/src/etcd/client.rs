@@ -160,14 +160,45 @@ pub struct EtcdClient {
     current: AtomicUsize,
     credentials: Option<(String, String)>,
     token: Mutex<Option<String>>,
+    /// How long a unary call may take.
+    timeout: Duration,
 }
 
 /// A unary call that takes longer than this fails (etcd's own request
 /// timeout is 5 s plus election time).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+/// Connecting to a member that takes longer than this fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What went wrong with a request, down to its cause: "cannot connect:
+/// Connection refused (os error 111)", "no answer within 8s", or the
+/// error with each of its sources.
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    let mut chain = e.to_string();
+    let mut root = chain.clone();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        root = c.to_string();
+        if !chain.contains(&root) {
+            chain = format!("{chain}: {root}");
+        }
+        cause = c.source();
+    }
+    match (e.is_connect(), e.is_timeout()) {
+        (true, true) => format!("cannot connect: no answer within {CONNECT_TIMEOUT:?}"),
+        (true, false) => format!("cannot connect: {root}"),
+        (false, true) => format!("no answer within {timeout:?}"),
+        (false, false) => chain,
+    }
+}
 
 impl EtcdClient {
     pub fn new(config: &EtcdConfig) -> Result<EtcdClient, String> {
+        EtcdClient::with_timeout(config, REQUEST_TIMEOUT)
+    }
+
+    /// Like [`EtcdClient::new`], with unary calls that fail after `timeout`.
+    fn with_timeout(config: &EtcdConfig, timeout: Duration) -> Result<EtcdClient, String> {
         if config.endpoints.is_empty() {
             return Err("no etcd endpoint given (--etcd-endpoints)".into());
         }
@@ -202,7 +233,7 @@ impl EtcdClient {
         };
         let build = |timeout: Option<Duration>| -> Result<reqwest::Client, String> {
             let mut b = reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .pool_max_idle_per_host(128)
                 .tcp_nodelay(true);
             if let Some(t) = timeout {
@@ -211,9 +242,17 @@ impl EtcdClient {
             if let Some(ca) = &config.ca_file {
                 let pem = std::fs::read(ca)
                     .map_err(|e| format!("cannot read etcd CA {}: {e}", ca.display()))?;
-                let cert = reqwest::Certificate::from_pem(&pem)
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
                     .map_err(|e| format!("etcd CA {} is not PEM: {e}", ca.display()))?;
-                b = b.add_root_certificate(cert);
+                if certs.is_empty() {
+                    return Err(format!(
+                        "etcd CA {} holds no PEM certificate (BEGIN CERTIFICATE)",
+                        ca.display()
+                    ));
+                }
+                for cert in certs {
+                    b = b.add_root_certificate(cert);
+                }
             }
             match (&config.cert_file, &config.key_file) {
                 (Some(c), Some(k)) => {
@@ -234,12 +273,13 @@ impl EtcdClient {
                 .map_err(|e| format!("cannot build the etcd client: {e}"))
         };
         Ok(EtcdClient {
-            http: build(Some(REQUEST_TIMEOUT))?,
+            http: build(Some(timeout))?,
             streaming: build(None)?,
             endpoints,
             current: AtomicUsize::new(0),
             credentials,
             token: Mutex::new(None),
+            timeout,
         })
     }
 
@@ -257,8 +297,13 @@ impl EtcdClient {
             .json(&json!({"name": name, "password": password}))
             .send()
             .await
-            .map_err(|e| EtcdError::Unavailable(format!("{endpoint}: {e}")))?;
-        let v = read_json(resp).await?;
+            .map_err(|e| {
+                EtcdError::Unavailable(format!(
+                    "{endpoint}: authenticate: {}",
+                    describe(&e, self.timeout)
+                ))
+            })?;
+        let v = read_json(resp, self.timeout).await?;
         let token = v["token"]
             .as_str()
             .ok_or_else(|| EtcdError::Protocol("no token in the authenticate answer".into()))?;
@@ -289,7 +334,7 @@ impl EtcdClient {
             match req.send().await {
                 Ok(resp) => {
                     self.current.store(i, Ordering::Relaxed);
-                    match read_json(resp).await {
+                    match read_json(resp, self.timeout).await {
                         Err(EtcdError::Refused(m)) if m.contains("invalid auth token") => {
                             // Tokens expire; log in again once.
                             *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -307,9 +352,19 @@ impl EtcdClient {
                     }
                 }
                 Err(e) if e.is_connect() || (idempotent && e.is_timeout()) => {
-                    last = format!("{endpoint}: {e}");
+                    last = format!("{endpoint}: {}", describe(&e, self.timeout));
                 }
-                Err(e) => return Err(EtcdError::Unavailable(format!("{endpoint}: {e}"))),
+                Err(e) => {
+                    return Err(EtcdError::Unavailable(format!(
+                        "{endpoint}: {}{}",
+                        describe(&e, self.timeout),
+                        if idempotent {
+                            ""
+                        } else {
+                            "; the write may or may not have been applied"
+                        }
+                    )))
+                }
             }
         }
         Err(EtcdError::Unavailable(format!(
@@ -384,7 +439,7 @@ impl EtcdClient {
             if let Some(t) = self.token() {
                 req = req.header("Authorization", t);
             }
-            match tokio::time::timeout(REQUEST_TIMEOUT, req.send()).await {
+            match tokio::time::timeout(self.timeout, req.send()).await {
                 Ok(Ok(resp)) if resp.status().is_success() => {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok(WatchStream {
@@ -393,9 +448,15 @@ impl EtcdClient {
                         endpoint: endpoint.clone(),
                     });
                 }
-                Ok(Ok(resp)) => last = format!("{endpoint}: watch answered {}", resp.status()),
-                Ok(Err(e)) => last = format!("{endpoint}: {e}"),
-                Err(_) => last = format!("{endpoint}: watch not answered in time"),
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    last = match read_json(resp, self.timeout).await {
+                        Err(e) => format!("{endpoint}: {e}"),
+                        Ok(_) => format!("{endpoint}: etcd answered {status}"),
+                    }
+                }
+                Ok(Err(e)) => last = format!("{endpoint}: {}", describe(&e, self.timeout)),
+                Err(_) => last = format!("{endpoint}: no answer within {:?}", self.timeout),
             }
         }
         Err(EtcdError::Unavailable(format!("cannot watch: {last}")))
@@ -410,12 +471,14 @@ impl EtcdClient {
     }
 }
 
-async fn read_json(resp: reqwest::Response) -> EtcdResult<Value> {
+async fn read_json(resp: reqwest::Response, timeout: Duration) -> EtcdResult<Value> {
     let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| EtcdError::Unavailable(format!("reading the answer: {e}")))?;
+    let bytes = resp.bytes().await.map_err(|e| {
+        EtcdError::Unavailable(format!(
+            "reading the answer ({status}): {}",
+            describe(&e, timeout)
+        ))
+    })?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
         EtcdError::Protocol(format!(
             "{status}: {e}: {}",
@@ -429,6 +492,10 @@ async fn read_json(resp: reqwest::Response) -> EtcdResult<Value> {
             .or(v["error"]["message"].as_str())
             .unwrap_or("")
             .to_string();
+        if msg.is_empty() {
+            let body = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+            return Err(EtcdError::Refused(format!("{status}: {body}")));
+        }
         return Err(EtcdError::Refused(format!("{status}: {msg}")));
     }
     Ok(v)
@@ -466,7 +533,12 @@ impl WatchStream {
                     self.buf.extend_from_slice(&chunk);
                 }
                 Ok(None) => return Err(EtcdError::Unavailable("watch stream ended".into())),
-                Err(e) => return Err(EtcdError::Unavailable(format!("watch stream: {e}"))),
+                Err(e) => {
+                    return Err(EtcdError::Unavailable(format!(
+                        "watch stream: {}",
+                        describe(&e, Duration::ZERO)
+                    )))
+                }
             }
         }
     }
@@ -515,5 +587,114 @@ mod tests {
             let err = EtcdClient::new(&config).err().unwrap();
             assert!(err.contains(want), "{err} should say {want}");
         }
+    }
+
+    /// A server on loopback that answers each of at most 4 connections
+    /// with `answer`, or holds it open without a word when `None`.
+    async fn http_server(answer: Option<String>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 64 * 1024];
+                    let _ = conn.read(&mut buf).await;
+                    if let Some(a) = answer {
+                        let _ = conn.write_all(a.as_bytes()).await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                });
+            }
+        });
+        url
+    }
+
+    fn client(url: &str, timeout: Duration) -> EtcdClient {
+        let config = EtcdConfig {
+            endpoints: vec![url.to_string()],
+            ..Default::default()
+        };
+        EtcdClient::with_timeout(&config, timeout).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_error_names_a_refused_connection() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let err = client(&closed, REQUEST_TIMEOUT)
+            .range(b"k", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("etcd unavailable: no etcd endpoint answered"),
+            "{err}"
+        );
+        assert!(err.contains(&closed), "{err}");
+        assert!(err.contains("cannot connect: Connection refused"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_error_names_etcds_status_and_message() {
+        let body =
+            r#"{"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"}"#;
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let url = http_server(Some(answer)).await;
+        let err = client(&url, REQUEST_TIMEOUT)
+            .txn(&json!({}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "etcd refused: 503 Service Unavailable: etcdserver: no leader"
+        );
+        // An answer that is not etcd's JSON is quoted.
+        let answer = "HTTP/1.1 502 Bad Gateway\r\ncontent-length: 7\r\n\
+                      connection: close\r\n\r\nno etcd"
+            .to_string();
+        let url = http_server(Some(answer)).await;
+        let err = client(&url, REQUEST_TIMEOUT)
+            .txn(&json!({}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("502 Bad Gateway"), "{err}");
+        assert!(err.contains("no etcd"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_error_names_a_timeout_and_what_it_means_for_a_write() {
+        let url = http_server(None).await;
+        let err = client(&url, Duration::from_millis(300))
+            .txn(&json!({}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "etcd unavailable: {url}: no answer within 300ms; \
+                 the write may or may not have been applied"
+            )
+        );
+        // A read is tried on the next member, then said as not answered.
+        let err = client(&url, Duration::from_millis(300))
+            .range(b"k", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no answer within 300ms"), "{err}");
     }
 }

@@ -316,7 +316,7 @@ impl Follower {
                     }
                     Ok(())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.clone()),
             };
             if !(self.sink)(FollowEvent::Health(health)).await {
                 return;
