@@ -43,6 +43,7 @@ const REGISTRY_FAMILIES: &[&str] = &[
     "# TYPE shoal_catalog_commits_total counter",
     "# TYPE shoal_catalog_commit_seconds histogram",
     "# TYPE shoal_catalog_store_errors_total counter",
+    "# TYPE shoal_catalog_commit_conflicts_total counter",
     "# TYPE shoal_catalog_store_failing gauge",
     "# TYPE shoal_catalog_blocking_queries gauge",
     "# TYPE shoal_catalog_watchers gauge",

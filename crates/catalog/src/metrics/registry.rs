@@ -15,6 +15,9 @@ pub struct RegistryMetrics {
     pub commit_seconds: Histogram,
     /// Commits (and store probes) that failed.
     pub store_errors: Counter,
+    /// Guarded commits on a shared store (etcd) that lost to another
+    /// server's and were tried again.
+    pub commit_conflicts: Counter,
     /// 1 while the store cannot commit, else 0.
     pub store_failing: Gauge,
     /// Blocking queries parked now, waiting for a change.
@@ -56,6 +59,12 @@ impl RegistryMetrics {
                 "Commits and store probes that failed (disk full, I/O error).",
                 Kind::Counter,
                 int(self.store_errors.get()),
+            ),
+            Family::single(
+                "shoal_catalog_commit_conflicts_total",
+                "Commits to a shared store (etcd) that lost to another server's and were tried again.",
+                Kind::Counter,
+                int(self.commit_conflicts.get()),
             ),
             Family::single(
                 "shoal_catalog_store_failing",

@@ -68,6 +68,7 @@ impl Registry {
                 pending: VecDeque::new(),
                 shutdown: None,
                 log_capacity,
+                contended_until: std::time::Instant::now(),
             };
             w.run()
         })?;
@@ -120,9 +121,44 @@ struct SharedWriter<'a> {
     shutdown: Option<oneshot::Sender<()>>,
     /// Change-log entries kept (a reloaded state starts a new log).
     log_capacity: usize,
+    /// Until when another server is taken to be writing too (set by each
+    /// lost race): small batches then wait a moment for more writes.
+    contended_until: std::time::Instant,
 }
 
+/// How long after a lost race this server gathers writes before it
+/// commits a small batch (see [`SharedWriter::gather`]).
+const CONTENDED_FOR: Duration = Duration::from_millis(500);
+/// At most this long is spent gathering.
+const GATHER: Duration = Duration::from_millis(2);
+
 impl SharedWriter<'_> {
+    /// While another server writes too, every commit of either one makes
+    /// the other's in-flight commit lose and start again. A server with
+    /// few writes then wins every race with tiny batches while the one
+    /// with many loses each time, and throughput falls to the tiny
+    /// batches. So under contention a small batch first waits (briefly)
+    /// for more writes: fewer, fuller commits, and room for the other
+    /// server's.
+    fn gather(&mut self) {
+        if std::time::Instant::now() >= self.contended_until {
+            return;
+        }
+        let deadline = std::time::Instant::now() + GATHER;
+        while self.shutdown.is_none()
+            && self.pending.len() < MAX_BATCH_RECORDS / 2
+            && std::time::Instant::now() < deadline
+        {
+            match self.rx.try_recv() {
+                Ok(msg) => self.take(msg),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_micros(100))
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
     fn run(&mut self) -> Option<oneshot::Sender<()>> {
         loop {
             if self.pending.is_empty() && self.shutdown.is_none() {
@@ -138,6 +174,7 @@ impl SharedWriter<'_> {
                 }
             }
             if !self.pending.is_empty() {
+                self.gather();
                 self.commit_some();
             }
             if let Some(done) = self.shutdown.take() {
@@ -256,6 +293,8 @@ impl SharedWriter<'_> {
                 }
                 Ok(Guarded::Behind(head)) => {
                     conflicts += 1;
+                    self.shared.metrics.commit_conflicts.inc();
+                    self.contended_until = std::time::Instant::now() + CONTENDED_FOR;
                     // Put them back in front, in order, and try again on
                     // the view that includes what won.
                     for r in taken.into_iter().rev() {
