@@ -461,3 +461,52 @@ domain example.com
 domain test
 alias api api.example.com
 ";
+
+/// The examples' rendered configs (`examples/*/*.example`) are what their
+/// templates render to for the catalog their READMEs describe.
+#[tokio::test]
+async fn the_examples_render_to_the_configs_shown_beside_them() {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    let client = reqwest::Client::new();
+    let aliases = "server_aliases=www.example.com,example.com";
+    for (node, addr, id, name, port, tags) in [
+        ("host1", "10.0.0.1", "web-1", "web", 8081, vec![aliases]),
+        ("host2", "10.0.0.2", "web-2", "web", 8082, vec![aliases]),
+        ("host1", "10.0.0.1", "api-1", "api", 9000, vec![]),
+    ] {
+        let body = serde_json::json!({
+            "Node": node, "Address": addr,
+            "Service": {"ID": id, "Service": name, "Port": port, "Tags": tags},
+        });
+        let r = client
+            .put(server.at("/v1/catalog/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (template, example) in [
+        (
+            "examples/nginx/upstreams.ctmpl",
+            "examples/nginx/shoal-upstreams.conf.example",
+        ),
+        (
+            "examples/haproxy/haproxy.ctmpl",
+            "examples/haproxy/haproxy.cfg.example",
+        ),
+    ] {
+        let spec = format!("{}:/nonexistent/out", root.join(template).display());
+        let out = render(&server, &["-template", &spec, "-once", "-dry"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        let rendered = printed.split_once('\n').map_or("", |(_, r)| r);
+        let want = std::fs::read_to_string(root.join(example)).unwrap();
+        assert_eq!(rendered, want, "{template} no longer renders to {example}");
+    }
+}
