@@ -53,9 +53,6 @@ struct Mirror {
     kv_at: u64,
     /// Index of the last `Reset`: everything counts as changed there.
     reset_at: u64,
-    /// Index of a deleted service's or key's last event, so a reader of
-    /// it wakes when it goes.
-    gone: OrdMap<String, u64>,
 }
 
 impl Mirror {
@@ -75,7 +72,6 @@ impl Mirror {
                 self.services_at = self.services_at.max(index);
                 if entries.is_empty() {
                     self.services.remove(&name);
-                    self.gone.insert(format!("s/{name}"), index);
                 } else {
                     self.services.insert(name, (index, Arc::new(entries)));
                 }
@@ -99,7 +95,6 @@ impl Mirror {
                     }
                     None => {
                         self.kv.remove(&key);
-                        self.gone.insert(format!("k/{key}"), index);
                     }
                 }
             }
@@ -113,24 +108,20 @@ impl Mirror {
         false
     }
 
-    /// The index of the last event that concerned `dep`.
+    /// The index of the last event that concerned `dep`. A service or key
+    /// that is not there reports its table's index, as Consul does, so a
+    /// reader of one wakes when it goes and when it comes back, and the
+    /// mirror need not remember what was deleted.
     fn index_of(&self, dep: &Dependency) -> u64 {
         let own = match dep {
             Dependency::Health(q) => self
                 .services
                 .get(&q.name)
-                .map(|(i, _)| *i)
-                .or_else(|| self.gone.get(&format!("s/{}", q.name)).copied())
-                .unwrap_or(0),
+                .map_or(self.services_at, |(i, _)| *i),
             Dependency::CatalogServices { .. } => self.services_at,
             Dependency::CatalogNodes { .. } => self.nodes_at,
             Dependency::CatalogNode { .. } => self.nodes_at.max(self.services_at),
-            Dependency::KvGet { key, .. } => self
-                .kv
-                .get(key)
-                .map(|(i, _)| *i)
-                .or_else(|| self.gone.get(&format!("k/{key}")).copied())
-                .unwrap_or(0),
+            Dependency::KvGet { key, .. } => self.kv.get(key).map_or(self.kv_at, |(i, _)| *i),
             Dependency::KvList { .. } => self.kv_at,
             Dependency::File(_) => 0,
         };
