@@ -261,36 +261,21 @@ fn a_server_that_cannot_reach_etcd_says_why() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "server",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--dns-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--store", "etcd", "--etcd-endpoints", &closed, "--data-dir"])
-        .arg(dir.path())
-        .env("SHOAL_NO_DOCKER", "true")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("a server without etcd neither started nor exited in 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args([
+        "server",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--dns-addr",
+        "127.0.0.1:0",
+    ])
+    .args(["--store", "etcd", "--etcd-endpoints", &closed, "--data-dir"])
+    .arg(dir.path())
+    .env("SHOAL_NO_DOCKER", "true");
+    let (status, stderr) = shoal_testkit::run_to_exit(cmd, Duration::from_secs(30));
+    let Some(status) = status else {
+        panic!("a server without etcd neither started nor exited in 30 s");
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(&closed), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");

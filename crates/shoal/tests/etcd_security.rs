@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use shoal_testkit::{EtcdCluster, EtcdOptions, EtcdTls, TestCerts};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_shoal"))
@@ -19,43 +19,28 @@ fn bin() -> &'static Path {
 /// exit (within 30 s) without starting; its stderr.
 fn refused_start(endpoints: &str, extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(bin())
-        .args([
-            "server",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--dns-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--store",
-            "etcd",
-            "--etcd-endpoints",
-            endpoints,
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .args(extra)
-        .env("SHOAL_NO_DOCKER", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("shoal server {extra:?} neither started nor exited in 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "server",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--dns-addr",
+        "127.0.0.1:0",
+    ])
+    .args([
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        endpoints,
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .args(extra)
+    .env("SHOAL_NO_DOCKER", "true");
+    let (status, stderr) = shoal_testkit::run_to_exit(cmd, Duration::from_secs(30));
+    let Some(status) = status else {
+        panic!("shoal server {extra:?} neither started nor exited in 30 s");
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "started: {stderr}");
     stderr
 }

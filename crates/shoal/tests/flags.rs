@@ -68,30 +68,12 @@ fn roles() -> Vec<(&'static str, Vec<&'static str>, &'static str)> {
 /// returns (exit code, stderr). A process still running is killed and
 /// reported as code -1 (a bad flag silently taken).
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut child = Command::new(bin())
-        .args(args)
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
         .envs(env.iter().copied())
-        .env("SHOAL_NO_DOCKER", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -1;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    (code, err)
+        .env("SHOAL_NO_DOCKER", "true");
+    let (status, err) = shoal_testkit::run_to_exit(cmd, Duration::from_secs(10));
+    (status.and_then(|s| s.code()).unwrap_or(-1), err)
 }
 
 /// Asserts `shoal ARGS` is refused as a usage error whose message has `says`.

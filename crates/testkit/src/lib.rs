@@ -8,7 +8,7 @@ mod etcd;
 mod process;
 
 pub use etcd::{EtcdCluster, EtcdOptions, EtcdTls, TestCerts};
-pub use process::ServerProcess;
+pub use process::{run_to_exit, ServerProcess};
 
 use shoal_api::{ApiConfig, ApiState};
 use shoal_catalog::{RedbStore, Registry};
