@@ -290,9 +290,7 @@ impl<'a> Txn<'a> {
         }
         self.st
             .instance_checks
-            .entry((node.clone(), check.service_id.clone()))
-            .or_default()
-            .insert(check_id.clone());
+            .link((node.clone(), check.service_id.clone()), &check_id);
         self.st.checks.insert(key, Arc::new(check));
         if critical {
             self.invalidate_for_check(&node, &check_id);
@@ -327,13 +325,9 @@ impl<'a> Txn<'a> {
 
     /// Drops a check from the per-instance index.
     fn unindex_check(&mut self, node: &str, service_id: &str, check_id: &str) {
-        let key = (node.to_string(), service_id.to_string());
-        if let Some(set) = self.st.instance_checks.get_mut(&key) {
-            set.remove(check_id);
-            if set.is_empty() {
-                self.st.instance_checks.remove(&key);
-            }
-        }
+        self.st
+            .instance_checks
+            .unlink((node.to_string(), service_id.to_string()), check_id);
     }
 
     pub(crate) fn deregister_service(&mut self, node: &str, id: &str) -> Result<()> {

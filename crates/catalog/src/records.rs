@@ -86,9 +86,7 @@ impl State {
                 let pair = split_pair(rest, key)?;
                 let check = decode::<Check>(key, bytes)?;
                 st.instance_checks
-                    .entry((pair.0.clone(), check.service_id.clone()))
-                    .or_default()
-                    .insert(pair.1.clone());
+                    .link((pair.0.clone(), check.service_id.clone()), &pair.1);
                 st.checks.insert(pair, Arc::new(check));
             } else if let Some(k) = key.strip_prefix("k/") {
                 let entry = decode::<KvEntry>(key, bytes)?;

@@ -61,9 +61,7 @@ impl State {
             }
             if let Some((_, check)) = loaded.and_then(|l| l.checks.into_iter().next()) {
                 self.instance_checks
-                    .entry((pair.0.clone(), check.service_id.clone()))
-                    .or_default()
-                    .insert(pair.1.clone());
+                    .link((pair.0.clone(), check.service_id.clone()), &pair.1);
                 self.checks.insert(pair, check);
             }
         } else if let Some(k) = key.strip_prefix("k/") {
@@ -161,13 +159,8 @@ impl State {
     }
 
     fn unlink_instance_check(&mut self, pair: &NodeKey, service_id: &str) {
-        let key = (pair.0.clone(), service_id.to_string());
-        if let Some(set) = self.instance_checks.get_mut(&key) {
-            set.remove(&pair.1);
-            if set.is_empty() {
-                self.instance_checks.remove(&key);
-            }
-        }
+        self.instance_checks
+            .unlink((pair.0.clone(), service_id.to_string()), &pair.1);
     }
 
     fn unlink_service(&mut self, name: &str, pair: &NodeKey) {
