@@ -92,9 +92,12 @@ fn own_writes_follow(seen: u64, own: &[u64]) -> OwnWrites {
 #[derive(Debug, Clone)]
 enum Action {
     /// The node with its node-level checks (the liveness check included).
-    Node(Registration),
-    /// One instance with its checks.
-    Service(Registration),
+    Node(Box<Registration>),
+    /// One instance with its checks, by instance ID: the registration is
+    /// built from the local snapshot when it is sent (see
+    /// [`instance_registration`]), so a plan of 10,000 instances holds
+    /// their IDs, not a copy of each with its node and checks.
+    Service(String),
     DeregisterService(String),
     DeregisterCheck(String),
 }
@@ -189,6 +192,20 @@ fn node_registration<'a>(
     }
 }
 
+/// Instance `id` of `node` with its checks, as the agent registers it on
+/// the server, from the local snapshot `local`.
+fn instance_registration(local: &State, node: &str, id: &str) -> Option<Registration> {
+    Some(Registration {
+        node: (*local.node(node)?).clone(),
+        skip_node_update: true,
+        service: Some(comparable_service(&*local.service(node, id)?)),
+        checks: local
+            .checks_of(node, id)
+            .map(|c| comparable_check(&c))
+            .collect(),
+    })
+}
+
 /// The writes that make `remote` equal `local` (plus the liveness check).
 /// With `beat`, the node is pushed even when unchanged.
 fn plan(
@@ -216,7 +233,7 @@ fn plan(
         &node.checks.iter().collect::<Vec<_>>(),
     );
     if beat || node_differs {
-        actions.push(Action::Node(node));
+        actions.push(Action::Node(Box::new(node)));
     }
     let remote_services: HashMap<&str, &Service> = remote_or_empty
         .services
@@ -235,12 +252,7 @@ fn plan(
         their_checks.retain(|c| checks.iter().any(|m| m.check_id == c.check_id));
         if !theirs.is_some_and(|t| same_service(t, service)) || !same_checks(&their_checks, &checks)
         {
-            actions.push(Action::Service(Registration {
-                node: local.node.clone(),
-                skip_node_update: true,
-                service: Some(comparable_service(service)),
-                checks: checks.into_iter().map(comparable_check).collect(),
-            }));
+            actions.push(Action::Service(service.id.clone()));
         }
     }
     let local_services: HashSet<&str> = local.services.iter().map(|s| s.id.as_str()).collect();
@@ -301,23 +313,15 @@ fn plan_changes(older: &State, now: &State, node: &str, alive: &Check) -> Vec<Ac
     let mut actions = Vec::new();
     if push_node {
         let node_checks: Vec<Arc<Check>> = now.checks_of(node, "").collect();
-        actions.push(Action::Node(node_registration(
+        actions.push(Action::Node(Box::new(node_registration(
             &current,
             node_checks.iter().map(|c| &**c),
             alive,
-        )));
+        ))));
     }
     for id in instances {
         match now.service(node, id) {
-            Some(service) => actions.push(Action::Service(Registration {
-                node: (*current).clone(),
-                skip_node_update: true,
-                service: Some(comparable_service(&service)),
-                checks: now
-                    .checks_of(node, id)
-                    .map(|c| comparable_check(&c))
-                    .collect(),
-            })),
+            Some(_) => actions.push(Action::Service(id.to_string())),
             None => actions.push(Action::DeregisterService(id.to_string())),
         }
     }
@@ -483,10 +487,10 @@ impl AntiEntropy {
             if let Some(n) = now.node(&self.config.node) {
                 let node_checks: Vec<Arc<Check>> = now.checks_of(&self.config.node, "").collect();
                 let reg = node_registration(&n, node_checks.iter().map(|c| &**c), &alive);
-                actions.insert(0, Action::Node(reg));
+                actions.insert(0, Action::Node(Box::new(reg)));
             }
         }
-        self.execute(actions, last_beat, own).await
+        self.execute(actions, now, last_beat, own).await
     }
 
     /// Pushes the node alone: the heartbeat between full comparisons.
@@ -514,12 +518,12 @@ impl AntiEntropy {
     /// differs; returns how many writes it made.
     async fn sync_once(
         &self,
-        local: &State,
+        snapshot: &State,
         last_beat: &mut Option<Instant>,
         own: &mut Vec<u64>,
     ) -> shoal_catalog::Result<usize> {
         let node = &self.config.node;
-        let Some(local) = local.node_contents(node) else {
+        let Some(local) = snapshot.node_contents(node) else {
             return Ok(0);
         };
         let remote = self
@@ -534,13 +538,17 @@ impl AntiEntropy {
             &alive_check(self.config.heartbeat_ttl),
             beat,
         );
-        self.execute(actions, last_beat, own).await
+        drop(local);
+        self.execute(actions, snapshot, last_beat, own).await
     }
 
-    /// Makes the writes; returns how many (the node push aside).
+    /// Makes the writes, instances as they are in `local` (the snapshot
+    /// the actions were planned from); returns how many (the node push
+    /// aside).
     async fn execute(
         &self,
         actions: Vec<Action>,
+        local: &State,
         last_beat: &mut Option<Instant>,
         own: &mut Vec<u64>,
     ) -> shoal_catalog::Result<usize> {
@@ -549,11 +557,14 @@ impl AntiEntropy {
         for action in actions {
             let index = match action {
                 Action::Node(reg) => {
-                    own.push(self.remote.register(reg).await?);
+                    own.push(self.remote.register(*reg).await?);
                     *last_beat = Some(Instant::now());
                     continue;
                 }
-                Action::Service(reg) => self.remote.register(reg).await?,
+                Action::Service(id) => match instance_registration(local, node, &id) {
+                    Some(reg) => self.remote.register(reg).await?,
+                    None => continue,
+                },
                 Action::DeregisterService(id) => self.remote.deregister_service(node, &id).await?,
                 Action::DeregisterCheck(id) => self.remote.deregister_check(node, &id).await?,
             };
@@ -609,7 +620,7 @@ mod tests {
             .iter()
             .map(|a| match a {
                 Action::Node(_) => "node".to_string(),
-                Action::Service(r) => format!("register {}", r.service.as_ref().unwrap().id),
+                Action::Service(id) => format!("register {id}"),
                 Action::DeregisterService(id) => format!("deregister {id}"),
                 Action::DeregisterCheck(id) => format!("drop check {id}"),
             })

@@ -79,9 +79,9 @@ pub(crate) async fn run_ttl(ttl: Duration, mut reporter: Reporter) {
         if expired_at != Some(last) {
             reporter.registry.metrics().check_runs.inc();
             if let Some(output) = reporter.current_output() {
-                reporter
-                    .report(HealthStatus::Critical, expired_output(&output))
-                    .await;
+                // Boxed, as in `run_probe`: 10,000 idle TTL loops should
+                // not each carry room for a write's future.
+                Box::pin(reporter.report(HealthStatus::Critical, expired_output(&output))).await;
             }
             expired_at = Some(last);
         }
