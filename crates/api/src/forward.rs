@@ -35,6 +35,7 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 pub fn agent_router(state: ApiState, servers: RemoteCatalog) -> Router {
     let routes = agent_routes::routes()
         .merge(crate::metrics_routes::routes())
+        .merge(crate::ui_routes::routes())
         .fallback(move |req: Request| forward(servers.clone(), req));
     crate::with_layers(routes, state)
 }
@@ -67,17 +68,19 @@ async fn forward(servers: RemoteCatalog, req: Request) -> Response {
     };
     let status = resp.status();
     let headers = end_to_end(resp.headers());
-    match resp.bytes().await {
-        Ok(bytes) => {
-            let mut out = Response::new(Body::from(bytes));
-            *out.status_mut() = status;
-            *out.headers_mut() = headers;
-            out
+    // Passed on as it arrives: a blocking query's answer is one piece,
+    // but the change stream (`/v1/shoal/stream`) never ends, and a
+    // buffered copy of it would never be sent.
+    let body = futures::stream::unfold(Some(resp), |resp| async move {
+        let mut resp = resp?;
+        match resp.chunk().await {
+            Ok(Some(bytes)) => Some((Ok(bytes), Some(resp))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
         }
-        Err(e) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("the server's answer broke off: {e}"),
-        )
-        .into_response(),
-    }
+    });
+    let mut out = Response::new(Body::from_stream(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
 }
