@@ -29,6 +29,7 @@ mod remote_fallback;
 mod remote_stream;
 mod session_routes;
 mod txn_routes;
+pub mod ui_routes;
 
 pub mod request;
 pub mod response;
@@ -183,6 +184,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(metrics_routes::routes())
         .merge(stream_routes::routes())
         .merge(coordination_routes())
+        .merge(ui_routes::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_layers(routes, state)

@@ -142,21 +142,24 @@ pub fn metric_source(proxy: Proxy) -> shoal_api::MetricSource {
 /// `/v1/proxy/stats` (JSON) and `/metrics` (Prometheus text) for `proxy`.
 pub fn stats_routes(proxy: Proxy) -> Router {
     let p = proxy.clone();
-    stats_json_route(proxy).route(
-        "/metrics",
-        get(move || {
-            let p = p.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        shoal_catalog::metrics::text::CONTENT_TYPE,
-                    )],
-                    p.prometheus(),
-                )
-            }
-        }),
-    )
+    stats_json_route(proxy)
+        .merge(shoal_api::ui_routes::routes())
+        .merge(shoal_api::ui_routes::root_redirect())
+        .route(
+            "/metrics",
+            get(move || {
+                let p = p.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            shoal_catalog::metrics::text::CONTENT_TYPE,
+                        )],
+                        p.prometheus(),
+                    )
+                }
+            }),
+        )
 }
 
 /// Binds every listener first (so a taken port fails start-up clearly),

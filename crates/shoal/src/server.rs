@@ -328,7 +328,8 @@ async fn run_with(
         let catalog: Arc<dyn Catalog> = registry.clone();
         let proxy =
             crate::proxy::start(&proxy_options, catalog, cancel.clone(), &mut tasks).await?;
-        extra = crate::proxy::stats_json_route(proxy.clone());
+        extra = crate::proxy::stats_json_route(proxy.clone())
+            .merge(shoal_api::ui_routes::root_redirect());
         state = state.with_metrics(crate::proxy::metric_source(proxy));
         start_demo(&registry, &config, demo, &cancel).await?;
         crate::docker::start(
