@@ -268,6 +268,7 @@ scenarios!(
     operations,
     traffic,
     reconnects,
+    without_stream,
     proxy_stats_page,
     many_services,
     accessible,

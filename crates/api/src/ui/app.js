@@ -21,6 +21,7 @@ const S = {
   stats: [],              // proxy stats samples {at, body}
   statsState: 'unknown',  // 'ok' | 'none' | 'down'
   ejected: new Map(),     // "svc\0inst" -> bool, to log ejections
+  kick: null,             // blocking-query mode: wakes the wait when a service page opens
 };
 const MAX_EVENTS = 500;
 const STATS_KEEP = 120;   // samples (seconds) kept for the charts
@@ -244,15 +245,17 @@ async function followStream() {
 // the service on screen are read with their own blocking query.
 async function followBlocking() {
   S.mode = 'blocking';
-  let idx = 0;
+  let seen = null;
   for (;;) {
     try {
+      if (seen) await anyMoved(seen);
       const [list, checks, nodes] = await Promise.all([
-        api('GET', `/v1/catalog/services?index=${idx}&wait=30s`),
+        api('GET', '/v1/catalog/services'),
         api('GET', '/v1/health/state/any'),
         api('GET', '/v1/catalog/nodes'),
       ]);
-      idx = list.index;
+      seen = { list: list.index, checks: checks.index };
+      const idx = Math.max(list.index, checks.index);
       const services = new Map();
       for (const name of Object.keys(list.json || {})) services.set(name, []);
       const byInst = new Map();
@@ -277,6 +280,24 @@ async function followBlocking() {
       setConn(false, e.message);
       await sleep(2000);
     }
+  }
+}
+
+// Waits until the service list or any check moves past `seen` (two
+// blocking queries; the one still waiting is cancelled).
+async function anyMoved(seen) {
+  const stop = new AbortController();
+  const block = (path, index) => fetch(`${path}?index=${index}&wait=30s`, { cache: 'no-store', signal: stop.signal })
+    .then((r) => { if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`); });
+  const waits = [block('/v1/catalog/services', seen.list), block('/v1/health/state/any', seen.checks)];
+  for (const w of waits) w.catch(() => {});
+  // Opening a service's page reads its instances at once.
+  const opened = new Promise((resolve) => { S.kick = resolve; });
+  try {
+    await Promise.race([...waits, opened]);
+  } finally {
+    S.kick = null;
+    stop.abort();
   }
 }
 
@@ -826,7 +847,10 @@ function eventsView() {
 // ---------- start
 
 async function start() {
-  window.addEventListener('hashchange', () => { ui.limit = LIST_LIMIT; render(true); document.getElementById('main').focus({ preventScroll: true }); });
+  window.addEventListener('hashchange', () => {
+    ui.limit = LIST_LIMIT;
+    if (S.kick && route().view === 'service') S.kick();
+    render(true); document.getElementById('main').focus({ preventScroll: true }); });
   // A registry API answers /v1/status/leader; a proxy's stats server does not.
   for (;;) {
     try {

@@ -359,6 +359,30 @@ def reconnects():
         p.stop()
 
 
+def without_stream():
+    """Against a server without the change stream (as a Consul): blocking
+    queries still show registrations and health changes live."""
+    api = free_port()
+    p = Proc("server", "--in-memory", "--no-stream", "--http-addr", f"127.0.0.1:{api}",
+             "--dns-addr", f"127.0.0.1:{free_port()}").wait_http(api)
+    d = browser()
+    try:
+        d.get(f"http://127.0.0.1:{api}/ui/")
+        until("live", lambda: "Live" in d.find_element(By.ID, "conn").text)
+        register(api, "web-1", "web", 7501, Check={"TTL": "30s", "Status": "passing"})
+        until("web listed", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="web"]'))
+        call(api, "PUT", "/v1/agent/check/fail/service:web-1")
+        until("critical counted", lambda: "1" in text_of(d, 'tr[data-service="web"] td:nth-of-type(5)'))
+        click(d, By.LINK_TEXT, "web")
+        until("instance with its address", lambda: "127.0.0.1:7501" in text_of(d, 'tr[data-instance="web-1"]'))
+        call(api, "PUT", "/v1/agent/service/deregister/web-1")
+        until("gone", lambda: not d.find_elements(By.CSS_SELECTOR, 'tr[data-instance="web-1"]'))
+        console_errors(d)
+    finally:
+        d.quit()
+        p.stop()
+
+
 def proxy_stats_page():
     """`shoal proxy` serves the traffic view on its --stats-addr."""
     p, api, _ = dev()
@@ -479,7 +503,7 @@ def accessible():
         p.stop()
 
 
-SCENARIOS = {f.__name__: f for f in (live_catalog, kv_editing, operations, traffic, reconnects,
+SCENARIOS = {f.__name__: f for f in (live_catalog, kv_editing, operations, traffic, reconnects, without_stream,
                                     proxy_stats_page, many_services, accessible)}
 
 if __name__ == "__main__":
