@@ -216,6 +216,14 @@ fn chromedriver() -> PathBuf {
     path
 }
 
+/// Where the scenarios leave screenshots of every view, for a person.
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("dashboard-screenshots")
+}
+
 /// Runs one browser scenario of `tests/python/dashboard.py`.
 fn browser(scenario: &str) {
     let dir = selenium_dir();
@@ -228,6 +236,7 @@ fn browser(scenario: &str) {
         .env("PYTHONPATH", &dir)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("CHROMEDRIVER", &driver)
+        .env("SHOAL_SCREENSHOTS", screenshots())
         // Selenium must not try to download a driver or reach a proxy.
         .env("SE_OFFLINE", "true")
         .env("NO_PROXY", "*")
@@ -269,6 +278,7 @@ scenarios!(
     traffic,
     reconnects,
     without_stream,
+    many_tabs,
     proxy_stats_page,
     many_services,
     accessible,

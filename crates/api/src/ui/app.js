@@ -21,6 +21,7 @@ const S = {
   stats: [],              // proxy stats samples {at, body}
   statsState: 'unknown',  // 'ok' | 'none' | 'down'
   ejected: new Map(),     // "svc\0inst" -> bool, to log ejections
+  paused: false,          // a background tab that let go of its connections
   kick: null,             // blocking-query mode: wakes the wait when a service page opens
 };
 const MAX_EVENTS = 500;
@@ -185,13 +186,45 @@ function applyBatch(batch, index) {
   schedule();
 }
 
+// A browser opens at most 6 connections to one server, and each open page
+// holds one for the stream: a page left in a background tab lets go of it
+// after HIDDEN_GRACE and follows again (from a snapshot) once shown.
+// (Setting: localStorage 'shoal.hiddenGraceMs', in milliseconds.)
+const HIDDEN_GRACE = Number(localStorage.getItem('shoal.hiddenGraceMs')) || 10000;
+let streamAbort = null;
+let hiddenTimer = null;
+document.addEventListener('visibilitychange', () => {
+  clearTimeout(hiddenTimer);
+  if (document.hidden) {
+    hiddenTimer = setTimeout(() => {
+      S.paused = true;
+      if (streamAbort) streamAbort.abort();
+    }, HIDDEN_GRACE);
+  }
+});
+function whenShown() {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (document.hidden) return;
+      document.removeEventListener('visibilitychange', check);
+      S.paused = false;
+      resolve();
+    };
+    document.addEventListener('visibilitychange', check);
+    check();
+  });
+}
+
 async function followStream() {
   let backoff = 250;
   for (;;) {
+    if (S.paused) await whenShown();
     let r;
+    streamAbort = new AbortController();
     try {
-      r = await fetch('/v1/shoal/stream?index=' + S.index, { cache: 'no-store' });
+      r = await fetch('/v1/shoal/stream?index=' + S.index, { cache: 'no-store', signal: streamAbort.signal });
     } catch (e) {
+      if (S.paused) continue;
       S.index = 0;
       setConn(false, e.message);
       await sleep(backoff); backoff = Math.min(backoff * 2, 4000);
@@ -229,8 +262,10 @@ async function followStream() {
         }
       }
     } catch (e) {
-      setConn(false, e.message);
-      await sleep(backoff);
+      if (!S.paused) {
+        setConn(false, e.message);
+        await sleep(backoff);
+      }
     }
     // Start again from a snapshot rather than resuming: a server that
     // restarted without its data (--in-memory) can be back at the very
@@ -305,6 +340,7 @@ async function anyMoved(seen) {
 
 async function followStats() {
   for (;;) {
+    if (S.paused) await whenShown();
     try {
       const r = await fetch('/v1/proxy/stats', { cache: 'no-store' });
       if (r.status === 404) {
@@ -444,6 +480,12 @@ function render(moved) {
     main.replaceChildren(page);
   }
   drawCharts();
+  // First meaningful paint, for the benchmark (bench/dashboard.py): the
+  // first time the catalog is on screen.
+  if (S.synced && !ui.marked && typeof performance.mark === 'function') {
+    ui.marked = true;
+    performance.mark('shoal-catalog-shown');
+  }
   if (keep) {
     const el = document.getElementById(keep);
     if (el) { el.focus(); if (keepSel !== null && el.setSelectionRange) { try { el.setSelectionRange(keepSel, keepSel); } catch (_) { /* not a text field */ } } }
@@ -672,12 +714,15 @@ function b64decode(s) {
 async function renderKey(main, arg, crumbs) {
   const creating = arg.endsWith('?new');
   const key = creating ? arg.slice(0, -4) : arg;
+  const here = location.hash;
   let entry = null;
   try {
     const r = await fetch(`/v1/kv/${encPath(key)}`, { cache: 'no-store' });
     if (r.ok) entry = (await r.json())[0];
     else if (r.status !== 404) throw new Error(`reading ${key}: ${r.status} ${await r.text()}`);
   } catch (e) { flash(e.message); }
+  // The user moved on while the key was read: draw nothing over the new page.
+  if (location.hash !== here) return;
   const value = entry ? b64decode(entry.Value) : '';
   const binary = entry && value === null;
   const cas = entry ? entry.ModifyIndex : 0;
@@ -746,6 +791,10 @@ function trafficView() {
     const cat = S.services.get(name) || [];
     const health = new Map(cat.map((e) => [e.Service.ID, inMaintenance(e) ? 'maintenance' : worst(e.Checks)]));
     const insts = Object.entries(last.services[name].instances || {}).sort();
+    // Instances the catalog has but the proxy does not route (critical,
+    // in maintenance): listed too, so nobody wonders where they went.
+    const routed = new Set(insts.map(([id]) => id));
+    const unrouted = cat.filter((e) => !routed.has(e.Service.ID)).sort((a, b) => a.Service.ID.localeCompare(b.Service.ID));
     return [
       h('tr', { 'data-traffic': name },
         h('th', { scope: 'row' }, S.catalog ? h('a', { href: '#/service/' + enc(name) }, name) : name),
@@ -759,6 +808,10 @@ function trafficView() {
         return h('tr', { class: 'sub', 'data-traffic-instance': id },
           h('td', {}, h('span', { class: 'mono' }, `↳ ${id} ${inst.address}`), ' ', marks), ...cells(ir));
       }),
+      ...unrouted.map((e) => h('tr', { class: 'sub', 'data-traffic-instance': e.Service.ID },
+        h('td', {}, h('span', { class: 'mono' }, `↳ ${e.Service.ID} ${e.Service.Address || e.Node.Address}:${e.Service.Port}`), ' ',
+          badge(health.get(e.Service.ID)), ' ', h('span', { class: 'muted' }, 'not routed')),
+        h('td', { class: 'num', colspan: 11 }, '–'))),
     ];
   };
   const p = rates((b) => b.proxy);

@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 SHOAL = sys.argv[1]
-WAIT = 15.0  # seconds any single expectation may take
+WAIT = 30.0  # seconds any single expectation may take (a bound, not a target)
 
 
 def free_port():
@@ -71,10 +71,10 @@ class Proc:
                 self.p.wait()
 
 
-def dev():
+def dev(*extra):
     api, dns, proxy = free_port(), free_port(), free_port()
     p = Proc("dev", "--in-memory", "--http-addr", f"127.0.0.1:{api}", "--dns-addr",
-             f"127.0.0.1:{dns}", "--listen", f"127.0.0.1:{proxy}")
+             f"127.0.0.1:{dns}", "--listen", f"127.0.0.1:{proxy}", *extra)
     p.wait_http(api)
     return p, api, proxy
 
@@ -129,6 +129,28 @@ def click(d, by, sel):
     until(f"click {sel}", lambda: d.find_element(by, sel).click() or True)
 
 
+def shot(d, name):
+    """Saves what the page looks like now, for a person to look at."""
+    where = os.environ.get("SHOAL_SCREENSHOTS")
+    if where:
+        os.makedirs(where, exist_ok=True)
+        time.sleep(0.3)  # let the last redraw land
+        d.save_screenshot(os.path.join(where, name + ".png"))
+
+
+def through_proxy(proxy, host, n=20):
+    """Which instances answered `n` requests for `host` through the proxy."""
+    seen = set()
+    for _ in range(n):
+        c = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
+        c.request("GET", "/json", headers={"Host": host})
+        r = c.getresponse()
+        body = r.read().decode()
+        if r.status == 200:
+            seen.add(json.loads(body).get("instance") or json.loads(body).get("name"))
+    return seen
+
+
 def text_of(d, css):
     try:
         return " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, css))
@@ -150,18 +172,22 @@ def console_errors(d):
 def live_catalog():
     """Instances coming and going show up without a reload, in the list,
     on the service's page and in the event timeline."""
-    p, api, _ = dev()
+    p, api, _ = dev("--demo", "3")
     d = browser()
     try:
         d.get(f"http://127.0.0.1:{api}/")  # shoal dev sends / to the dashboard
         until("redirect to /ui/", lambda: d.current_url.endswith("/ui/"))
         until("connected", lambda: "Live" in d.find_element(By.ID, "conn").text)
+        until("the demo's 3 instances", lambda: "3" in text_of(d, 'tr[data-service="hello"] td:nth-of-type(2)'))
+        t0 = time.time()
         register(api, "checkout-1", "checkout", 7001, Tags=["v2", "blue"])
         row = until("checkout listed", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="checkout"]'))
+        print(f"a registration appeared on the page {1000 * (time.time() - t0):.0f} ms after the API call was made (polled every 100 ms)")
         assert "v2" in row[0].text, row[0].text
         register(api, "checkout-2", "checkout", 7002, Check={"TTL": "30s", "Status": "critical"})
         until("2 instances, 1 critical", lambda: "2" in text_of(d, 'tr[data-service="checkout"] td:nth-of-type(2)')
               and "1" in text_of(d, 'tr[data-service="checkout"] td:nth-of-type(5)'))
+        shot(d, "services")
         # Search narrows the list, keyboard only.
         register(api, "other-1", "payments", 7003)
         until("payments listed", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="payments"]'))
@@ -177,13 +203,16 @@ def live_catalog():
         until("checkout-1 gone from the page", lambda: len(d.find_elements(By.CSS_SELECTOR, "tr[data-instance]")) == 1)
         call(api, "PUT", "/v1/agent/check/pass/service:checkout-2")
         until("checkout-2 passing on the page", lambda: "passing" in text_of(d, 'tr[data-instance="checkout-2"] th'))
+        shot(d, "service")
         click(d, By.LINK_TEXT, "Events")
         until("timeline", lambda: "deregistered checkout/checkout-1" in text_of(d, "ol.events"))
         events = text_of(d, "ol.events")
         assert "registered checkout/checkout-2" in events, events
         assert "critical → passing" in events, events
+        shot(d, "events")
         click(d, By.LINK_TEXT, "Nodes")
         until("the node listed", lambda: d.find_elements(By.CSS_SELECTOR, "tr[data-node]"))
+        shot(d, "nodes")
         console_errors(d)
     finally:
         d.quit()
@@ -202,6 +231,7 @@ def kv_editing():
         until("folder app/", lambda: d.find_elements(By.LINK_TEXT, "app/"))
         click(d, By.LINK_TEXT, "app/")
         until("keys of app/", lambda: d.find_elements(By.LINK_TEXT, "db/") and d.find_elements(By.LINK_TEXT, "name"))
+        shot(d, "kv-folder")
         click(d, By.LINK_TEXT, "name")
         box = until("editor", lambda: d.find_elements(By.ID, "kv-value"))[0]
         until("value loaded", lambda: d.find_element(By.ID, "kv-value").get_attribute("value") == "shop")
@@ -212,6 +242,7 @@ def kv_editing():
         click(d, By.CSS_SELECTOR, "form.kv-edit button[type=submit]")
         conflict = until("conflict shown", lambda: d.find_elements(By.CSS_SELECTOR, ".conflict"))[0]
         assert "shop-from-api" in conflict.text, conflict.text
+        shot(d, "kv-conflict")
         assert call(api, "GET", "/v1/kv/app/name?raw") == "shop-from-api", "the page overwrote a newer value"
         # The user chooses to overwrite: now it is written.
         conflict.find_element(By.XPATH, ".//button[contains(., 'Overwrite')]").click()
@@ -249,11 +280,15 @@ def call_or_none(port, path):
 
 def operations():
     """Maintenance and deregistration from the page, through the API."""
-    p, api, _ = dev()
+    p, api, proxy = dev()
+    backends = []
     d = browser()
     try:
-        register(api, "api-1", "api", 7101)
-        register(api, "api-2", "api", 7102)
+        for i in (1, 2):
+            port = free_port()
+            backends.append(Proc("hello", "--port", str(port), "--name", f"api-{i}"))
+            register(api, f"api-{i}", "api", port)
+        until("both in the proxy's rotation", lambda: len(through_proxy(proxy, "api.localhost")) == 2)
         d.get(f"http://127.0.0.1:{api}/ui/#/service/api")
         until("two rows", lambda: len(d.find_elements(By.CSS_SELECTOR, "tr[data-instance]")) == 2)
         click(d, By.CSS_SELECTOR, 'tr[data-instance="api-1"] button[aria-label="Start maintenance of api-1"]')
@@ -261,6 +296,11 @@ def operations():
             c["CheckID"] == "_service_maintenance:api-1" and c["Status"] == "critical"
             for c in call(api, "GET", "/v1/health/checks/api")))
         until("marked on the page", lambda: "maintenance" in text_of(d, 'tr[data-instance="api-1"] th'))
+        shot(d, "service-maintenance")
+        # Out of the proxy's rotation: every answer now comes from api-2.
+        until("api-1 out of rotation", lambda: len(through_proxy(proxy, "api.localhost")) == 1)
+        answered = through_proxy(proxy, "api.localhost", 30)
+        assert len(answered) == 1 and "api-1" not in str(answered), answered
         click(d, By.CSS_SELECTOR, 'tr[data-instance="api-1"] button[aria-label="End maintenance of api-1"]')
         until("maintenance ended", lambda: not any(
             c["CheckID"].startswith("_service_maintenance") for c in call(api, "GET", "/v1/health/checks/api")))
@@ -282,6 +322,8 @@ def operations():
         console_errors(d)
     finally:
         d.quit()
+        for b in backends:
+            b.stop()
         p.stop()
 
 
@@ -319,11 +361,21 @@ def traffic():
         until("a 2xx rate above 0", rate)
         assert len(d.find_elements(By.CSS_SELECTOR, "tr[data-traffic-instance]")) == 2
         assert d.find_elements(By.CSS_SELECTOR, "canvas#chart-total")
+        # The chart moved: some pixels of the line are drawn above its floor.
+        drawn = d.execute_script("""
+          const c = document.getElementById('chart-total'), x = c.getContext('2d');
+          const px = x.getImageData(0, 0, c.width, c.height - 12).data;
+          let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+          return n;""")
+        assert drawn > 50, f"the requests chart shows nothing ({drawn} pixels)"
+        shot(d, "traffic")
         t.join()
         # A dead instance: its check goes critical and the traffic row says so.
         call(api, "PUT", "/v1/agent/service/register", {"ID": "shop-2", "Name": "shop", "Address": "127.0.0.1",
              "Port": int(backends[1].args[2]), "Check": {"TTL": "30s", "Status": "critical"}})
-        until("critical instance marked", lambda: "critical" in text_of(d, 'tr[data-traffic-instance="shop-2"]'))
+        until("critical instance marked", lambda: "critical" in text_of(d, 'tr[data-traffic-instance="shop-2"]')
+              and "not routed" in text_of(d, 'tr[data-traffic-instance="shop-2"]'))
+        shot(d, "traffic-critical")
         console_errors(d)
     finally:
         d.quit()
@@ -345,6 +397,7 @@ def reconnects():
         until("alpha", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="alpha"]'))
         p.stop()
         until("says it reconnects", lambda: "Reconnecting" in d.find_element(By.ID, "conn").text)
+        shot(d, "reconnecting")
         p = Proc(*args).wait_http(api)
         register(api, "b-1", "beta", 7202)
         until("live again", lambda: "Live" in d.find_element(By.ID, "conn").text)
@@ -383,6 +436,32 @@ def without_stream():
         p.stop()
 
 
+def many_tabs():
+    """A browser keeps 6 connections per server: pages in background tabs
+    let go of theirs, so the 8th tab opened still goes live, and a tab
+    shown again follows the catalog again."""
+    p, api, _ = dev()
+    d = browser()
+    try:
+        d.get(f"http://127.0.0.1:{api}/ui/")
+        d.execute_script("localStorage.setItem('shoal.hiddenGraceMs', '300')")
+        d.refresh()
+        until("first tab live", lambda: "Live" in d.find_element(By.ID, "conn").text)
+        first = d.current_window_handle
+        for i in range(8):
+            d.switch_to.new_window("tab")
+            d.get(f"http://127.0.0.1:{api}/ui/")
+            until(f"tab {i + 2} live", lambda: "Live" in d.find_element(By.ID, "conn").text)
+            time.sleep(0.5)  # past the grace: the tab just hidden lets go
+        d.switch_to.window(first)
+        register(api, "late-1", "late", 7601)
+        until("the first tab follows again", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="late"]'))
+        console_errors(d)
+    finally:
+        d.quit()
+        p.stop()
+
+
 def proxy_stats_page():
     """`shoal proxy` serves the traffic view on its --stats-addr."""
     p, api, _ = dev()
@@ -395,6 +474,7 @@ def proxy_stats_page():
         d.get(f"http://127.0.0.1:{stats}/ui/")
         until("traffic view", lambda: "Traffic" in d.find_element(By.CSS_SELECTOR, "h1").text)
         until("solo routed", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-traffic="solo"]'))
+        shot(d, "proxy-traffic")
         hidden = [li.get_attribute("hidden") for li in d.find_elements(By.CSS_SELECTOR, '#nav [data-need="catalog"]')]
         assert all(h is not None for h in hidden), f"catalog views offered on a proxy: {hidden}"
         console_errors(d)
@@ -427,6 +507,7 @@ def many_services():
         until("10,000 counted", lambda: f"of {n:,} services" in d.find_element(By.CSS_SELECTOR, "main").text, timeout=60)
         loaded = time.time() - started
         rows = len(d.find_elements(By.CSS_SELECTOR, "tr[data-service]"))
+        shot(d, "services-10000")
         assert rows == 500, f"{rows} rows drawn at once (500 expected, the rest behind a button)"
         box = d.find_element(By.ID, "svc-filter")
         t0 = time.time()
@@ -454,6 +535,7 @@ def accessible():
         for view in ("#/services", "#/service/a-service-with-a-rather-long-name-to-wrap", "#/nodes", "#/kv/", "#/traffic", "#/events"):
             d.get(f"http://127.0.0.1:{api}/ui/{view}")
             time.sleep(1.5)
+            shot(d, "phone-" + view.strip("#/").split("/")[0])
             problems = d.execute_script(r"""
               const out = [];
               for (const el of document.querySelectorAll('input, select, textarea')) {
@@ -503,7 +585,7 @@ def accessible():
         p.stop()
 
 
-SCENARIOS = {f.__name__: f for f in (live_catalog, kv_editing, operations, traffic, reconnects, without_stream,
+SCENARIOS = {f.__name__: f for f in (live_catalog, kv_editing, operations, traffic, reconnects, without_stream, many_tabs,
                                     proxy_stats_page, many_services, accessible)}
 
 if __name__ == "__main__":
