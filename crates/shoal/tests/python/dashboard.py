@@ -338,7 +338,7 @@ def traffic():
             backends.append(Proc("hello", "--port", str(port), "--name", f"shop-{i}"))
             register(api, f"shop-{i}", "shop", port)
         d.get(f"http://127.0.0.1:{api}/ui/#/traffic")
-        stop = time.time() + 8
+        stop = time.time() + 20
 
         def load():
             n = 0
@@ -369,7 +369,16 @@ def traffic():
           return n;""")
         assert drawn > 50, f"the requests chart shows nothing ({drawn} pixels)"
         shot(d, "traffic")
+        # An instance dies under load: the proxy ejects it, the page marks
+        # it and the timeline says so.
+        backends[0].stop()
+        until("ejected instance marked", lambda: "ejected" in text_of(d, 'tr[data-traffic-instance="shop-1"]'))
+        shot(d, "traffic-ejected")
+        stop = 0
         t.join()
+        click(d, By.LINK_TEXT, "Events")
+        until("ejection in the timeline", lambda: "proxy ejected shop/shop-1" in text_of(d, "ol.events"))
+        click(d, By.LINK_TEXT, "Traffic")
         # A dead instance: its check goes critical and the traffic row says so.
         call(api, "PUT", "/v1/agent/service/register", {"ID": "shop-2", "Name": "shop", "Address": "127.0.0.1",
              "Port": int(backends[1].args[2]), "Check": {"TTL": "30s", "Status": "critical"}})
