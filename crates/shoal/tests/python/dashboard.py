@@ -278,16 +278,22 @@ def call_or_none(port, path):
     return None if r.status == 404 else text
 
 
+def hello_backends(api, service, n=2):
+    """`n` real `shoal hello` instances registered as `service`-1..n."""
+    backends = []
+    for i in range(1, n + 1):
+        port = free_port()
+        backends.append(Proc("hello", "--port", str(port), "--name", f"{service}-{i}"))
+        register(api, f"{service}-{i}", service, port)
+    return backends
+
+
 def operations():
     """Maintenance and deregistration from the page, through the API."""
     p, api, proxy = dev()
-    backends = []
+    backends = hello_backends(api, "api")
     d = browser()
     try:
-        for i in (1, 2):
-            port = free_port()
-            backends.append(Proc("hello", "--port", str(port), "--name", f"api-{i}"))
-            register(api, f"api-{i}", "api", port)
         until("both in the proxy's rotation", lambda: len(through_proxy(proxy, "api.localhost")) == 2)
         d.get(f"http://127.0.0.1:{api}/ui/#/service/api")
         until("two rows", lambda: len(d.find_elements(By.CSS_SELECTOR, "tr[data-instance]")) == 2)
@@ -330,13 +336,9 @@ def operations():
 def traffic():
     """The traffic view follows requests through the proxy about every second."""
     p, api, proxy = dev()
-    backends = []
+    backends = hello_backends(api, "shop")
     d = browser()
     try:
-        for i in (1, 2):
-            port = free_port()
-            backends.append(Proc("hello", "--port", str(port), "--name", f"shop-{i}"))
-            register(api, f"shop-{i}", "shop", port)
         d.get(f"http://127.0.0.1:{api}/ui/#/traffic")
         stop = time.time() + 20
 
@@ -359,7 +361,8 @@ def traffic():
             cells = d.find_elements(By.CSS_SELECTOR, 'tr[data-traffic="shop"] td')
             return cells and cells[0].text not in ("–", "0.0") and float(cells[1].text.replace(",", "")) > 0
         until("a 2xx rate above 0", rate)
-        assert len(d.find_elements(By.CSS_SELECTOR, "tr[data-traffic-instance]")) == 2
+        until("a row per instance", lambda: len(d.find_elements(By.CSS_SELECTOR, "tr[data-traffic-instance]")) == 2
+              and "not routed" not in text_of(d, "tr[data-traffic-instance]"))
         assert d.find_elements(By.CSS_SELECTOR, "canvas#chart-total")
         # The chart moved: some pixels of the line are drawn above its floor.
         drawn = d.execute_script("""
