@@ -18,23 +18,7 @@ fn free_port() -> u16 {
 
 /// `shoal agent` on node `node` syncing to `registry` (comma-separated).
 fn agent(registry: &str, node: &str, ttl: &str) -> ServerProcess {
-    ServerProcess::start_role(
-        bin(),
-        &[
-            "agent",
-            "--registry",
-            registry,
-            "--node-name",
-            node,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--heartbeat-ttl",
-            ttl,
-            "--log-level",
-            "warn",
-        ],
-        "shoal agent",
-    )
+    ServerProcess::start_agent(bin(), registry, node, &["--heartbeat-ttl", ttl])
 }
 
 async fn get_json(url: String) -> Option<Value> {

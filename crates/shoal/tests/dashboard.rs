@@ -117,21 +117,7 @@ async fn every_role_serves_the_page_self_contained() {
     // `shoal agent`: its own page; the catalog calls it makes are
     // forwarded, the change stream included (it never ends, so it must be
     // passed on as it comes, not buffered).
-    let agent = ServerProcess::start_role(
-        bin(),
-        &[
-            "agent",
-            "--registry",
-            &server.url,
-            "--node-name",
-            "ui-agent",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-        ],
-        "shoal agent",
-    );
+    let agent = ServerProcess::start_agent(bin(), &server.url, "ui-agent", &[]);
     assert_self_contained(&assets(&agent.url).await);
     let mut r = client()
         .get(agent.at("/v1/shoal/stream"))

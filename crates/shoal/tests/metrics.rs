@@ -187,21 +187,7 @@ async fn dev_adds_the_proxy_metrics_to_one_valid_exposition() {
 #[tokio::test]
 async fn agent_serves_its_own_metrics() {
     let server = ServerProcess::start(bin(), &["--in-memory"]);
-    let agent = ServerProcess::start_role(
-        bin(),
-        &[
-            "agent",
-            "--registry",
-            &server.url,
-            "--node-name",
-            "metrics-node",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-        ],
-        "shoal agent",
-    );
+    let agent = ServerProcess::start_agent(bin(), &server.url, "metrics-node", &[]);
     let reg = json!({"ID": "a-1", "Name": "a", "Port": 1, "Check": {"TTL": "30s"}});
     ok(put_json(agent.at("/v1/agent/service/register"), &reg).await);
     let text = scrape(agent.at("/metrics")).await;

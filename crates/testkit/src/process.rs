@@ -110,6 +110,24 @@ impl ServerProcess {
             .unwrap_or_else(|e| panic!("cannot start {} dev {extra:?}: {e}", bin.display()))
     }
 
+    /// Starts `bin agent` as node `node` syncing to `registry`, its API on
+    /// port 0 of 127.0.0.1, plus `extra` flags, and waits until it serves.
+    pub fn start_agent(bin: &Path, registry: &str, node: &str, extra: &[&str]) -> ServerProcess {
+        let mut args = vec![
+            "agent",
+            "--registry",
+            registry,
+            "--node-name",
+            node,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ];
+        args.extend_from_slice(extra);
+        Self::start_role(bin, &args, "shoal agent")
+    }
+
     /// Starts `bin ARGS...` (role and all flags given) and waits for the
     /// announcement line whose label contains `ready` (e.g. `"HTTP API"`,
     /// `"shoal proxy"`, `"shoal hello"`).
