@@ -36,7 +36,7 @@ pub struct HelloArgs {
     port: u16,
     /// Address to listen on (IP or host name; every address a name
     /// resolves to is bound).
-    #[arg(long, env = "SHOAL_HELLO_ADDR", default_value = "127.0.0.1", value_parser = parse_host)]
+    #[arg(long, env = "SHOAL_HELLO_ADDR", default_value_t = crate::container::default_listen_ip().to_string(), value_parser = parse_host)]
     addr: String,
     /// Service name, reported and registered.
     #[arg(long, env = "SHOAL_HELLO_NAME", default_value = "hello")]
@@ -239,12 +239,21 @@ async fn deregister(client: &RemoteCatalog, id: &str) -> anyhow::Result<()> {
 
 /// The Consul service definition of this instance. Listening on every
 /// address registers no address of its own (the node's is used) and
-/// checks through the loopback address.
+/// checks through the loopback address; in a container, whose loopback no
+/// agent elsewhere reaches, it registers and checks its own address.
 fn service_definition(tags: &[String], instance: &Instance) -> Value {
-    let (address, checked) = match instance.addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (String::new(), Ipv4Addr::LOCALHOST.into()),
-        IpAddr::V6(ip) if ip.is_unspecified() => (String::new(), Ipv6Addr::LOCALHOST.into()),
-        ip => (ip.to_string(), ip),
+    let own = crate::container::detected()
+        .and(crate::container::own_address())
+        .filter(|_| instance.addr.ip().is_unspecified());
+    let (address, checked) = match (instance.addr.ip(), own) {
+        (_, Some(own)) => (own.to_string(), own),
+        (IpAddr::V4(ip), None) if ip.is_unspecified() => {
+            (String::new(), Ipv4Addr::LOCALHOST.into())
+        }
+        (IpAddr::V6(ip), None) if ip.is_unspecified() => {
+            (String::new(), Ipv6Addr::LOCALHOST.into())
+        }
+        (ip, None) => (ip.to_string(), ip),
     };
     let checked = SocketAddr::new(checked, instance.addr.port());
     json!({
