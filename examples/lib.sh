@@ -44,7 +44,9 @@ load_start() {
     for _ in $(seq 1 "$max"); do
       [ -e "$LOAD_STOP" ] && break
       [ "$(date +%s)" -ge "$end" ] && break
-      curl -s -o /dev/null -w '%{http_code}\n' --max-time 30 -H "Host: $host" "$url" || echo "curl-error"
+      code="$(curl -s -o "$LOAD_LOG.body" -w '%{http_code}' --max-time 30 -H "Host: $host" "$url")" || code="curl-error($?)"
+      echo "$code"
+      [ "$code" = 200 ] || echo "$code: $(head -c 300 "$LOAD_LOG.body" 2>/dev/null)" >>"$LOAD_LOG.errors"
     done >"$LOAD_LOG"
   ) &
   LOAD_PID=$!
@@ -59,8 +61,10 @@ load_stop() {
   if [ "$LOAD_FAILED" -gt 0 ]; then
     echo "failed answers:" >&2
     grep -v '^200$' "$LOAD_LOG" | sort | uniq -c >&2
+    echo "the first of them:" >&2
+    head -5 "$LOAD_LOG.errors" >&2
   fi
-  rm -f "$LOAD_LOG" "$LOAD_STOP"
+  rm -f "$LOAD_LOG" "$LOAD_STOP" "$LOAD_LOG.body" "$LOAD_LOG.errors"
 }
 
 # hostnames URL HOST N: the distinct instances (hostnames) among N answers of /json.

@@ -212,11 +212,13 @@ fn build(tag: &str, dir: &Path) {
     docker(&["build", "-q", "--label", "shoal-test=1", "-t", tag, dir]);
 }
 
-/// Containers and compose projects created by one test, removed on drop.
+/// Containers, networks and compose projects created by one test, removed
+/// on drop (a panicking test too).
 #[derive(Default)]
 pub struct Containers {
     names: Vec<String>,
     projects: Vec<(String, PathBuf)>,
+    networks: Vec<String>,
 }
 
 impl Containers {
@@ -232,6 +234,52 @@ impl Containers {
         full.extend_from_slice(args);
         full.push(image);
         docker(&full)
+    }
+
+    /// `docker run -d --name NAME --label shoal-test=1 ARGS IMAGE CMD`
+    /// without publishing anything; returns the ID.
+    pub fn run_unpublished(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        image: &str,
+        cmd: &[&str],
+    ) -> String {
+        self.names.push(name.to_string());
+        let mut full = vec!["run", "-d", "--name", name, "--label", "shoal-test=1"];
+        full.extend_from_slice(args);
+        full.push(image);
+        full.extend_from_slice(cmd);
+        docker(&full)
+    }
+
+    /// `docker create` (started later with `docker start`), removed on drop.
+    pub fn create(&mut self, name: &str, args: &[&str], image: &str, cmd: &[&str]) -> String {
+        self.names.push(name.to_string());
+        let mut full = vec!["create", "--name", name, "--label", "shoal-test=1"];
+        full.extend_from_slice(args);
+        full.push(image);
+        full.extend_from_slice(cmd);
+        docker(&full)
+    }
+
+    /// `docker network create ARGS NAME`, removed on drop; Err(stderr) when
+    /// the engine refuses (IPv6 where it has none).
+    pub fn network(&mut self, name: &str, args: &[&str]) -> Result<(), String> {
+        let mut full = vec!["network", "create", "--label", "shoal-test=1"];
+        full.extend_from_slice(args);
+        full.push(name);
+        let out = try_docker(&full);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        self.networks.push(name.to_string());
+        Ok(())
+    }
+
+    /// Remembers a compose project (its file) for `down` on drop.
+    pub fn project(&mut self, project: &str, file: PathBuf) {
+        self.projects.push((project.to_string(), file));
     }
 
     /// Writes a compose file for `project` and remembers it for `down`.
@@ -276,9 +324,24 @@ impl Drop for Containers {
                     "1",
                 ])
                 .output();
-            let _ = std::fs::remove_file(file);
+            if file.starts_with(std::env::temp_dir()) {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        for net in &self.networks {
+            let _ = try_docker(&["network", "rm", net]);
         }
     }
+}
+
+/// The container's address on `network` (`IPAddress` or `GlobalIPv6Address`).
+pub fn ip_on(name: &str, network: &str, field: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").{field}}}}}"),
+        name,
+    ])
 }
 
 /// The host port Docker published container port `port` (`8080/tcp`) on.
