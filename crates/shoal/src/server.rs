@@ -258,11 +258,12 @@ async fn run_with(
     for s in &dns_sockets {
         shoal_proxy::raise_backlog(&s.socket.1);
     }
+    let (address, address_from) = node_address(args.advertise, local.ip());
     let config = ApiConfig {
         node_name: args.node_name.clone().unwrap_or_else(identity::hostname),
         node_id,
         datacenter: args.datacenter.clone(),
-        node_address: node_address(args.advertise, local.ip()),
+        node_address: address.clone(),
         server: true,
     };
     shoal_api::register_local_node(&registry, &config)
@@ -349,6 +350,8 @@ async fn run_with(
         http = %listen::list(&http_locals),
         dns = %listen::list(&dns_locals),
         node = %config.node_name,
+        address = %address,
+        address_from,
         datacenter = %config.datacenter,
         store = match (args.store.store, args.in_memory) {
             (crate::etcd::StoreKind::Etcd, _) => "etcd",
@@ -398,8 +401,11 @@ pub(crate) async fn wind_down(
 
 /// The server's node address: `--advertise`, else the API's own IP, else
 /// (listening on every address) the container's own address in a
-/// container, 127.0.0.1 on a host. Said in the log, with where it came from.
-fn node_address(advertise: Option<std::net::IpAddr>, bound: std::net::IpAddr) -> String {
+/// container, 127.0.0.1 on a host; and where it came from, for the log.
+fn node_address(
+    advertise: Option<std::net::IpAddr>,
+    bound: std::net::IpAddr,
+) -> (String, &'static str) {
     let (ip, from) = match advertise {
         Some(ip) => (ip, "--advertise"),
         None if !bound.is_unspecified() => (bound, "the HTTP API's address"),
@@ -411,8 +417,7 @@ fn node_address(advertise: Option<std::net::IpAddr>, bound: std::net::IpAddr) ->
             ),
         },
     };
-    tracing::info!(address = %ip, from, "node address");
-    ip.to_string()
+    (ip.to_string(), from)
 }
 
 /// Starts `count` hello instances on 127.0.0.1 and registers them as
