@@ -167,7 +167,8 @@ pub fn image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let base = shoal_image();
-        let tag = format!("shoal-test-hello:{}", binary_stamp());
+        // The base's stamp, not the binary's again: one pair per build.
+        let tag = base.replacen("shoal-test:", "shoal-test-hello:", 1);
         if try_docker(&["image", "inspect", &tag]).status.success() {
             return tag;
         }
