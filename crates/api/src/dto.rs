@@ -66,6 +66,8 @@ pub struct ServiceDefinition {
     #[serde(deserialize_with = "null_default")]
     meta: BTreeMap<String, String>,
     port: u16,
+    #[serde(rename = "taggedaddresses", deserialize_with = "null_default")]
+    tagged_addresses: BTreeMap<String, shoal_catalog::ServiceAddress>,
     weights: Option<WeightsIn>,
     #[serde(rename = "enabletagoverride")]
     enable_tag_override: bool,
@@ -99,6 +101,7 @@ impl ServiceDefinition {
             address: self.address.clone(),
             meta: self.meta.clone(),
             port: self.port,
+            tagged_addresses: self.tagged_addresses.clone(),
             weights: weights(self.weights)?,
             enable_tag_override: self.enable_tag_override,
             ..Default::default()

@@ -354,6 +354,9 @@ fn registration_body(reg: &Registration) -> Value {
             "Weights": s.weights,
             "EnableTagOverride": s.enable_tag_override,
         });
+        if !s.tagged_addresses.is_empty() {
+            body["Service"]["TaggedAddresses"] = json!(s.tagged_addresses);
+        }
     }
     body
 }

@@ -39,8 +39,8 @@ pub use command::{Command, Outcome, Registration};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeats;
 pub use model::{
-    Check, CheckDefinition, HealthStatus, KvEntry, Node, Service, ServiceEntry, Weights,
-    NODE_HEALTH_CHECK,
+    Check, CheckDefinition, HealthStatus, KvEntry, Node, Service, ServiceAddress, ServiceEntry,
+    Weights, NODE_HEALTH_CHECK,
 };
 pub use records::Mutation;
 pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_WAIT, MAX_WAIT};

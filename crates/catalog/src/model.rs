@@ -78,6 +78,15 @@ pub struct Service {
     pub meta: BTreeMap<String, String>,
     /// Port the instance listens on.
     pub port: u16,
+    /// The instance's other addresses by name, as Consul's
+    /// `TaggedAddresses` (`lan_ipv4`, `lan_ipv6`; the Docker registrator
+    /// adds one per network the container is on). Omitted when empty, as
+    /// Consul does.
+    #[serde(
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
     /// Balancing weights.
     pub weights: Weights,
     /// Whether external tools may change the tags (kept for compatibility).
@@ -86,6 +95,18 @@ pub struct Service {
     pub create_index: u64,
     /// Index of the commit that last changed the instance.
     pub modify_index: u64,
+}
+
+/// One of an instance's tagged addresses (Consul's `ServiceAddress`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceAddress {
+    /// IP address or host name.
+    #[serde(alias = "address")]
+    pub address: String,
+    /// Port at that address.
+    #[serde(alias = "port")]
+    pub port: u16,
 }
 
 /// Health of a check, and of an instance through its checks. Ordered from

@@ -36,7 +36,7 @@ pub struct AgentArgs {
     pub registry: Vec<String>,
     /// Address of the agent's HTTP API (local apps register here; IP or
     /// host name, every address a name resolves to is bound).
-    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:8500")]
+    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value_t = listen::default_at(8500))]
     pub http_addr: ListenAddr,
     /// This host's node name (default: the hostname).
     #[arg(long, env = "SHOAL_NODE_NAME")]
@@ -125,6 +125,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     tasks.spawn(sync.run(cancel.clone()));
     crate::docker::start(
         &args.docker,
+        false,
         false,
         local.clone(),
         &node_name,

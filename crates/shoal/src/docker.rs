@@ -52,6 +52,24 @@ pub struct DockerArgs {
     /// (only after exit code 0).
     #[arg(long, value_name = "always|on-success", default_value = "always")]
     pub deregister: Deregister,
+    /// The Docker network containers are reached on when they name none
+    /// (SERVICE_NETWORK / label shoal.network): a container on it is
+    /// registered at its address there, with its exposed ports.
+    #[arg(long, value_name = "NAME", env = "SHOAL_DOCKER_NETWORK")]
+    pub network: Option<String>,
+    /// The proxy's container (name or ID): a container sharing one of its
+    /// networks is registered at its address on it. Default: this
+    /// container, when shoal itself runs in one of the daemon's containers
+    /// and serves the proxy (`shoal dev`).
+    #[arg(long, value_name = "CONTAINER", env = "SHOAL_PROXY_CONTAINER")]
+    pub proxy_container: Option<String>,
+    /// Register containers' IPv6 addresses on dual-stack networks.
+    #[arg(long)]
+    pub prefer_ipv6: bool,
+    /// Name instances after their docker-compose service when they have no
+    /// SERVICE_NAME (instead of the image's name).
+    #[arg(long, env = "SHOAL_COMPOSE_NAMES")]
+    pub compose_names: bool,
 }
 
 impl DockerArgs {
@@ -79,10 +97,33 @@ impl DockerArgs {
 }
 
 /// Starts the registrator on `node` of `registry` if the flags (or, with
-/// `auto`, the socket's presence) ask for it.
+/// `auto`, the socket's presence) ask for it. `serves_proxy`: this process
+/// is the proxy too (`shoal dev`), so its own container is the proxy's.
+/// The address registered for ports published on every host address:
+/// `--ip`; else, in one of the daemon's own containers (where the node
+/// address is the container's, not the host's), the container's default
+/// gateway, which is the Docker host on that network; else the node's
+/// address. Logged with where it came from.
+fn host_ip(args: &DockerArgs, node_address: &str) -> String {
+    let (ip, from) = match args.ip {
+        Some(ip) => (ip.to_string(), "--ip"),
+        None => match crate::container::self_id().and(crate::container::default_gateway()) {
+            Some(gw) => (
+                gw.to_string(),
+                "this container's default gateway (the Docker host); set --ip to the host's address if other hosts must reach published ports",
+            ),
+            None => (node_address.to_string(), "the node address"),
+        },
+    };
+    tracing::info!(address = %ip, from, "Docker registrator: published ports are registered at this address");
+    ip
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     args: &DockerArgs,
     auto: bool,
+    serves_proxy: bool,
     registry: Arc<Registry>,
     node: &str,
     node_address: &str,
@@ -97,16 +138,22 @@ pub fn start(
         node: node.to_string(),
         settings: Settings {
             hostname: node.to_string(),
-            host_ip: args
-                .ip
-                .map_or_else(|| node_address.to_string(), |ip| ip.to_string()),
+            host_ip: host_ip(args, node_address),
             internal: args.internal,
             explicit: args.explicit,
             tags: args.tags.clone(),
+            network: args.network.clone(),
+            proxy_networks: Vec::new(),
+            prefer_ipv6: args.prefer_ipv6,
+            compose_names: args.compose_names,
         },
         resync: args.resync,
         cleanup: args.cleanup,
         deregister: args.deregister,
+        proxy_container: args
+            .proxy_container
+            .clone()
+            .or_else(|| serves_proxy.then(crate::container::self_id).flatten()),
     };
     let registrator = Registrator::new(registry, config)?;
     tracing::info!(docker = %url, "Docker registrator started");

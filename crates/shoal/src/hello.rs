@@ -36,7 +36,7 @@ pub struct HelloArgs {
     port: u16,
     /// Address to listen on (IP or host name; every address a name
     /// resolves to is bound).
-    #[arg(long, env = "SHOAL_HELLO_ADDR", default_value = "127.0.0.1", value_parser = parse_host)]
+    #[arg(long, env = "SHOAL_HELLO_ADDR", default_value_t = crate::container::default_listen_ip().to_string(), value_parser = parse_host)]
     addr: String,
     /// Service name, reported and registered.
     #[arg(long, env = "SHOAL_HELLO_NAME", default_value = "hello")]
@@ -53,6 +53,10 @@ pub struct HelloArgs {
     /// Make /health unhealthy after this many requests to it.
     #[arg(long, env = "SHOAL_HELLO_FAIL_AFTER")]
     fail_after: Option<u64>,
+    /// What `/upstream` calls (GET), e.g. another service through a proxy
+    /// route: this instance as a client of another service.
+    #[arg(long, env = "SHOAL_HELLO_UPSTREAM")]
+    upstream: Option<String>,
 }
 
 /// Who this instance is and what it has counted; shared by every handler.
@@ -65,6 +69,8 @@ struct Instance {
     /// Requests received so far, the one being answered included.
     requests: AtomicU64,
     health: Health,
+    /// `--upstream` and the client that calls it.
+    upstream: Option<(String, reqwest::Client)>,
 }
 
 impl Instance {
@@ -80,6 +86,7 @@ impl Instance {
                 probes: AtomicU64::new(0),
                 fail_after,
             },
+            upstream: None,
         }
     }
 
@@ -88,7 +95,18 @@ impl Instance {
             .id
             .clone()
             .unwrap_or_else(|| format!("{}-{}", args.name, addr.port()));
-        Instance::new(id, &args.name, addr, args.fail_after)
+        let mut instance = Instance::new(id, &args.name, addr, args.fail_after);
+        instance.upstream = args.upstream.clone().map(|url| {
+            // Long enough for a proxy that queues the call while the
+            // upstream service has no instance.
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .no_proxy()
+                .build()
+                .unwrap_or_default();
+            (url, client)
+        });
+        instance
     }
 }
 
@@ -239,12 +257,21 @@ async fn deregister(client: &RemoteCatalog, id: &str) -> anyhow::Result<()> {
 
 /// The Consul service definition of this instance. Listening on every
 /// address registers no address of its own (the node's is used) and
-/// checks through the loopback address.
+/// checks through the loopback address; in a container, whose loopback no
+/// agent elsewhere reaches, it registers and checks its own address.
 fn service_definition(tags: &[String], instance: &Instance) -> Value {
-    let (address, checked) = match instance.addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (String::new(), Ipv4Addr::LOCALHOST.into()),
-        IpAddr::V6(ip) if ip.is_unspecified() => (String::new(), Ipv6Addr::LOCALHOST.into()),
-        ip => (ip.to_string(), ip),
+    let own = crate::container::detected()
+        .and(crate::container::own_address())
+        .filter(|_| instance.addr.ip().is_unspecified());
+    let (address, checked) = match (instance.addr.ip(), own) {
+        (_, Some(own)) => (own.to_string(), own),
+        (IpAddr::V4(ip), None) if ip.is_unspecified() => {
+            (String::new(), Ipv4Addr::LOCALHOST.into())
+        }
+        (IpAddr::V6(ip), None) if ip.is_unspecified() => {
+            (String::new(), Ipv6Addr::LOCALHOST.into())
+        }
+        (ip, None) => (ip.to_string(), ip),
     };
     let checked = SocketAddr::new(checked, instance.addr.port());
     json!({
@@ -270,6 +297,7 @@ fn router(instance: Arc<Instance>) -> Router {
         .route("/echo", post(echo).put(echo))
         .route("/status/{code}", any(status))
         .route("/ws", get(websocket))
+        .route("/upstream", any(upstream))
         .layer(middleware::from_fn_with_state(instance.clone(), count))
         .with_state(instance)
 }
@@ -303,6 +331,44 @@ fn describe(instance: &Instance, method: &Method, uri: &Uri, headers: &HeaderMap
         "method": method.as_str(),
         "headers": echoed,
     })
+}
+
+/// `/upstream`: GETs `--upstream` and answers this instance's description
+/// with the upstream's answer inside (`upstream.status`, `upstream.body`:
+/// JSON when it is). 200 when the upstream answered 2xx, else 502; 404
+/// without `--upstream`.
+async fn upstream(
+    State(instance): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut me = describe(&instance, &method, &uri, &headers);
+    let Some((url, client)) = &instance.upstream else {
+        return json_response(StatusCode::NOT_FOUND, &json!({"error": "no --upstream"}));
+    };
+    let (status, answer) = match client.get(url).send().await {
+        Ok(r) => {
+            let code = r.status();
+            let text = r.text().await.unwrap_or_default();
+            let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+            let status = if code.is_success() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            (
+                status,
+                json!({"url": url, "status": code.as_u16(), "body": body}),
+            )
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            json!({"url": url, "error": e.to_string()}),
+        ),
+    };
+    me["upstream"] = answer;
+    json_response(status, &me)
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {

@@ -147,6 +147,13 @@ pub struct Bound<T> {
     pub socket: T,
 }
 
+/// A listen flag's default: `port` on 127.0.0.1 on a host, on 0.0.0.0 in
+/// a container (see [`crate::container`]), so a containerized role is
+/// reachable through its published ports and networks.
+pub fn default_at(port: u16) -> ListenAddr {
+    ListenAddr::ip(crate::container::default_listen_ip(), port)
+}
+
 /// The addresses that were bound.
 pub fn addrs<T>(bound: &[Bound<T>]) -> Vec<SocketAddr> {
     bound.iter().map(|b| b.addr).collect()

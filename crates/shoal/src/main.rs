@@ -5,9 +5,11 @@
 
 mod agent;
 mod client;
+mod container;
 mod coord_client;
 mod docker;
 mod etcd;
+mod health;
 mod hello;
 mod identity;
 mod listen;
@@ -80,6 +82,8 @@ enum Command {
     Hello(hello::HelloArgs),
     /// Render consul-template templates from the catalog and run their reload commands.
     Render(render::RenderArgs),
+    /// Probe a running role's HTTP endpoint (the container image's HEALTHCHECK).
+    Health(health::HealthArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,6 +99,9 @@ fn main() -> std::process::ExitCode {
         eprintln!("shoal: {e:#}");
         return std::process::ExitCode::from(2);
     }
+    if !matches!(cli.command, Command::Health(_)) {
+        container::log_defaults();
+    }
     let workers = match &cli.command {
         Command::Dev(args) => args.proxy.worker_threads,
         Command::Proxy(args) => args.options.worker_threads,
@@ -102,6 +109,7 @@ fn main() -> std::process::ExitCode {
         // The lock's guard process asks for a signal when the thread that
         // started it ends: that must be the main thread, alive to the end.
         Command::Lock(_) | Command::LockChild(_) => Some(1),
+        Command::Health(_) => Some(1),
         _ => None,
     };
     // One worker: a single-threaded runtime, with no cross-thread wake-ups.
@@ -131,6 +139,7 @@ fn main() -> std::process::ExitCode {
             Command::Kv(cmd) => client::kv(cmd).await,
             Command::Hello(args) => hello::run(args).await,
             Command::Render(args) => render::run(args).await,
+            Command::Health(args) => health::run(args).await,
             Command::Lock(args) => lock::run(args).await,
             Command::LockChild(args) => lock_child::run(args).await,
             Command::Session(cmd) => session_cli::run(cmd).await,

@@ -24,7 +24,7 @@ pub struct ProxyOptions {
     #[arg(
         long = "listen",
         env = "SHOAL_PROXY_LISTEN",
-        default_value = "127.0.0.1:8080"
+        default_value_t = listen::default_at(8080)
     )]
     pub listen: ListenAddr,
     /// `Host: <service>.<domain>` routes to the service.
@@ -108,7 +108,7 @@ pub struct ProxyArgs {
     )]
     pub registry: String,
     /// Where to serve /v1/proxy/stats and /metrics.
-    #[arg(long, env = "SHOAL_STATS_ADDR", default_value = "127.0.0.1:9180")]
+    #[arg(long, env = "SHOAL_STATS_ADDR", default_value_t = listen::default_at(9180))]
     pub stats_addr: ListenAddr,
     /// Follow the registry with blocking queries even when it offers shoal's
     /// change stream (as against a Consul).

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub struct ServerArgs {
     /// Address of the HTTP API (IP or host name; every address a name
     /// resolves to is bound).
-    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:8500")]
+    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value_t = listen::default_at(8500))]
     pub http_addr: ListenAddr,
     /// Directory of the durable catalog.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
@@ -37,6 +37,11 @@ pub struct ServerArgs {
     /// Datacenter name.
     #[arg(long, env = "SHOAL_DATACENTER", default_value = "dc1")]
     pub datacenter: String,
+    /// This node's address in the catalog (default: the HTTP API's IP; when
+    /// that is every address, 127.0.0.1 on a host and the container's own
+    /// address in a container).
+    #[arg(long, env = "SHOAL_ADVERTISE")]
+    pub advertise: Option<std::net::IpAddr>,
     #[command(flatten)]
     pub dns: DnsArgs,
     #[command(flatten)]
@@ -61,7 +66,7 @@ pub struct ServerArgs {
 pub struct DnsArgs {
     /// Address of the DNS interface, UDP and TCP on the same port (port 0:
     /// any free port, announced on stdout).
-    #[arg(long, env = "SHOAL_DNS_ADDR", default_value = "127.0.0.1:8600")]
+    #[arg(long, env = "SHOAL_DNS_ADDR", default_value_t = listen::default_at(8600))]
     pub dns_addr: ListenAddr,
     /// Domain answered authoritatively (`web.service.consul`).
     #[arg(long, env = "SHOAL_DNS_DOMAIN", default_value = "consul.")]
@@ -253,14 +258,12 @@ async fn run_with(
     for s in &dns_sockets {
         shoal_proxy::raise_backlog(&s.socket.1);
     }
+    let (address, address_from) = node_address(args.advertise, local.ip());
     let config = ApiConfig {
         node_name: args.node_name.clone().unwrap_or_else(identity::hostname),
         node_id,
         datacenter: args.datacenter.clone(),
-        node_address: match local.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            ip => ip.to_string(),
-        },
+        node_address: address.clone(),
         server: true,
     };
     shoal_api::register_local_node(&registry, &config)
@@ -335,6 +338,7 @@ async fn run_with(
         crate::docker::start(
             &docker,
             true,
+            true,
             registry.clone(),
             &config.node_name,
             &config.node_address,
@@ -347,6 +351,8 @@ async fn run_with(
         http = %listen::list(&http_locals),
         dns = %listen::list(&dns_locals),
         node = %config.node_name,
+        address = %address,
+        address_from,
         datacenter = %config.datacenter,
         store = match (args.store.store, args.in_memory) {
             (crate::etcd::StoreKind::Etcd, _) => "etcd",
@@ -392,6 +398,27 @@ pub(crate) async fn wind_down(
     })
     .await;
     registry.shutdown().await;
+}
+
+/// The server's node address: `--advertise`, else the API's own IP, else
+/// (listening on every address) the container's own address in a
+/// container, 127.0.0.1 on a host; and where it came from, for the log.
+fn node_address(
+    advertise: Option<std::net::IpAddr>,
+    bound: std::net::IpAddr,
+) -> (String, &'static str) {
+    let (ip, from) = match advertise {
+        Some(ip) => (ip, "--advertise"),
+        None if !bound.is_unspecified() => (bound, "the HTTP API's address"),
+        None => match crate::container::detected().and(crate::container::own_address()) {
+            Some(own) => (own, "this container's address on its default route"),
+            None => (
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                "loopback (API on every address)",
+            ),
+        },
+    };
+    (ip.to_string(), from)
 }
 
 /// Starts `count` hello instances on 127.0.0.1 and registers them as

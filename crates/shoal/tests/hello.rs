@@ -26,7 +26,10 @@ struct Hello {
 
 fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
-    cmd.args(["hello", "--log-level", "warn"])
+    // These tests check a host's defaults (127.0.0.1), also where the
+    // test machine itself is a container (CI's often are).
+    cmd.env("SHOAL_IN_CONTAINER", "0")
+        .args(["hello", "--log-level", "warn"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -208,10 +208,11 @@ impl DockerClient {
         }
     }
 
-    /// Container events from `since` (Unix nanoseconds; the daemon replays
+    /// Container and network events from `since` (Unix nanoseconds; the daemon replays
     /// those it still has) on, as they happen.
     pub async fn events(&self, since_nanos: Option<i64>) -> Result<EventStream> {
-        let filters = "%7B%22type%22%3A%5B%22container%22%5D%7D"; // {"type":["container"]}
+        // {"type":["container","network"]}: network connect/disconnect re-plan a container.
+        let filters = "%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%7D";
         let path = match since_nanos {
             Some(n) => format!(
                 "/events?filters={filters}&since={}.{:09}",

@@ -144,9 +144,12 @@ pub struct PortBinding {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Network {
-    /// The container's address on it.
+    /// The container's IPv4 address on it.
     #[serde(rename = "IPAddress")]
     pub ip_address: String,
+    /// The container's IPv6 address on it (on a network with IPv6 enabled).
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
 }
 
 /// One entry of `GET /containers/json`.

@@ -17,7 +17,8 @@
 
 use super::checks;
 use super::container::{Container, PortBinding};
-use shoal_catalog::{Check, Service};
+use super::network;
+use shoal_catalog::{Check, Service, ServiceAddress};
 use std::collections::BTreeMap;
 
 /// How this host names and addresses its instances (the registrator's flags).
@@ -34,7 +35,28 @@ pub struct Settings {
     pub explicit: bool,
     /// Tags added to every instance (`-tags`).
     pub tags: Vec<String>,
+    /// The network containers are reached on when they do not name one
+    /// (`--network`); see `network.rs`.
+    pub network: Option<String>,
+    /// The networks of the proxy container, by name, sorted: a container
+    /// sharing one is reached on it.
+    pub proxy_networks: Vec<String>,
+    /// Register a container's IPv6 address on networks that have both.
+    pub prefer_ipv6: bool,
+    /// Name an instance after its compose service when it has no
+    /// `SERVICE_NAME` (instead of the image's basename).
+    pub compose_names: bool,
 }
+
+/// Compose's labels, recorded in an instance's meta under these keys.
+const COMPOSE_META: [(&str, &str); 3] = [
+    ("com.docker.compose.project", "compose_project"),
+    ("com.docker.compose.service", "compose_service"),
+    (
+        "com.docker.compose.container-number",
+        "compose_container_number",
+    ),
+];
 
 /// One instance to register, with its checks.
 #[derive(Clone, Debug, PartialEq)]
@@ -182,8 +204,16 @@ pub fn plan(c: &Container, s: &Settings) -> Plan {
     if let Some(p) = traefik_port(c) {
         ports.retain(|port| port.exposed == p);
     }
+    let reach = network::reach(c, general.get("network").map(String::as_str), s);
+    if let Some(note) = &reach.note {
+        plan.notes.push(note.clone());
+    }
+    // The container's own address: with --internal, or on a chosen network.
+    let internal = (s.internal || reach.chosen)
+        .then(|| reach.address.clone())
+        .flatten();
     ports.retain(|p| {
-        let keep = s.internal || p.binding.is_some();
+        let keep = internal.is_some() || p.binding.is_some();
         if !keep {
             plan.notes
                 .push(format!("port {} not published on the host", p.exposed));
@@ -194,7 +224,10 @@ pub fn plan(c: &Container, s: &Settings) -> Plan {
         plan.notes.push("no published ports".into());
     }
     let group = ports.len() > 1;
-    let container_ip = c.ip();
+    let labels = &c.config.labels;
+    let compose_service = labels
+        .get("com.docker.compose.service")
+        .filter(|n| s.compose_names && !n.is_empty());
     for p in &ports {
         let specific = per_port.get(&p.exposed.to_string());
         let mut attrs = general.clone();
@@ -215,20 +248,23 @@ pub fn plan(c: &Container, s: &Settings) -> Plan {
         let mut name = match attrs.remove("name").filter(|n| !n.is_empty()) {
             Some(n) => n,
             None if s.explicit => continue,
-            None => default_name(&c.config.image),
+            None => compose_service
+                .cloned()
+                .unwrap_or_else(|| default_name(&c.config.image)),
         };
         if group && !from_port("name") {
             name = format!("{name}-{}", p.exposed);
         }
-        let (address, port) = match (&p.binding, s.internal) {
-            (Some(b), false) => {
+        let (address, port) = match (&internal, &p.binding) {
+            (Some(ip), _) => (ip.clone(), p.exposed),
+            (None, Some(b)) => {
                 let ip = match b.host_ip.as_str() {
                     "" | "0.0.0.0" | "::" => s.host_ip.clone(),
                     ip => ip.to_string(),
                 };
                 (ip, b.host_port.parse().unwrap_or(0))
             }
-            _ => (container_ip.clone(), p.exposed),
+            (None, None) => continue,
         };
         let mut id = format!("{}:{}:{}", s.hostname, c.short_name(), p.exposed);
         let mut tags = split_tags(attrs.get("tags").map_or("", String::as_str));
@@ -242,6 +278,12 @@ pub fn plan(c: &Container, s: &Settings) -> Plan {
         }
         attrs.remove("tags");
         attrs.remove("ignore");
+        attrs.remove("network");
+        for (label, key) in COMPOSE_META {
+            if let Some(v) = labels.get(label) {
+                attrs.entry(key.to_string()).or_insert_with(|| v.clone());
+            }
+        }
         let mut instance_checks = Vec::new();
         match checks::from_attrs(&attrs, &address, port) {
             Ok(Some((def, status))) => {
@@ -258,6 +300,17 @@ pub fn plan(c: &Container, s: &Settings) -> Plan {
                 id,
                 name,
                 tags,
+                tagged_addresses: reach
+                    .tagged
+                    .iter()
+                    .map(|(k, a)| {
+                        let addr = ServiceAddress {
+                            address: a.clone(),
+                            port: p.exposed,
+                        };
+                        (k.clone(), addr)
+                    })
+                    .collect(),
                 address,
                 meta: attrs,
                 port,

@@ -141,6 +141,7 @@ fn with_resync(
         resync,
         cleanup: false,
         deregister: Deregister::Always,
+        proxy_container: None,
     };
     Registrator::new(registry.clone(), config).unwrap()
 }

@@ -51,7 +51,7 @@ fn inspect() -> impl Strategy<Value = Value> {
                 })
                 .collect();
             let nets: Map<String, Value> =
-                nets.into_iter().map(|(k, v)| (k, json!({"IPAddress": v}))).collect();
+                nets.into_iter().map(|(k, v)| (k, json!({"IPAddress": v, "GlobalIPv6Address": v}))).collect();
             json!({
                 "Id": id, "Name": name,
                 "State": {"Running": running, "Health": {"Status": "healthy"}},
@@ -63,15 +63,32 @@ fn inspect() -> impl Strategy<Value = Value> {
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
-    (text(), text(), any::<bool>(), any::<bool>(), strings()).prop_map(
-        |(hostname, host_ip, internal, explicit, tags)| Settings {
-            hostname,
-            host_ip,
-            internal,
-            explicit,
-            tags,
-        },
+    let choice = (
+        proptest::option::of(text()),
+        strings(),
+        any::<bool>(),
+        any::<bool>(),
+    );
+    (
+        (text(), text(), any::<bool>(), any::<bool>(), strings()),
+        choice,
     )
+        .prop_map(
+            |(
+                (hostname, host_ip, internal, explicit, tags),
+                (network, proxy_networks, prefer_ipv6, compose_names),
+            )| Settings {
+                hostname,
+                host_ip,
+                internal,
+                explicit,
+                tags,
+                network,
+                proxy_networks,
+                prefer_ipv6,
+                compose_names,
+            },
+        )
 }
 
 proptest! {

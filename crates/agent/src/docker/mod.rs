@@ -19,6 +19,7 @@ mod container;
 mod convention;
 #[cfg(test)]
 mod fuzz_tests;
+mod network;
 
 pub use client::{DockerClient, DockerError, DEFAULT_SOCKET};
 pub use convention::Settings;
@@ -74,6 +75,10 @@ pub struct DockerConfig {
     pub cleanup: bool,
     /// `-deregister always|on-success`.
     pub deregister: Deregister,
+    /// The proxy's container (name or ID): containers sharing one of its
+    /// networks are registered at their address on it. Its networks are
+    /// read at every sync and whenever it starts or changes networks.
+    pub proxy_container: Option<String>,
 }
 
 /// Follows one Docker daemon; see the module doc.
@@ -169,6 +174,7 @@ impl Registrator {
     /// container, removes what no longer runs (and, with `cleanup`, this
     /// host's registrator-looking instances nobody owns).
     async fn sync(&mut self) -> Result<(), DockerError> {
+        self.read_proxy_networks().await?;
         let running: BTreeSet<String> = self.client.running().await?.into_iter().collect();
         for id in &running {
             self.add(id).await?;
@@ -188,9 +194,68 @@ impl Registrator {
         Ok(())
     }
 
+    /// Reads the proxy container's networks into the settings; true when
+    /// they changed. A proxy container that does not run (yet) has none.
+    async fn read_proxy_networks(&mut self) -> Result<bool, DockerError> {
+        let Some(proxy) = self.config.proxy_container.clone() else {
+            return Ok(false);
+        };
+        let nets: Vec<String> = match self.client.inspect(&proxy).await? {
+            Some(c) if c.state.running => c.network_settings.networks.into_keys().collect(),
+            _ => Vec::new(),
+        };
+        let changed = nets != self.config.settings.proxy_networks;
+        if changed {
+            tracing::info!(proxy = %proxy, networks = ?nets, "Docker registrator: the proxy container's networks");
+            self.config.settings.proxy_networks = nets;
+        }
+        Ok(changed)
+    }
+
+    /// Whether container `id` (or name) is the configured proxy container.
+    fn is_proxy(&self, id: &str, name: Option<&String>) -> bool {
+        self.config.proxy_container.as_deref().is_some_and(|p| {
+            id.starts_with(p) || name.is_some_and(|n| n == p || n.trim_start_matches('/') == p)
+        })
+    }
+
+    /// A container joined or left a network: re-plan it if it runs (a
+    /// stopped one leaves its networks too; `die` decides about it). The
+    /// proxy's own network changes re-plan everything.
+    async fn network_event(&mut self, event: &container::Event) -> Result<(), DockerError> {
+        let Some(cid) = event.actor.attributes.get("container").cloned() else {
+            return Ok(());
+        };
+        if !matches!(event.action.as_str(), "connect" | "disconnect") {
+            return Ok(());
+        }
+        if self.is_proxy(&cid, None) && self.read_proxy_networks().await? {
+            return self.sync().await;
+        }
+        match self.client.inspect(&cid).await? {
+            Some(c) if c.state.running => {
+                if self.is_proxy(&c.id, Some(&c.name)) && self.read_proxy_networks().await? {
+                    return self.sync().await;
+                }
+                self.add(&cid).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn handle(&mut self, event: container::Event) -> Result<(), DockerError> {
+        if event.kind == "network" {
+            self.last_event = Some(self.last_event.unwrap_or(0).max(event.time_nano));
+            return self.network_event(&event).await;
+        }
         if event.kind != "container" || event.actor.id.is_empty() {
             return Ok(());
+        }
+        if event.action == "start"
+            && self.is_proxy(&event.actor.id, event.actor.attributes.get("name"))
+            && self.read_proxy_networks().await?
+        {
+            return self.sync().await;
         }
         self.registry.metrics().docker_events.inc();
         self.last_event = Some(self.last_event.unwrap_or(0).max(event.time_nano));

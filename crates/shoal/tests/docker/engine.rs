@@ -99,35 +99,89 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// The test image: `shoal hello` on port 8080 in an empty image, tagged by
-/// the binary's size and mtime so reruns reuse it (older tags are removed
-/// when a new one is built).
-pub fn image() -> &'static str {
+/// The binary's size and mtime: images built from it are tagged with
+/// this, so reruns reuse them and a rebuilt binary gets new ones.
+fn binary_stamp() -> String {
+    let meta = std::fs::metadata(bin()).expect("shoal binary");
+    let mtime = meta
+        .modified()
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!("{}-{mtime}", meta.len())
+}
+
+/// Removes the images of `repo` labelled `shoal-test=1` (an older binary's).
+fn remove_test_images(repo: &str) {
+    let old = docker(&[
+        "images",
+        "-q",
+        "--filter",
+        "label=shoal-test=1",
+        "--filter",
+        &format!("reference={repo}"),
+    ]);
+    for id in old.lines() {
+        let _ = try_docker(&["rmi", "-f", id]);
+    }
+}
+
+/// The repository root (scripts/, examples/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shoal image as users get it: `scripts/image` run on this build's
+/// binary, tagged `shoal-test:<stamp>`; built once per binary and shared
+/// by every test (and the examples' scripts, through `SHOAL_IMAGE`).
+pub fn shoal_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let meta = std::fs::metadata(bin()).expect("shoal binary");
-        let mtime = meta
-            .modified()
-            .unwrap()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let tag = format!("shoal-test-hello:{}-{mtime}", meta.len());
+        let tag = format!("shoal-test:{}", binary_stamp());
         if try_docker(&["image", "inspect", &tag]).status.success() {
             return tag;
         }
-        let old = docker(&[
-            "images",
-            "-q",
-            "--filter",
-            "label=shoal-test=1",
-            "--filter",
-            "reference=shoal-test-hello",
-        ]);
-        for id in old.lines() {
-            let _ = try_docker(&["rmi", "-f", id]);
+        remove_test_images("shoal-test-hello");
+        remove_test_images("shoal-test");
+        let out = Command::new(repo_root().join("scripts/image"))
+            .args(["--binary", bin().to_str().unwrap(), "--tag", &tag])
+            .args(["--label", "shoal-test=1"])
+            .output()
+            .expect("cannot run scripts/image");
+        assert!(
+            out.status.success(),
+            "scripts/image failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+        tag
+    })
+}
+
+/// The registrator tests' image: the shoal image running `shoal hello` on
+/// port 8080, which it exposes, without the image's HEALTHCHECK (a test
+/// adds one where it wants one).
+pub fn image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let base = shoal_image();
+        // The base's stamp, not the binary's again: one pair per build.
+        let tag = base.replacen("shoal-test:", "shoal-test-hello:", 1);
+        if try_docker(&["image", "inspect", &tag]).status.success() {
+            return tag;
         }
-        build(&tag, &image_context());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!(
+                "FROM {base}\nHEALTHCHECK NONE\nEXPOSE 8080\n\
+                 ENTRYPOINT [\"/shoal\",\"hello\",\"--addr\",\"0.0.0.0\",\"--port\",\"8080\"]\nCMD []\n"
+            ),
+        )
+        .unwrap();
+        build(&tag, dir.path());
         tag
     })
 }
@@ -146,7 +200,8 @@ pub fn image_with_healthcheck(cmd: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("Dockerfile"),
-        format!("FROM {base}\nHEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD {cmd}\n"),
+        // Every option given: unset ones are inherited from the shoal image.
+        format!("FROM {base}\nHEALTHCHECK --interval=1s --timeout=2s --start-period=1ms --retries=1 CMD {cmd}\n"),
     )
     .unwrap();
     build(&tag, dir.path());
@@ -158,44 +213,13 @@ fn build(tag: &str, dir: &Path) {
     docker(&["build", "-q", "--label", "shoal-test=1", "-t", tag, dir]);
 }
 
-/// A build context with the (stripped) binary and the shared libraries
-/// `ldd` says it needs, at their own paths: the binary links glibc.
-fn image_context() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("shoal-test-image"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let target = dir.join("shoal");
-    std::fs::copy(bin(), &target).unwrap();
-    // Stripping a debug build makes it ~6x smaller; optional.
-    let _ = Command::new("strip").arg(&target).status();
-    let ldd = Command::new("ldd").arg(bin()).output().expect("ldd");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`
-        let path = line
-            .split("=>")
-            .last()
-            .unwrap_or("")
-            .split_whitespace()
-            .next()
-            .unwrap_or("");
-        if path.starts_with('/') {
-            let dest = dir.join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            std::fs::copy(path, &dest).unwrap_or_else(|e| panic!("copy {path}: {e}"));
-        }
-    }
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM scratch\nCOPY . /\nEXPOSE 8080\nENTRYPOINT [\"/shoal\",\"hello\",\"--addr\",\"0.0.0.0\",\"--port\",\"8080\"]\n",
-    )
-    .unwrap();
-    dir
-}
-
-/// Containers and compose projects created by one test, removed on drop.
+/// Containers, networks and compose projects created by one test, removed
+/// on drop (a panicking test too).
 #[derive(Default)]
 pub struct Containers {
     names: Vec<String>,
     projects: Vec<(String, PathBuf)>,
+    networks: Vec<String>,
 }
 
 impl Containers {
@@ -211,6 +235,52 @@ impl Containers {
         full.extend_from_slice(args);
         full.push(image);
         docker(&full)
+    }
+
+    /// `docker run -d --name NAME --label shoal-test=1 ARGS IMAGE CMD`
+    /// without publishing anything; returns the ID.
+    pub fn run_unpublished(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        image: &str,
+        cmd: &[&str],
+    ) -> String {
+        self.names.push(name.to_string());
+        let mut full = vec!["run", "-d", "--name", name, "--label", "shoal-test=1"];
+        full.extend_from_slice(args);
+        full.push(image);
+        full.extend_from_slice(cmd);
+        docker(&full)
+    }
+
+    /// `docker create` (started later with `docker start`), removed on drop.
+    pub fn create(&mut self, name: &str, args: &[&str], image: &str, cmd: &[&str]) -> String {
+        self.names.push(name.to_string());
+        let mut full = vec!["create", "--name", name, "--label", "shoal-test=1"];
+        full.extend_from_slice(args);
+        full.push(image);
+        full.extend_from_slice(cmd);
+        docker(&full)
+    }
+
+    /// `docker network create ARGS NAME`, removed on drop; Err(stderr) when
+    /// the engine refuses (IPv6 where it has none).
+    pub fn network(&mut self, name: &str, args: &[&str]) -> Result<(), String> {
+        let mut full = vec!["network", "create", "--label", "shoal-test=1"];
+        full.extend_from_slice(args);
+        full.push(name);
+        let out = try_docker(&full);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        self.networks.push(name.to_string());
+        Ok(())
+    }
+
+    /// Remembers a compose project (its file) for `down` on drop.
+    pub fn project(&mut self, project: &str, file: PathBuf) {
+        self.projects.push((project.to_string(), file));
     }
 
     /// Writes a compose file for `project` and remembers it for `down`.
@@ -255,9 +325,24 @@ impl Drop for Containers {
                     "1",
                 ])
                 .output();
-            let _ = std::fs::remove_file(file);
+            if file.starts_with(std::env::temp_dir()) {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        for net in &self.networks {
+            let _ = try_docker(&["network", "rm", net]);
         }
     }
+}
+
+/// The container's address on `network` (`IPAddress` or `GlobalIPv6Address`).
+pub fn ip_on(name: &str, network: &str, field: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").{field}}}}}"),
+        name,
+    ])
 }
 
 /// The host port Docker published container port `port` (`8080/tcp`) on.

@@ -8,7 +8,7 @@
 mod common;
 mod engine;
 
-use engine::{available, compose, compose_available, docker, host_port, unique, Containers};
+use engine::{compose, compose_available, docker, host_port, unique, Containers};
 use reqwest::StatusCode;
 use serde_json::Value;
 use shoal_testkit::{assert_eventually, ServerProcess};
@@ -77,11 +77,13 @@ async fn answered_by(proxy: &str, host: &str) -> Option<String> {
 
 macro_rules! require_docker {
     () => {
-        if !available() {
+        if !$crate::engine::available() {
             return;
         }
     };
 }
+
+mod containers;
 
 #[tokio::test]
 async fn conventions_reach_the_catalog_field_by_field() {
