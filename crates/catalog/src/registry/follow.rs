@@ -103,7 +103,14 @@ impl Registry {
         let store = follow.store.clone();
         let head = tokio::task::spawn_blocking(move || store.position())
             .await
-            .map_err(|e| Error::Storage(format!("consistent read: {e}")))??;
+            .map_err(|e| Error::Storage(format!("consistent read: {e}")))?;
+        // etcd's answer (with quorum) is what the follower's probe asks
+        // too: it ends or starts a failure the same way.
+        let answered = head.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.shared
+            .store_health
+            .record(&answered, &self.shared.metrics);
+        let head = head?;
         self.reach(head, CONSISTENT_WAIT).await
     }
 
