@@ -108,8 +108,9 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
     let commits: Vec<Counters> = (0..2).map(|i| after[i].since(&before[i])).collect();
     for (name, c) in ["A", "B"].iter().zip(&commits) {
         println!(
-            "  server {name}: {} commits, {} lost to the other server and retried",
-            c.commits, c.conflicts
+            "  server {name}: {} commits, {} lost to the other server and retried, \
+             {} writes forwarded to the leader",
+            c.commits, c.conflicts, c.forwarded
         );
     }
 
@@ -171,6 +172,8 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
 struct Counters {
     commits: u64,
     conflicts: u64,
+    /// Writes the server had the leading server commit.
+    forwarded: u64,
 }
 
 impl Counters {
@@ -178,6 +181,7 @@ impl Counters {
         Counters {
             commits: self.commits.saturating_sub(before.commits),
             conflicts: self.conflicts.saturating_sub(before.conflicts),
+            forwarded: self.forwarded.saturating_sub(before.forwarded),
         }
     }
 }
@@ -195,6 +199,7 @@ async fn counters(client: &reqwest::Client, server: &ServerProcess) -> Counters 
     Counters {
         commits: value("shoal_catalog_commits_total"),
         conflicts: value("shoal_catalog_commit_conflicts_total"),
+        forwarded: value("shoal_catalog_writes_forwarded_total"),
     }
 }
 

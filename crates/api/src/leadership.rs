@@ -75,10 +75,6 @@ where
 {
     let params = Params::parse(req.uri().query());
     let shared = api.registry.is_shared();
-    let failed = failure(api);
-    if failed.is_some() && needs_leader(req.method(), req.uri().path(), &params, shared) {
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, NO_LEADER).into_response();
-    }
     if shared && params.has("consistent") {
         // On a shared store (etcd) other servers commit too: a consistent
         // read waits until this server's view holds every commit etcd had
@@ -95,6 +91,12 @@ where
             )
             .into_response();
         }
+    }
+    // Read after a consistent read's own look at etcd, which ends a
+    // failure as a probe does: the store answered just now.
+    let failed = failure(api);
+    if failed.is_some() && needs_leader(req.method(), req.uri().path(), &params, shared) {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, NO_LEADER).into_response();
     }
     let Some(failure) = failed else {
         return next(req).await;

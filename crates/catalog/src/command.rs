@@ -6,11 +6,12 @@ use crate::query::PreparedQuery;
 use crate::session::{LockRequest, Session};
 use crate::txn::{TxnOp, TxnReport};
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// A node, optionally with one service instance and checks, as
 /// `/v1/catalog/register` carries it. Agent registrations use it too.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Registration {
     /// The node; created or updated unless `skip_node_update` is set and
     /// the node already exists.
@@ -24,10 +25,13 @@ pub struct Registration {
     pub checks: Vec<Check>,
 }
 
-/// A write to the catalog.
-#[derive(Clone, Debug)]
+/// A write to the catalog. Serializable (JSON) so a server can hand it
+/// to the one that leads (see `registry/forward.rs`); a restore is not:
+/// it is committed where it is asked for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
     /// Replace the whole catalog and KV by a snapshot's (see `snapshot.rs`).
+    #[serde(skip)]
     Restore(std::sync::Arc<crate::snapshot::Snapshot>),
     /// Create or update a node, an instance and checks.
     Register(Box<Registration>),
@@ -77,6 +81,7 @@ pub enum Command {
         /// Key.
         key: String,
         /// Value.
+        #[serde(with = "crate::model::base64_value")]
         value: Bytes,
         /// Client flags.
         flags: u64,
@@ -113,7 +118,7 @@ pub enum Command {
 }
 
 /// What a command did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The index after the command: its own commit index if it changed
     /// something, else the index current when it was applied.

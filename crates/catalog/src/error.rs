@@ -6,7 +6,7 @@
 /// An error that passes through more hands is passed on as it is
 /// (`clone`), never wrapped again in its own variant: `Storage(e.to_string())`
 /// of a `Storage` error reads "storage error: storage error: ...".
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     /// The request itself is wrong (missing name, unknown referenced ID...).
     #[error("{0}")]

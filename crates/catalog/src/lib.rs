@@ -43,7 +43,10 @@ pub use model::{
     Weights, NODE_HEALTH_CHECK,
 };
 pub use records::Mutation;
-pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_WAIT, MAX_WAIT};
+pub use registry::{
+    blocking_wait, topic_index, Forwarded, Forwarder, Registry, StoreFailure, DEFAULT_WAIT,
+    MAX_WAIT,
+};
 pub use session::{Behavior, LockRequest, Session};
 pub use session_timers::{expire_sessions, SessionTimers};
 pub use state::{CheckChange, State};

@@ -275,7 +275,7 @@ pub struct KvEntry {
     pub modify_index: u64,
 }
 
-mod base64_value {
+pub(crate) mod base64_value {
     use base64::Engine;
     use bytes::Bytes;
     use serde::{de, Deserialize, Deserializer, Serializer};

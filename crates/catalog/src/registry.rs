@@ -50,6 +50,8 @@ enum Msg {
 }
 
 mod follow;
+mod forward;
+pub use forward::{Forwarded, Forwarder};
 
 struct Shared {
     current: ArcSwap<State>,
@@ -91,6 +93,9 @@ pub struct Registry {
     session_timers: crate::session_timers::SessionTimers,
     /// `Some` on a shared store (etcd): what `?consistent` reads wait on.
     follow: Option<follow::Follow>,
+    /// Set on a shared store: who takes this server's writes when it
+    /// does not lead (see `registry/forward.rs`).
+    forwarder: std::sync::OnceLock<Arc<dyn Forwarder>>,
 }
 
 impl Registry {
@@ -129,6 +134,7 @@ impl Registry {
             heartbeats: Heartbeats::default(),
             session_timers: Default::default(),
             follow,
+            forwarder: std::sync::OnceLock::new(),
         })
     }
 
@@ -173,8 +179,18 @@ impl Registry {
         &self.session_timers
     }
 
-    /// Applies a command; returns once it is durable (or rejected).
+    /// Applies a command; returns once it is durable (or rejected), and
+    /// in this server's view. On a shared store, a server that does not
+    /// lead has the leader commit it (see `registry/forward.rs`).
     pub async fn write(&self, cmd: Command) -> Result<Outcome> {
+        if let Some(answer) = self.forwarded(&cmd).await {
+            return answer;
+        }
+        self.write_local(cmd).await
+    }
+
+    /// Has this server's writer apply and commit `cmd`.
+    async fn write_local(&self, cmd: Command) -> Result<Outcome> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Write(Request { cmd, reply }))

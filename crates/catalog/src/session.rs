@@ -137,11 +137,12 @@ pub fn validate_ttl(ttl: &str) -> Result<()> {
 }
 
 /// A lock operation on one key (`?acquire=` / `?release=`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LockRequest {
     /// Key.
     pub key: String,
     /// Value to write with the lock.
+    #[serde(with = "crate::model::base64_value")]
     pub value: Bytes,
     /// Client flags to write.
     pub flags: u64,

@@ -9,12 +9,13 @@ use crate::error::Error;
 use crate::model::{Check, KvEntry, Node, Service};
 use crate::session::LockRequest;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 /// Most operations in one transaction, as current Consul.
 pub const MAX_TXN_OPS: usize = 128;
 
 /// A KV verb of `/v1/txn`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvVerb {
     /// set
     Set,
@@ -64,7 +65,7 @@ impl KvVerb {
 }
 
 /// A node, service or check verb of `/v1/txn`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CatalogVerb {
     /// set
     Set,
@@ -95,7 +96,7 @@ impl CatalogVerb {
 /// One operation of a transaction.
 // At most 128 of these live for one request: boxing buys nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum TxnOp {
     /// A KV operation.
     Kv {
@@ -104,6 +105,7 @@ pub enum TxnOp {
         /// Key (or prefix for the tree verbs).
         key: String,
         /// Value for set, cas, lock, unlock.
+        #[serde(with = "crate::model::base64_value")]
         value: Bytes,
         /// Flags for the writing verbs.
         flags: u64,
@@ -139,7 +141,7 @@ pub enum TxnOp {
 
 /// One result of a transaction.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnResult {
     /// A KV entry (its value only for `get` and `get-tree`).
     Kv(KvEntry),
@@ -152,7 +154,7 @@ pub enum TxnResult {
 }
 
 /// What a transaction did: results if it committed, else the errors.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnReport {
     /// Results in operation order (empty when rolled back).
     pub results: Vec<TxnResult>,

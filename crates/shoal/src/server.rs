@@ -167,9 +167,13 @@ async fn join_cluster(
     http: SocketAddr,
     cancel: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<Arc<crate::etcd::cluster::Cluster>> {
+) -> anyhow::Result<(Arc<crate::etcd::cluster::Cluster>, Router)> {
     use crate::etcd::cluster::{Cluster, SERVER_SERVICE};
+    use crate::etcd::forward;
     let address = format!("{}:{}", config.node_address, http.port());
+    let token = forward::cluster_token(&client, &args.store.etcd_prefix)
+        .await
+        .context("cannot read the catalog's forwarding token from etcd")?;
     let cluster = Cluster::new(client, &args.store.etcd_prefix, &config.node_name, &address);
     tasks.spawn(cluster.clone().run(cancel.clone()));
     cluster.share_beats(registry, cancel.clone());
@@ -199,7 +203,13 @@ async fn join_cluster(
             );
         }
     }));
-    Ok(cluster)
+    // From here on, writes go to the leading server (it batches them all).
+    let forwarder = forward::LeaderForwarder::new(cluster.clone(), token.clone(), address)
+        .context("cannot build the HTTP client that forwards writes")?;
+    registry
+        .forward_writes(Arc::new(forwarder))
+        .context("cannot forward writes")?;
+    Ok((cluster, forward::routes(registry.clone(), token)))
 }
 
 /// Flags of `shoal dev`: the server's, the proxy's, and demo instances.
@@ -291,13 +301,16 @@ async fn run_with(
             }
         });
     }
+    let mut extra = Router::new();
     let cluster = match etcd {
-        Some(client) => Some(
-            join_cluster(
+        Some(client) => {
+            let (cluster, routes) = join_cluster(
                 client, &args, &registry, &config, local, &cancel, &mut tasks,
             )
-            .await?,
-        ),
+            .await?;
+            extra = extra.merge(routes);
+            Some(cluster)
+        }
         None => {
             tasks.spawn(shoal_agent::reap_dead_agents(
                 registry.clone(),
@@ -320,7 +333,6 @@ async fn run_with(
             }
         });
     }
-    let mut extra = Router::new();
     let mut state = ApiState::new(registry.clone(), Arc::new(config.clone()))
         .with_access_log(args.access.access_log)
         .with_stream(!args.no_stream);
@@ -331,7 +343,8 @@ async fn run_with(
         let catalog: Arc<dyn Catalog> = registry.clone();
         let proxy =
             crate::proxy::start(&proxy_options, catalog, cancel.clone(), &mut tasks).await?;
-        extra = crate::proxy::stats_json_route(proxy.clone())
+        extra = extra
+            .merge(crate::proxy::stats_json_route(proxy.clone()))
             .merge(shoal_api::ui_routes::root_redirect());
         state = state.with_metrics(crate::proxy::metric_source(proxy));
         start_demo(&registry, &config, demo, &cancel).await?;

@@ -250,8 +250,8 @@ async fn read_head_only(c: &mut TcpStream) -> String {
 #[tokio::test]
 async fn a_blocking_query_whose_client_left_is_dropped_at_once() {
     let s = TestServer::start().await;
-    let index = s.registry.snapshot().index();
-    let parked = || s.registry.metrics().blocking_queries.get();
+    let index = s.registry().snapshot().index();
+    let parked = || s.registry().metrics().blocking_queries.get();
     let mut clients = Vec::new();
     for _ in 0..20 {
         let mut c = TcpStream::connect(s.addr).await.unwrap();

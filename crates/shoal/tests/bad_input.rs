@@ -41,7 +41,7 @@ async fn every_bad_request_is_refused_clearly_and_changes_nothing() {
         &json!({"Name": "keep", "Port": 1}),
     )
     .await);
-    let before = s.registry.snapshot().index();
+    let before = s.registry().snapshot().index();
     let put = Method::PUT;
     let gett = Method::GET;
     let cases = vec![
@@ -332,7 +332,7 @@ async fn every_bad_request_is_refused_clearly_and_changes_nothing() {
         );
     }
     assert_eq!(
-        s.registry.snapshot().index(),
+        s.registry().snapshot().index(),
         before,
         "no refused request may write anything"
     );

@@ -328,7 +328,7 @@ async fn registers_with_an_http_check_and_deregisters_on_sigterm() {
         health_entries(&registry, "web").await.is_empty(),
         "web-a is still registered after SIGTERM"
     );
-    let snapshot = registry.registry.snapshot();
+    let snapshot = registry.registry().snapshot();
     assert!(snapshot.service("test-node", "web-a").is_none());
     assert!(
         snapshot.service_checks("web").1.is_empty(),

@@ -106,10 +106,20 @@ async fn writes_and_reads_round_trip() {
         .await
         .unwrap();
     assert_eq!(healthy.value.len(), 2);
-    assert_eq!(
-        s.registry.snapshot().check("n2", "c-web-2").unwrap().output,
-        "ok now"
-    );
+    // The server has the output (read over its API, as any store serves it).
+    let checks: serde_json::Value = reqwest::get(s.at("/v1/health/node/n2"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let check = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["CheckID"] == "c-web-2")
+        .expect("check c-web-2 on n2");
+    assert_eq!(check["Output"], "ok now");
     assert!(c
         .update_check("n2", "nope", HealthStatus::Passing, None)
         .await

@@ -146,7 +146,7 @@ impl TestCerts {
 /// `n` distinct free ports: every listener is held until all are chosen,
 /// so the kernel cannot hand the same port out twice (one port picked and
 /// released at a time can come back: etcd then refuses a duplicate URL).
-fn free_ports(n: usize) -> Vec<u16> {
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
         .collect();

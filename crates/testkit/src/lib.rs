@@ -6,6 +6,7 @@
 
 mod etcd;
 mod process;
+pub mod store;
 
 pub use etcd::{EtcdCluster, EtcdOptions, EtcdTls, TestCerts};
 pub use process::{run_to_exit, ServerProcess};
@@ -16,24 +17,59 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// A shoal API server running inside the test process.
+/// A shoal API server for a test: inside the test process, or, when the
+/// suites run on etcd (see [`store`]), a `shoal server --store etcd`
+/// child process with the same node name and address.
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    /// The catalog behind it, for direct inspection.
-    pub registry: Arc<Registry>,
+    /// The catalog behind it (in-process only): see [`TestServer::registry`].
+    registry: Option<Arc<Registry>>,
     /// Identity the API reports.
     pub config: Arc<ApiConfig>,
     cancel: CancellationToken,
     _dir: Option<tempfile::TempDir>,
+    _process: Option<ServerProcess>,
 }
 
 impl TestServer {
-    /// An in-memory server with node name `test-node`.
+    /// An in-memory server with node name `test-node` (on etcd, a
+    /// `shoal server` process on a fresh prefix, when the suites run there).
     pub async fn start() -> TestServer {
+        if store::on_etcd() {
+            return Self::start_process();
+        }
         Self::start_with(Registry::in_memory(), None).await
+    }
+
+    /// The catalog behind the server, for direct inspection. Panics when
+    /// the server is a process (the suites on etcd): a test that reads it
+    /// runs on the embedded store only.
+    pub fn registry(&self) -> &Arc<Registry> {
+        self.registry.as_ref().expect(
+            "this test reads the in-process registry: it cannot run with SHOAL_TEST_STORE=etcd",
+        )
+    }
+
+    fn start_process() -> TestServer {
+        let bin = shoal_binary();
+        let process = ServerProcess::start(&bin, &["--in-memory", "--node-name", "test-node"]);
+        let addr: SocketAddr = process
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the server's address");
+        TestServer {
+            addr,
+            url: process.url.clone(),
+            registry: None,
+            config: Arc::new(test_config()),
+            cancel: CancellationToken::new(),
+            _dir: None,
+            _process: Some(process),
+        }
     }
 
     /// A server on a redb store in a fresh temporary directory.
@@ -49,13 +85,7 @@ impl TestServer {
             .await
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
-        let config = Arc::new(ApiConfig {
-            node_name: "test-node".into(),
-            node_id: "00000000-0000-4000-8000-000000000001".into(),
-            datacenter: "dc1".into(),
-            node_address: "127.0.0.1".into(),
-            server: true,
-        });
+        let config = Arc::new(test_config());
         shoal_api::register_local_node(&registry, &config)
             .await
             .expect("register local node");
@@ -65,10 +95,11 @@ impl TestServer {
         TestServer {
             addr,
             url: format!("http://{addr}"),
-            registry,
+            registry: Some(registry),
             config,
             cancel,
             _dir: dir,
+            _process: None,
         }
     }
 
@@ -76,6 +107,37 @@ impl TestServer {
     pub fn at(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
     }
+}
+
+/// The identity every test server reports.
+fn test_config() -> ApiConfig {
+    ApiConfig {
+        node_name: "test-node".into(),
+        node_id: "00000000-0000-4000-8000-000000000001".into(),
+        datacenter: "dc1".into(),
+        node_address: "127.0.0.1".into(),
+        server: true,
+    }
+}
+
+/// The `shoal` binary beside the running test (`target/debug/deps/T` ->
+/// `target/debug/shoal`), or `SHOAL_TEST_BIN`.
+fn shoal_binary() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("SHOAL_TEST_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("shoal"))
+        .expect("the test runs from target/*/deps");
+    assert!(
+        bin.is_file(),
+        "no shoal binary at {} (build it, or set SHOAL_TEST_BIN)",
+        bin.display()
+    );
+    bin
 }
 
 impl Drop for TestServer {

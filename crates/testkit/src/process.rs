@@ -76,6 +76,8 @@ impl ServerProcess {
             "warn",
         ];
         full.extend_from_slice(args);
+        let full = crate::store::with_store(&full);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
         Self::try_start_role(bin, &full, "HTTP API")
     }
 
@@ -96,6 +98,8 @@ impl ServerProcess {
             "warn",
         ];
         args.extend_from_slice(extra);
+        let args = crate::store::with_store(&args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let dev = Self::try_start_role(bin, &args, "HTTP API")?;
         let proxy = dev
             .announced_url("shoal proxy")

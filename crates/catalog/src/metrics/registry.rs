@@ -18,6 +18,8 @@ pub struct RegistryMetrics {
     /// Guarded commits on a shared store (etcd) that lost to another
     /// server's and were tried again.
     pub commit_conflicts: Counter,
+    /// Writes this server had the leading server commit (shared store).
+    pub writes_forwarded: Counter,
     /// 1 while the store cannot commit, else 0.
     pub store_failing: Gauge,
     /// Blocking queries parked now, waiting for a change.
@@ -65,6 +67,12 @@ impl RegistryMetrics {
                 "Commits to a shared store (etcd) that lost to another server's and were tried again.",
                 Kind::Counter,
                 int(self.commit_conflicts.get()),
+            ),
+            Family::single(
+                "shoal_catalog_writes_forwarded_total",
+                "Writes this server had the leading server commit (shared store).",
+                Kind::Counter,
+                int(self.writes_forwarded.get()),
             ),
             Family::single(
                 "shoal_catalog_store_failing",

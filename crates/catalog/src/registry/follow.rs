@@ -79,6 +79,15 @@ impl Registry {
         Ok(Registry::assemble(shared, tx, Some(follow)))
     }
 
+    /// The position of this server's view: the shared store's revision it
+    /// reflects (on the embedded store, the catalog index).
+    pub fn position(&self) -> u64 {
+        match &self.follow {
+            Some(f) => *f.position.borrow(),
+            None => self.snapshot().index(),
+        }
+    }
+
     /// Whether the catalog is shared with other servers (etcd).
     pub fn is_shared(&self) -> bool {
         self.follow.is_some()
@@ -94,16 +103,32 @@ impl Registry {
         let store = follow.store.clone();
         let head = tokio::task::spawn_blocking(move || store.position())
             .await
-            .map_err(|e| Error::Storage(format!("consistent read: {e}")))??;
+            .map_err(|e| Error::Storage(format!("consistent read: {e}")))?;
+        // etcd's answer (with quorum) is what the follower's probe asks
+        // too: it ends or starts a failure the same way.
+        let answered = head.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.shared
+            .store_health
+            .record(&answered, &self.shared.metrics);
+        let head = head?;
+        self.reach(head, CONSISTENT_WAIT).await
+    }
+
+    /// Returns once this server's view is at store position `head` or
+    /// beyond (at once on the embedded store), or fails after `wait`.
+    pub(super) async fn reach(&self, head: u64, wait: Duration) -> Result<()> {
+        let Some(follow) = &self.follow else {
+            return Ok(());
+        };
         let mut position = follow.position.clone();
-        let reached = tokio::time::timeout(CONSISTENT_WAIT, position.wait_for(|p| *p >= head))
+        let reached = tokio::time::timeout(wait, position.wait_for(|p| *p >= head))
             .await
             .map(|r| r.map(|_| ()));
         match reached {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(Error::Closed),
             Err(_) => Err(Error::Storage(format!(
-                "this server's view did not reach the store's revision {head} within {CONSISTENT_WAIT:?}"
+                "this server's view did not reach the store's revision {head} within {wait:?}"
             ))),
         }
     }

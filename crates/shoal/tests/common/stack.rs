@@ -76,7 +76,7 @@ impl Stack {
     ) -> (Stack, Vec<SocketAddr>) {
         let registry = TestServer::start().await;
         let cancel = CancellationToken::new();
-        let proxy = Proxy::start(registry.registry.clone(), cfg, cancel.clone());
+        let proxy = Proxy::start(registry.registry().clone(), cfg, cancel.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (p, c) = (proxy.clone(), cancel.clone());
