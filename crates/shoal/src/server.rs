@@ -166,7 +166,8 @@ async fn join_cluster(
     use crate::etcd::cluster::{Cluster, SERVER_SERVICE};
     let address = format!("{}:{}", config.node_address, http.port());
     let cluster = Cluster::new(client, &args.store.etcd_prefix, &config.node_name, &address);
-    tasks.spawn(cluster.clone().run(cancel.clone()));
+    let lease = cluster.join_now().await;
+    tasks.spawn(cluster.clone().run(lease, cancel.clone()));
     cluster.share_beats(registry, cancel.clone());
     if let Some(node) = registry.snapshot().node(&config.node_name) {
         registry
