@@ -45,7 +45,7 @@ pub use model::{
 pub use records::Mutation;
 pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_WAIT, MAX_WAIT};
 pub use session::{Behavior, LockRequest, Session};
-pub use session_timers::{expire_sessions, SessionTimers};
+pub use session_timers::{expire_sessions, RenewalForward, SessionTimers};
 pub use state::{CheckChange, State};
 pub use store::{
     FollowEvent, FollowSink, Followed, Guarded, MemoryStore, RedbStore, SharedStore, Store,

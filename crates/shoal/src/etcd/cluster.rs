@@ -5,9 +5,11 @@
 //!   an etcd lease: when it dies the key goes with the lease. The live
 //!   server whose key is oldest (lowest create revision) is the leader;
 //!   `/v1/status/leader` and `/v1/status/peers` report these keys.
-//! - Only the leader reaps: agents whose heartbeat stopped, and the
-//!   `consul` service of servers that are gone. A new leader gives every
-//!   node one full TTL first, so a leader change reaps nothing by itself.
+//! - Only the leader reaps: agents whose heartbeat stopped, the `consul`
+//!   service of servers that are gone, and sessions whose TTL ran out. A
+//!   new leader gives every node and session one full TTL first, so a
+//!   leader change reaps nothing by itself. Session renewals reach it
+//!   through etcd (see `renewals.rs`).
 //! - A heartbeat (an agent's re-registration that changes nothing, so no
 //!   catalog write) received by any server is written to
 //!   `PREFIX/beats/NODE\0CHECK` (at most once a second per check and
@@ -65,6 +67,11 @@ impl Cluster {
             address: address.to_string(),
             members: ArcSwap::from_pointee(Members::default()),
         })
+    }
+
+    /// The etcd client this server's membership uses.
+    pub fn client(&self) -> Arc<EtcdClient> {
+        self.client.clone()
     }
 
     pub fn members(&self) -> Arc<Members> {
@@ -194,7 +201,7 @@ impl Cluster {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
             }
-            tracing::info!(node = %self.node, "this server leads: it reaps dead agents");
+            tracing::info!(node = %self.node, "this server leads: it reaps dead agents and expires sessions");
             let term = cancel.child_token();
             let task = tokio::spawn(reaper(term.clone()));
             while self.members().leading && !cancel.is_cancelled() {

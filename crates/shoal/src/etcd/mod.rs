@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod renewals;
 pub mod store;
 
 use std::path::PathBuf;
