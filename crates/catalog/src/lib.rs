@@ -42,7 +42,7 @@ pub use model::{
     Check, CheckDefinition, HealthStatus, KvEntry, Node, Service, ServiceEntry, Weights,
     NODE_HEALTH_CHECK,
 };
-pub use records::Mutation;
+pub use records::{Mutation, KEY_REPLACES_ALL};
 pub use registry::{blocking_wait, topic_index, Registry, StoreFailure, DEFAULT_WAIT, MAX_WAIT};
 pub use session::{Behavior, LockRequest, Session};
 pub use session_timers::{expire_sessions, RenewalForward, SessionTimers};

@@ -27,6 +27,55 @@ fn snapshot(verb: &str, file: &Path, server: &ServerProcess) {
     );
 }
 
+const BULK_INSTANCES: usize = 5_000;
+const BULK_KEYS: usize = 2_000;
+
+/// Registers 5,000 instances (10 per node) and 2,000 KV keys, 32 at a time.
+async fn fill(server: &ServerProcess) {
+    let mut jobs = tokio::task::JoinSet::new();
+    let url = server.url.clone();
+    let (instances, keys) = (BULK_INSTANCES, BULK_KEYS);
+    for w in 0..32 {
+        let url = url.clone();
+        jobs.spawn(async move {
+            for i in (w..instances).step_by(32) {
+                let n = i / 10;
+                let reg = json!({"Node": format!("bulk-{n}"), "Address": format!("10.1.{}.{}", n / 250, n % 250),
+                    "Service": {"ID": format!("bulk-{i}"), "Service": "bulk", "Port": 9000 + i % 10, "Tags": ["t"]},
+                    "Check": {"CheckID": format!("bulk-c-{i}"), "Name": "alive", "Status": "passing", "ServiceID": format!("bulk-{i}")}});
+                ok(put_json(format!("{url}/v1/catalog/register"), &reg).await);
+            }
+            for i in (w..keys).step_by(32) {
+                ok(put(format!("{url}/v1/kv/bulk/key-{i}"), format!("value {i} {}", "x".repeat(200))).await);
+            }
+        });
+    }
+    jobs.join_all().await;
+}
+
+/// Instances of `bulk` and keys under `bulk/` that a server shows now.
+async fn bulk_counts(url: &str) -> (usize, usize) {
+    let instances = ok(get(format!("{url}/v1/catalog/service/bulk?stale")).await).json();
+    let keys = get(format!("{url}/v1/kv/bulk/?keys&stale")).await;
+    let keys = if keys.status == reqwest::StatusCode::NOT_FOUND {
+        0
+    } else {
+        ok(keys).json().as_array().map_or(0, Vec::len)
+    };
+    (instances.as_array().map_or(0, Vec::len), keys)
+}
+
+/// Waits (bounded) until `url` shows the whole bulk catalog.
+async fn seen_all(url: &str) {
+    for _ in 0..300 {
+        if bulk_counts(url).await == (BULK_INSTANCES, BULK_KEYS) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{url} never showed the whole restored catalog");
+}
+
 /// What a client sees of the catalog and KV.
 async fn view(s: &ServerProcess) -> Vec<String> {
     let mut out = Vec::new();
@@ -68,6 +117,9 @@ async fn a_catalog_moves_from_embedded_to_etcd_and_back_unchanged() {
         .await);
     }
     ok(delete(one.at("/v1/kv/app/k0")).await);
+    // Large enough that a restore takes many etcd transactions at etcd's
+    // default limits (the test cluster runs with them).
+    fill(&one).await;
     let before = view(&one).await;
     let file1 = dir.path().join("from-embedded.snap");
     snapshot("save", &file1, &one);
@@ -79,7 +131,46 @@ async fn a_catalog_moves_from_embedded_to_etcd_and_back_unchanged() {
         ok(put(a.at(&format!("/v1/kv/busy/{i}")), "x").await);
     }
     let index_before = ok(get(a.at("/v1/kv/busy/0")).await).index;
-    snapshot("restore", &file1, &a);
+    // A reader on B during the restore sees the catalog before it or all
+    // of it, never a part.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (url, done) = (b.url.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.insert(bulk_counts(&url).await);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    let restore = {
+        let (file, url) = (file1.clone(), a.url.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin())
+                .args(["snapshot", "restore"])
+                .arg(&file)
+                .args(["--registry", &url])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = restore.await.unwrap();
+    assert!(
+        out.status.success(),
+        "restore onto etcd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(get(b.at("/v1/kv/app/k1?consistent")).await);
+    seen_all(&b.url).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.await.unwrap();
+    let whole = [(0, 0), (BULK_INSTANCES, BULK_KEYS)];
+    assert!(
+        seen.iter().all(|c| whole.contains(c)),
+        "a reader saw a part of the restore: {seen:?}"
+    );
     ok(get(b.at("/v1/kv/app/k1?consistent")).await);
     assert_eq!(
         view(&b).await,

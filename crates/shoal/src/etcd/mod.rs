@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod cluster;
+mod parts;
 pub mod renewals;
 pub mod store;
 
