@@ -315,7 +315,22 @@ async fn a_restore_that_fails_half_way_leaves_the_old_catalog_in_view() {
         .expect("etcdctl alarm disarm");
     snapshot("restore", &file2, &b);
     for s in [&a, &b] {
-        ok(get(s.at("/v1/kv/small?consistent")).await);
+        // The refused writes above made the server report no leader until
+        // its next probe of etcd (every second) passes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let r = get(s.at("/v1/kv/small?consistent")).await;
+            if r.status == reqwest::StatusCode::OK {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: {}",
+                r.status,
+                r.text
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
         assert_eq!(view(s).await, small, "on {}", s.url);
     }
     ok(put(a.at("/v1/kv/during"), "x").await);
