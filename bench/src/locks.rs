@@ -70,9 +70,11 @@ pub struct Args {
 enum Servers {
     Embedded(DurableServer),
     Etcd(
-        shoal_testkit::EtcdCluster,
-        shoal_testkit::ServerProcess,
-        shoal_testkit::ServerProcess,
+        Box<(
+            shoal_testkit::EtcdCluster,
+            shoal_testkit::ServerProcess,
+            shoal_testkit::ServerProcess,
+        )>,
     ),
 }
 
@@ -91,26 +93,26 @@ impl Servers {
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start etcd and the servers: {e}"))?;
-        Ok(Servers::Etcd(etcd, a, b))
+        Ok(Servers::Etcd(Box::new((etcd, a, b))))
     }
 
     fn bases(&self) -> Vec<String> {
         let trim = |u: &str| u.trim_end_matches('/').to_string();
         match self {
             Servers::Embedded(s) => vec![trim(&s.process.url)],
-            Servers::Etcd(_, a, b) => vec![trim(&a.url), trim(&b.url)],
+            Servers::Etcd(e) => vec![trim(&e.1.url), trim(&e.2.url)],
         }
     }
 
     fn describe(&self) -> String {
         match self {
             Servers::Embedded(s) => s.command.clone(),
-            Servers::Etcd(etcd, a, b) => format!(
+            Servers::Etcd(e) => format!(
                 "two `shoal server --store etcd` ({} and {}) on a 3-member etcd on loopback ({}; \
                  testkit's flags, etcd's default limits)",
-                a.url,
-                b.url,
-                etcd.endpoints()
+                e.1.url,
+                e.2.url,
+                e.0.endpoints()
             ),
         }
     }
