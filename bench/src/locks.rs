@@ -70,10 +70,11 @@ pub struct Args {
 enum Servers {
     Embedded(DurableServer),
     Etcd(
+        // Servers first: dropped (stopped) before etcd.
         Box<(
+            shoal_testkit::ServerProcess,
+            shoal_testkit::ServerProcess,
             shoal_testkit::EtcdCluster,
-            shoal_testkit::ServerProcess,
-            shoal_testkit::ServerProcess,
         )>,
     ),
 }
@@ -93,14 +94,14 @@ impl Servers {
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start etcd and the servers: {e}"))?;
-        Ok(Servers::Etcd(Box::new((etcd, a, b))))
+        Ok(Servers::Etcd(Box::new((a, b, etcd))))
     }
 
     fn bases(&self) -> Vec<String> {
         let trim = |u: &str| u.trim_end_matches('/').to_string();
         match self {
             Servers::Embedded(s) => vec![trim(&s.process.url)],
-            Servers::Etcd(e) => vec![trim(&e.1.url), trim(&e.2.url)],
+            Servers::Etcd(e) => vec![trim(&e.0.url), trim(&e.1.url)],
         }
     }
 
@@ -110,9 +111,9 @@ impl Servers {
             Servers::Etcd(e) => format!(
                 "two `shoal server --store etcd` ({} and {}) on a 3-member etcd on loopback ({}; \
                  testkit's flags, etcd's default limits)",
+                e.0.url,
                 e.1.url,
-                e.2.url,
-                e.0.endpoints()
+                e.2.endpoints()
             ),
         }
     }
