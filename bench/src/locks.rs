@@ -1,5 +1,8 @@
 //! `shoal-bench locks`: coordination against `shoal server` on the
-//! embedded store.
+//! embedded store, or (`--store etcd`) against two `shoal server --store
+//! etcd` on a 3-member etcd on loopback, where waiters alternate between
+//! the servers and every session is renewed through the server it was
+//! not created on (so every renewal reaches the leader through etcd).
 //!
 //! 1. Lock hand-over latency. `--waiters` sessions contend for one key as
 //!    Consul's lock clients do: try `?acquire`; when refused, a blocking
@@ -58,6 +61,62 @@ pub struct Args {
     /// Length of the renewal phase, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// `embedded` (one server) or `etcd` (two servers on a 3-member etcd).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    store: String,
+}
+
+/// The servers under test, kept alive for the run.
+enum Servers {
+    Embedded(DurableServer),
+    Etcd(
+        // Servers first: dropped (stopped) before etcd.
+        Box<(
+            shoal_testkit::ServerProcess,
+            shoal_testkit::ServerProcess,
+            shoal_testkit::EtcdCluster,
+        )>,
+    ),
+}
+
+impl Servers {
+    async fn start(shoal: &Path, store: &str) -> Result<Servers> {
+        if store == "embedded" {
+            return Ok(Servers::Embedded(DurableServer::start(shoal).await?));
+        }
+        println!("starting a 3-member etcd cluster and two shoal servers on it ...");
+        let bin = shoal.to_path_buf();
+        let (etcd, a, b) = tokio::task::spawn_blocking(move || {
+            let etcd = shoal_testkit::EtcdCluster::start(3);
+            let a = etcd.start_shoal(&bin, "server-a", &[]);
+            let b = etcd.start_shoal(&bin, "server-b", &[]);
+            (etcd, a, b)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start etcd and the servers: {e}"))?;
+        Ok(Servers::Etcd(Box::new((a, b, etcd))))
+    }
+
+    fn bases(&self) -> Vec<String> {
+        let trim = |u: &str| u.trim_end_matches('/').to_string();
+        match self {
+            Servers::Embedded(s) => vec![trim(&s.process.url)],
+            Servers::Etcd(e) => vec![trim(&e.0.url), trim(&e.1.url)],
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Servers::Embedded(s) => s.command.clone(),
+            Servers::Etcd(e) => format!(
+                "two `shoal server --store etcd` ({} and {}) on a 3-member etcd on loopback ({}; \
+                 testkit's flags, etcd's default limits)",
+                e.0.url,
+                e.1.url,
+                e.2.endpoints()
+            ),
+        }
+    }
 }
 
 /// Runs the benchmark with the binary `shoal`; `command` is echoed in the summary.
@@ -66,15 +125,15 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
         bail!("--waiters must be at least 2; --handovers, --sessions and --clients at least 1");
     }
     check_open_files((args.waiters + args.clients) as u64 + 128)?;
-    let server = DurableServer::start(shoal).await?;
-    let base = server.process.url.trim_end_matches('/').to_string();
+    let servers = Servers::start(shoal, &args.store).await?;
+    let bases = servers.bases();
     let mut figures = Vec::new();
 
     println!(
         "hand-over: {} waiters, {} hand-overs",
         args.waiters, args.handovers
     );
-    match handover(&base, args).await? {
+    match handover(&bases, args).await? {
         Some(s) => {
             println!("  {}", s.line());
             figures.push(Figure::delay_at_most(
@@ -91,7 +150,7 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
         "renewals: {} sessions, {} clients, {} s",
         args.sessions, args.clients, args.seconds
     );
-    let (rate, worst, alive) = renewals(&base, args).await?;
+    let (rate, worst, alive) = renewals(&bases, args).await?;
     figures.push(Figure::rate_at_least("session renewals", rate, RENEWALS));
     figures.push(Figure::info(
         "slowest one-second window",
@@ -104,7 +163,7 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
     ));
     let notes = vec![
         format!("command: {command}"),
-        format!("server: {}", server.command),
+        format!("server: {}", servers.describe()),
         format!("load average at the end: {}", load_average()),
     ];
     print_summary("locks", &figures, &notes);
@@ -143,7 +202,7 @@ struct Contest {
     handovers: AtomicU64,
 }
 
-async fn handover(base: &str, args: &Args) -> Result<Option<Summary>> {
+async fn handover(bases: &[String], args: &Args) -> Result<Option<Summary>> {
     let client = http_client(Duration::from_secs(60))?;
     let contest = Arc::new(Contest {
         released: Mutex::new(None),
@@ -154,6 +213,7 @@ async fn handover(base: &str, args: &Args) -> Result<Option<Summary>> {
     let mut tasks = JoinSet::new();
     for n in 0..args.waiters {
         let spec = json!({"Name": format!("waiter-{n}"), "LockDelay": "0s"});
+        let base = &bases[n % bases.len()];
         let session = create_session(&client, base, &spec).await?;
         let (client, base, contest) = (client.clone(), base.to_string(), contest.clone());
         let (hold, want) = (Duration::from_millis(args.hold_ms), args.handovers);
@@ -235,16 +295,23 @@ async fn contend(
     Ok(())
 }
 
-/// Renews every session round-robin; (rate, slowest second, alive after).
-async fn renewals(base: &str, args: &Args) -> Result<(f64, f64, usize)> {
+/// Renews every session round-robin, each through the server after the
+/// one it was created on; (rate, slowest second, alive after).
+async fn renewals(bases: &[String], args: &Args) -> Result<(f64, f64, usize)> {
+    let base = &bases[0];
     let client = http_client(Duration::from_secs(30))?;
     let t0 = Instant::now();
     let mut ids = Vec::with_capacity(args.sessions);
     let mut creating = JoinSet::new();
     for n in 0..args.sessions {
-        let (client, base) = (client.clone(), base.to_string());
+        let (client, at) = (client.clone(), bases[n % bases.len()].clone());
+        let renew_at = bases[(n + 1) % bases.len()].clone();
         let spec = json!({"Name": format!("renewed-{n}"), "TTL": "60s"});
-        creating.spawn(async move { create_session(&client, &base, &spec).await });
+        creating.spawn(async move {
+            create_session(&client, &at, &spec)
+                .await
+                .map(|id| format!("{renew_at}/v1/session/renew/{id}"))
+        });
         if creating.len() >= 64 {
             ids.push(creating.join_next().await.context("join")???);
         }
@@ -263,15 +330,13 @@ async fn renewals(base: &str, args: &Args) -> Result<(f64, f64, usize)> {
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..args.clients {
-        let (client, base, ids, next) =
-            (client.clone(), base.to_string(), ids.clone(), next.clone());
+        let (client, ids, next) = (client.clone(), ids.clone(), next.clone());
         tasks.spawn(async move {
             // Per-second counts of this client.
             let mut per_second = vec![0u64; period.as_secs() as usize];
             while started.elapsed() < period {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize % ids.len();
-                let url = format!("{base}/v1/session/renew/{}", ids[i]);
-                let r = client.put(&url).send().await?;
+                let r = client.put(&ids[i]).send().await?;
                 if !r.status().is_success() {
                     bail!("renew: HTTP {}", r.status());
                 }

@@ -77,7 +77,7 @@ impl<'a> Txn<'a> {
             } => self.kv_put(key, value, flags, cas),
             Command::KvDelete { key, recurse, cas } => self.kv_delete(&key, recurse, cas),
             Command::SessionCreate(s) => self.session_create(*s).map(|_| true),
-            Command::SessionDestroy { id } => self.session_destroy(&id).map(|_| true),
+            Command::SessionDestroy { id } => self.session_destroy(&id),
             Command::KvLock(req) => self.kv_lock(*req),
             Command::Txn(ops) => {
                 let r = self.apply_txn(ops);

@@ -42,13 +42,13 @@ pub use model::{
     Check, CheckDefinition, HealthStatus, KvEntry, Node, Service, ServiceAddress, ServiceEntry,
     Weights, NODE_HEALTH_CHECK,
 };
-pub use records::Mutation;
+pub use records::{Mutation, KEY_REPLACES_ALL};
 pub use registry::{
     blocking_wait, topic_index, Forwarded, Forwarder, Registry, StoreFailure, DEFAULT_WAIT,
     MAX_WAIT,
 };
 pub use session::{Behavior, LockRequest, Session};
-pub use session_timers::{expire_sessions, SessionTimers};
+pub use session_timers::{expire_sessions, RenewalForward, SessionTimers};
 pub use state::{CheckChange, State};
 pub use store::{
     FollowEvent, FollowSink, Followed, Guarded, MemoryStore, RedbStore, SharedStore, Store,

@@ -47,6 +47,11 @@ pub(crate) fn key_query(id: &str) -> String {
 }
 pub(crate) const KEY_TABLES: &str = "m/tables";
 pub(crate) const KEY_INDEX: &str = "m/index";
+/// Never a stored record: a batch that deletes it replaces the whole
+/// catalog (a snapshot restore). Deleting a record that does not exist
+/// changes nothing in any store; a store that commits a large batch in
+/// parts (etcd) reads it as "whatever else is stored goes too".
+pub const KEY_REPLACES_ALL: &str = "m/replaces-all";
 
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail.

@@ -18,6 +18,7 @@ impl State {
         for m in mutations {
             next.apply_record(&m.key, m.value.as_deref(), &mut changes)?;
         }
+        next.lock_delays_of_invalidations(self, mutations);
         next.log_changes(&changes);
         *self = next;
         Ok(changes)
@@ -120,6 +121,37 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// The lock-delay of the keys a followed commit took from sessions it
+    /// invalidated, as the server that wrote it applied it
+    /// ([`crate::Txn`]'s `session_destroy`): without it, a contender on
+    /// another server than the one that invalidated a session could take
+    /// its lock at once. `before` is the state before the commit.
+    fn lock_delays_of_invalidations(&mut self, before: &State, mutations: &[Mutation]) {
+        let now = std::time::Instant::now();
+        for m in mutations.iter().filter(|m| m.value.is_none()) {
+            let Some(id) = m.key.strip_prefix("x/") else {
+                continue;
+            };
+            let Some(session) = before.sessions.get(id) else {
+                continue;
+            };
+            let delay = std::time::Duration::from_nanos(session.lock_delay)
+                .min(crate::session::MAX_LOCK_DELAY);
+            if delay.is_zero() {
+                continue;
+            }
+            let Some(held) = before.session_keys.get(id) else {
+                continue;
+            };
+            for key in held {
+                let taken = self.kv.get(key).is_none_or(|e| e.session != id);
+                if taken {
+                    self.lock_delays.insert(key.clone(), now + delay);
+                }
+            }
+        }
     }
 
     /// A node's record or one of its checks changed: every service with an
@@ -346,5 +378,66 @@ mod tests {
         ];
         assert!(st.apply_records(&muts).is_err());
         assert_eq!(st.index(), 1);
+    }
+
+    /// A session invalidated by the writer starts the lock-delay of the
+    /// keys it held on a follower too (only of those it still held, and
+    /// only with a delay), so a contender on another server waits as one
+    /// on the writer does.
+    #[test]
+    fn followers_start_the_lock_delay_of_an_invalidation() {
+        use crate::session::{LockRequest, Session};
+        let lock = |key: &str, session: &str, acquire: bool| {
+            Command::KvLock(Box::new(LockRequest {
+                key: key.into(),
+                value: Bytes::from_static(b"v"),
+                flags: 0,
+                cas: None,
+                session: session.into(),
+                acquire,
+            }))
+        };
+        let session = |id: &str, delay_ms: u64| {
+            Command::SessionCreate(Box::new(Session {
+                id: id.into(),
+                node: "n1".into(),
+                lock_delay: delay_ms * 1_000_000,
+                ..Default::default()
+            }))
+        };
+        let batches: Vec<Vec<Command>> = vec![
+            vec![reg("n1", "w1", "web")],
+            vec![session("slow", 15_000), session("quick", 0)],
+            vec![
+                lock("held", "slow", true),
+                lock("let-go", "slow", true),
+                lock("quick-key", "quick", true),
+            ],
+            vec![lock("let-go", "slow", false)],
+            vec![
+                Command::SessionDestroy { id: "slow".into() },
+                Command::SessionDestroy { id: "quick".into() },
+            ],
+        ];
+        let mut writer = State::default();
+        let mut follower = State::default();
+        for batch in batches {
+            let mut txn = Txn::new(&mut writer);
+            for cmd in batch {
+                assert!(txn.apply(cmd).unwrap().applied);
+            }
+            let (muts, _) = txn.into_mutations();
+            follower.apply_records(&muts).unwrap();
+        }
+        let delayed = |st: &State| st.lock_delays.keys().cloned().collect::<Vec<String>>();
+        assert_eq!(delayed(&writer), vec!["held".to_string()]);
+        assert_eq!(delayed(&follower), delayed(&writer));
+        let mut txn = Txn::new(&mut follower);
+        txn.apply(session("next", 0)).unwrap();
+        let taken = txn.apply(lock("held", "next", true)).unwrap();
+        assert!(
+            !taken.applied,
+            "a lock in its lock-delay was taken on a follower"
+        );
     }
 }

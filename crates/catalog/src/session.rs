@@ -8,10 +8,11 @@
 //!
 //! A session is a durable record like any other. Its TTL is not: renewals
 //! never touch the store (as in Consul, they only reset a timer on the
-//! server that leads), see [`crate::SessionTimers`]. A store that follows a
-//! log (etcd) maps that timer onto a lease of twice the TTL whose expiry is
-//! turned into the same [`Command::SessionDestroy`](crate::Command), so
-//! exactly one party acts on it.
+//! server that leads), see [`crate::SessionTimers`]. With several servers
+//! on one store (etcd) every server passes the renewals it receives on to
+//! the others and only the leader acts on a timer, by the same durable
+//! [`Command::SessionDestroy`](crate::Command): one invalidation, which
+//! every server follows, lock-delays included (`records_follow.rs`).
 
 use crate::apply::{validate_kv_key, Txn};
 use crate::error::{Error, Result};
@@ -286,10 +287,11 @@ impl Txn<'_> {
     }
 
     /// Invalidates a session: releases (or deletes) its keys and starts
-    /// their lock-delay. Unknown sessions are not an error (as in Consul).
-    pub(crate) fn session_destroy(&mut self, id: &str) -> Result<()> {
+    /// their lock-delay. Unknown sessions are not an error (as in Consul);
+    /// `Ok(false)` says there was none.
+    pub(crate) fn session_destroy(&mut self, id: &str) -> Result<bool> {
         let Some(session) = self.st.sessions.remove(id) else {
-            return Ok(());
+            return Ok(false);
         };
         self.st.unindex_session(&session);
         self.delete(key_session(id));
@@ -312,7 +314,7 @@ impl Txn<'_> {
                 Behavior::Release => self.clear_lock(&key),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Invalidates every session that depends on `check_id` on `node`

@@ -132,6 +132,7 @@ impl Txn<'_> {
         for (k, _) in old.records() {
             self.delete(k);
         }
+        self.delete(crate::records::KEY_REPLACES_ALL.to_string());
         for (k, v) in next.records() {
             self.mutations.insert(k, Some(v));
         }

@@ -175,7 +175,8 @@ async fn join_cluster(
         .await
         .context("cannot read the catalog's forwarding token from etcd")?;
     let cluster = Cluster::new(client, &args.store.etcd_prefix, &config.node_name, &address);
-    tasks.spawn(cluster.clone().run(cancel.clone()));
+    let lease = cluster.join_now().await;
+    tasks.spawn(cluster.clone().run(lease, cancel.clone()));
     cluster.share_beats(registry, cancel.clone());
     if let Some(node) = registry.snapshot().node(&config.node_name) {
         registry
@@ -193,12 +194,21 @@ async fn join_cluster(
             .await
             .context("cannot register this server's consul service")?;
     }
+    crate::etcd::renewals::share(
+        cluster.client(),
+        &args.store.etcd_prefix,
+        &config.node_name,
+        registry,
+        cancel.clone(),
+    );
+    // Only the leader acts on expiries: of agents, servers and sessions.
     let (r, c) = (registry.clone(), cluster.clone());
     tasks.spawn(cluster.clone().while_leading(cancel.clone(), move |term| {
         let (r, c) = (r.clone(), c.clone());
         async move {
             tokio::join!(
                 shoal_agent::reap_dead_agents(r.clone(), term.clone()),
+                expire_sessions(r.clone(), term.clone()),
                 c.reap_servers(r, term)
             );
         }
@@ -210,6 +220,15 @@ async fn join_cluster(
         .forward_writes(Arc::new(forwarder))
         .context("cannot forward writes")?;
     Ok((cluster, forward::routes(registry.clone(), token)))
+}
+
+/// Invalidates sessions whose TTL ran out until `cancel` fires (on etcd:
+/// while this server leads; it then starts every timer from a full TTL).
+async fn expire_sessions(registry: Arc<Registry>, cancel: CancellationToken) {
+    tokio::select! {
+        _ = shoal_catalog::expire_sessions(registry) => {}
+        _ = cancel.cancelled() => {}
+    }
 }
 
 /// Flags of `shoal dev`: the server's, the proxy's, and demo instances.
@@ -291,16 +310,6 @@ async fn run_with(
         },
     )?;
     tasks.spawn(runner.run(cancel.clone()));
-    {
-        // Sessions whose TTL ran out are invalidated here, the one writer.
-        let (registry, cancel) = (registry.clone(), cancel.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = shoal_catalog::expire_sessions(registry) => {}
-                _ = cancel.cancelled() => {}
-            }
-        });
-    }
     let mut extra = Router::new();
     let cluster = match etcd {
         Some(client) => {
@@ -316,6 +325,8 @@ async fn run_with(
                 registry.clone(),
                 cancel.clone(),
             ));
+            // Sessions whose TTL ran out are invalidated here, the one writer.
+            tasks.spawn(expire_sessions(registry.clone(), cancel.clone()));
             None
         }
     };

@@ -201,3 +201,54 @@ async fn a_dead_agent_is_reaped_exactly_once_when_the_leader_dies_with_it() {
     }
     assert_eq!(total, 1, "reaped {total} times over the servers");
 }
+
+async fn consul_nodes(server: &ServerProcess) -> Vec<String> {
+    let consul = json_of(server.at("/v1/catalog/service/consul")).await;
+    sorted(
+        consul
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Node"].as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+/// A server joins just before etcd loses quorum: the leader's last member
+/// list (read before the join) does not list it, and no newer list comes
+/// while quorum is lost. The leader must not take that old list for "the
+/// new server left" (it once removed the live server's `consul` service
+/// then, for good).
+#[tokio::test]
+async fn a_live_server_is_not_reaped_on_a_member_list_older_than_it() {
+    let mut etcd = EtcdCluster::start(3);
+    let a = etcd.start_shoal(bin(), "server-a", &[]);
+    // A leads alone, past the grace a new leader gives.
+    eventually("A leads", 15, async || {
+        json_of(a.at("/v1/status/leader")).await == Value::String(host_port(&a.url))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let b = etcd.start_shoal(bin(), "server-b", &[]);
+    let both = vec!["server-a".to_string(), "server-b".to_string()];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while consul_nodes(&a).await != both {
+        assert!(Instant::now() < deadline, "A never saw B's consul service");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // At once, before A reads the member list again (it does every second).
+    etcd.kill(0);
+    etcd.kill(1);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    etcd.restart(0);
+    etcd.restart(1);
+    etcd.wait_healthy();
+    // Past one more lease and grace, both servers are still listed.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for s in [&a, &b] {
+        eventually("both servers' consul services are listed", 15, async || {
+            consul_nodes(s).await == both
+        })
+        .await;
+    }
+}

@@ -234,8 +234,8 @@ impl EtcdCluster {
             // Quicker elections than the defaults (100 ms / 1 s): tests
             // kill members.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            // A snapshot restore is one transaction (see docs/etcd.md).
-            .args(["--max-txn-ops", "100000"])
+            // etcd's default limits (128 operations and 1.5 MiB a
+            // request): shoal must fit in them, restores included.
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

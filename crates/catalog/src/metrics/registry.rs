@@ -30,6 +30,8 @@ pub struct RegistryMetrics {
     pub docker_events: Counter,
     /// Nodes of dead agents this server removed (see `Command::ReapNode`).
     pub agents_reaped: Counter,
+    /// Sessions whose TTL ran out that this server invalidated.
+    pub sessions_expired: Counter,
 }
 
 impl RegistryMetrics {
@@ -109,6 +111,12 @@ impl RegistryMetrics {
                 "Nodes of agents whose heartbeat stopped that this server removed.",
                 Kind::Counter,
                 int(self.agents_reaped.get()),
+            ),
+            Family::single(
+                "shoal_sessions_expired_total",
+                "Sessions whose TTL ran out without a renewal that this server invalidated.",
+                Kind::Counter,
+                int(self.sessions_expired.get()),
             ),
         ]
     }

@@ -5,9 +5,11 @@
 //!   an etcd lease: when it dies the key goes with the lease. The live
 //!   server whose key is oldest (lowest create revision) is the leader;
 //!   `/v1/status/leader` and `/v1/status/peers` report these keys.
-//! - Only the leader reaps: agents whose heartbeat stopped, and the
-//!   `consul` service of servers that are gone. A new leader gives every
-//!   node one full TTL first, so a leader change reaps nothing by itself.
+//! - Only the leader reaps: agents whose heartbeat stopped, the `consul`
+//!   service of servers that are gone, and sessions whose TTL ran out. A
+//!   new leader gives every node and session one full TTL first, so a
+//!   leader change reaps nothing by itself. Session renewals reach it
+//!   through etcd (see `renewals.rs`).
 //! - A heartbeat (an agent's re-registration that changes nothing, so no
 //!   catalog write) received by any server is written to
 //!   `PREFIX/beats/NODE\0CHECK` (at most once a second per check and
@@ -42,6 +44,9 @@ pub struct Members {
     pub leading: bool,
     /// Whether etcd answered the last read.
     pub known: bool,
+    /// When the last read that etcd answered was sent: it lists every
+    /// server whose key existed then, and says nothing about later ones.
+    pub read_at: Option<Instant>,
 }
 
 /// This server's membership in the cluster.
@@ -64,6 +69,11 @@ impl Cluster {
         })
     }
 
+    /// The etcd client this server's membership uses.
+    pub fn client(&self) -> Arc<EtcdClient> {
+        self.client.clone()
+    }
+
     pub fn members(&self) -> Arc<Members> {
         self.members.load_full()
     }
@@ -76,11 +86,27 @@ impl Cluster {
         format!("{}beats/", self.prefix).into_bytes()
     }
 
-    /// Keeps this server's key alive and the member list fresh.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut lease = None;
+    fn server_key(&self) -> (Vec<u8>, String) {
         let key = [self.servers_prefix(), self.node.as_bytes().to_vec()].concat();
         let value = json!({"Node": self.node, "Address": self.address}).to_string();
+        (key, value)
+    }
+
+    /// Puts this server's key in etcd now, on a new lease (hand it to
+    /// [`Cluster::run`]). Done before this server registers its `consul`
+    /// service, so that a member list read after the service appeared
+    /// always lists a live server (see [`SeenServers`]).
+    pub async fn join_now(&self) -> Option<u64> {
+        let (key, value) = self.server_key();
+        let lease = self.join(&key, &value).await;
+        self.refresh().await;
+        lease
+    }
+
+    /// Keeps this server's key alive (on `lease`, from
+    /// [`Cluster::join_now`], or a new one) and the member list fresh.
+    pub async fn run(self: Arc<Self>, mut lease: Option<u64>, cancel: CancellationToken) {
+        let (key, value) = self.server_key();
         loop {
             if lease.is_none() {
                 lease = self.join(&key, &value).await;
@@ -130,6 +156,7 @@ impl Cluster {
 
     async fn refresh(&self) {
         let prefix = self.servers_prefix();
+        let sent = Instant::now();
         let members = match self.client.range(&prefix, Some(&prefix_end(&prefix))).await {
             Ok(r) => {
                 let mut live: Vec<(u64, String, String)> = r
@@ -150,6 +177,7 @@ impl Cluster {
                     nodes: live.iter().map(|(_, n, _)| n.clone()).collect(),
                     addresses: live.into_iter().map(|(_, _, a)| a).collect(),
                     known: true,
+                    read_at: Some(sent),
                 }
             }
             Err(e) => {
@@ -173,7 +201,7 @@ impl Cluster {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
             }
-            tracing::info!(node = %self.node, "this server leads: it reaps dead agents");
+            tracing::info!(node = %self.node, "this server leads: it reaps dead agents and expires sessions");
             let term = cancel.child_token();
             let task = tokio::spawn(reaper(term.clone()));
             while self.members().leading && !cancel.is_cancelled() {
@@ -191,25 +219,25 @@ impl Cluster {
     /// On the leader: removes the `consul` service of servers that left.
     pub async fn reap_servers(self: Arc<Self>, registry: Arc<Registry>, cancel: CancellationToken) {
         let started = Instant::now();
+        let mut seen = SeenServers::default();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            let members = self.members();
             // A new leader first lets every server's lease be read once more.
-            if !members.known || started.elapsed() < Duration::from_secs(LEASE_TTL) {
+            if started.elapsed() < Duration::from_secs(LEASE_TTL) {
                 continue;
             }
             let snapshot = registry.snapshot();
             let (_, entries) = snapshot.service_entries(SERVER_SERVICE);
-            for e in entries {
-                if !members.nodes.contains(&e.node.name) {
-                    tracing::warn!(node = %e.node.name, "server left the cluster: its consul service goes");
-                    let _ = registry
-                        .deregister_service(&e.node.name, &e.service.id)
-                        .await;
-                }
+            let listed: Vec<(String, String)> = entries
+                .iter()
+                .map(|e| (e.node.name.clone(), e.service.id.clone()))
+                .collect();
+            for (node, service_id) in seen.gone(&listed, &self.members(), Instant::now()) {
+                tracing::warn!(node = %node, "server left the cluster: its consul service goes");
+                let _ = registry.deregister_service(&node, &service_id).await;
             }
         }
     }
@@ -291,6 +319,50 @@ impl Cluster {
     }
 }
 
+/// Which servers listed in the catalog have left, judged only on member
+/// lists read after the reaper first saw each server's `consul` service.
+///
+/// A member list is a read of etcd at one moment: a server that joined
+/// after it is missing from it without being gone. While etcd has no
+/// quorum, reads hang and the last list answered grows old; the catalog,
+/// meanwhile, may already show a server that joined after that list was
+/// read (as the quorum-lost test once saw: the leader removed the other,
+/// live, server's `consul` service). A server registers its `consul`
+/// service only after its own key is in etcd, so a list read after its
+/// service was seen lists it for as long as it lives.
+#[derive(Debug, Default)]
+struct SeenServers {
+    /// Node → when its `consul` service was first seen by this reaper.
+    since: HashMap<String, Instant>,
+}
+
+impl SeenServers {
+    /// The `(node, service ID)` entries of `listed` whose server is not a
+    /// member according to a list read after their service was seen.
+    fn gone(
+        &mut self,
+        listed: &[(String, String)],
+        members: &Members,
+        now: Instant,
+    ) -> Vec<(String, String)> {
+        self.since
+            .retain(|node, _| listed.iter().any(|(n, _)| n == node));
+        for (node, _) in listed {
+            self.since.entry(node.clone()).or_insert(now);
+        }
+        let Some(read_at) = members.read_at.filter(|_| members.known) else {
+            return Vec::new();
+        };
+        listed
+            .iter()
+            .filter(|(node, _)| {
+                !members.nodes.contains(node) && self.since.get(node).is_some_and(|s| *s < read_at)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 impl shoal_api::ServerSet for Cluster {
     fn leader(&self) -> Option<String> {
         let members = self.members();
@@ -299,5 +371,69 @@ impl shoal_api::ServerSet for Cluster {
 
     fn peers(&self) -> Vec<String> {
         self.members().addresses.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(nodes: &[&str], read_at: Option<Instant>) -> Members {
+        Members {
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            known: read_at.is_some(),
+            read_at,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_list_read_after_a_server_was_seen_can_say_it_left() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let both = vec![
+            ("a".to_string(), "consul".to_string()),
+            ("b".to_string(), "consul".to_string()),
+        ];
+        // (member list, time the reaper looks, expected gone)
+        let cases: Vec<(Members, Instant, Vec<&str>)> = vec![
+            // The list was read before B's service appeared (B joined
+            // later; etcd lost quorum, so no newer read): B stays.
+            (members(&["a"], Some(t0)), s(10), vec![]),
+            // No answer from etcd: nobody goes.
+            (members(&[], None), s(11), vec![]),
+            // A list read after B was seen, without B: B left.
+            (members(&["a"], Some(s(12))), s(13), vec!["b"]),
+            // Back in a fresh list: stays.
+            (members(&["a", "b"], Some(s(14))), s(15), vec![]),
+        ];
+        let mut seen = SeenServers::default();
+        // The reaper sees both services first at t0 + 1 s.
+        assert!(seen
+            .gone(&both, &members(&["a"], Some(t0)), s(1))
+            .is_empty());
+        for (i, (m, now, want)) in cases.into_iter().enumerate() {
+            let got: Vec<String> = seen
+                .gone(&both, &m, now)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_server_seen_again_is_judged_from_then_on() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let b = vec![("b".to_string(), "consul".to_string())];
+        let mut seen = SeenServers::default();
+        assert!(seen.gone(&b, &members(&[], Some(t0)), s(1)).is_empty());
+        assert_eq!(seen.gone(&b, &members(&[], Some(s(2))), s(3)).len(), 1);
+        // B's service went at s(4) and came back at s(5): the list read
+        // at s(4) says nothing about the new one; a later list does.
+        assert!(seen.gone(&[], &members(&[], Some(s(4))), s(4)).is_empty());
+        assert!(seen.gone(&b, &members(&[], Some(s(4))), s(5)).is_empty());
+        assert_eq!(seen.gone(&b, &members(&[], Some(s(6))), s(7)).len(), 1);
     }
 }

@@ -5,6 +5,8 @@
 pub mod client;
 pub mod cluster;
 pub mod forward;
+mod parts;
+pub mod renewals;
 pub mod store;
 
 use std::path::PathBuf;

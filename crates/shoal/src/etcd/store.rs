@@ -21,6 +21,9 @@ use tokio::runtime::Handle;
 
 /// The record every commit writes.
 const INDEX_RECORD: &str = "m/index";
+/// Present while a commit too large for one etcd transaction is being
+/// written in parts (see `parts.rs`).
+pub(super) const PARTS_RECORD: &str = "m/parts";
 /// How often the follower checks that etcd answers with quorum.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Probes in a row that find the watch behind etcd before it is reopened.
@@ -34,7 +37,7 @@ pub struct EtcdStore {
     runtime: Handle,
 }
 
-fn storage(e: EtcdError) -> Error {
+pub(super) fn storage(e: EtcdError) -> Error {
     Error::Storage(e.to_string())
 }
 
@@ -79,6 +82,9 @@ async fn load(client: &EtcdClient, records: &[u8]) -> Result<(State, u64)> {
         if record == INDEX_RECORD {
             position = kv.mod_revision;
         }
+        if record == PARTS_RECORD {
+            return Err(super::parts::half_written(&kv.value));
+        }
         raw.push((record, kv.value.as_slice()));
     }
     let state = State::from_records(raw)?;
@@ -92,7 +98,7 @@ async fn position(client: &EtcdClient, index_key: &[u8]) -> Result<u64> {
 
 /// A commit etcd did not take: said as Consul says it when the cluster
 /// has no leader, since that is what it means for the client.
-fn commit_failed(e: EtcdError) -> Error {
+pub(super) fn commit_failed(e: EtcdError) -> Error {
     match &e {
         EtcdError::Unavailable(_) => Error::Storage(format!(
             "No cluster leader: etcd did not confirm the write ({e}); it may or may not be applied"
@@ -102,8 +108,10 @@ fn commit_failed(e: EtcdError) -> Error {
         }
         EtcdError::Refused(m) if m.contains("too many operations") || m.contains("too large") => {
             Error::Storage(format!(
-                "{e} (a snapshot restore is one transaction: raise etcd's --max-txn-ops and \
-                 --max-request-bytes)"
+                "{e} (shoal writes at most {} operations and {} KiB per etcd transaction, \
+                 within etcd's defaults: this etcd's --max-txn-ops or --max-request-bytes is lower)",
+                super::parts::MAX_OPS,
+                super::parts::MAX_BYTES / 1024
             ))
         }
         _ => Error::Storage(e.to_string()),
@@ -119,6 +127,14 @@ impl SharedStore for EtcdStore {
         if !mutations.iter().any(|m| m.key == INDEX_RECORD) {
             return Err(Error::Storage(
                 "internal: a commit must write the index record".into(),
+            ));
+        }
+        if super::parts::too_large(mutations) {
+            return self.block_on(super::parts::commit(
+                &self.client,
+                &self.records,
+                base,
+                mutations,
             ));
         }
         let index_key = self.key(INDEX_RECORD);
@@ -141,13 +157,20 @@ impl SharedStore for EtcdStore {
                 "mod_revision": base.to_string(),
             }],
             "success": ops,
-            "failure": [{"request_range": {"key": super::client::enc(&index_key)}}],
+            "failure": [
+                {"request_range": {"key": super::client::enc(&index_key)}},
+                {"request_range": {"key": super::client::enc(&self.key(PARTS_RECORD))}},
+            ],
         });
         let (succeeded, revision, raw) = self
             .block_on(self.client.txn(&body))
             .map_err(commit_failed)?;
         if succeeded {
             return Ok(Guarded::Committed(revision));
+        }
+        if let Some(parts) = raw["responses"][1]["response_range"]["kvs"][0]["value"].as_str() {
+            // Catching up cannot help: no view moves on until it is done.
+            return Err(super::parts::in_the_way(parts));
         }
         let head = raw["responses"][0]["response_range"]["kvs"][0]["mod_revision"]
             .as_str()
@@ -167,6 +190,7 @@ impl SharedStore for EtcdStore {
             seen: Arc::new(AtomicU64::new(from)),
             sink: Arc::new(sink),
             stuck: Arc::new(tokio::sync::Notify::new()),
+            holding: Arc::default(),
         };
         self.runtime.spawn(follower.clone().probe());
         self.runtime.spawn(follower.watch());
@@ -182,6 +206,9 @@ struct Follower {
     sink: Arc<FollowSink>,
     /// Told when the watch seems stuck (etcd is ahead of it).
     stuck: Arc<tokio::sync::Notify>,
+    /// Whether the watch holds parts of a commit written in parts: etcd
+    /// is ahead of `seen` then on purpose, the watch is not stuck.
+    holding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Follower {
@@ -200,6 +227,10 @@ impl Follower {
                     continue;
                 }
             };
+            // Parts of a commit written in parts, held until its last one
+            // (the watch starts before its first part again if it breaks).
+            let mut partial = super::parts::Partial::default();
+            self.holding.store(false, Ordering::Release);
             loop {
                 let next = tokio::select! {
                     n = stream.next() => n,
@@ -237,7 +268,11 @@ impl Follower {
                 if result.events.is_empty() {
                     continue;
                 }
-                let commits = self.group(result.events);
+                let commits = partial.take_whole(self.group(result.events));
+                self.holding.store(partial.holding(), Ordering::Release);
+                if commits.is_empty() {
+                    continue;
+                }
                 let last = commits.last().map_or(0, |c| c.position);
                 if !(self.sink)(FollowEvent::Commits(commits)).await {
                     return;
@@ -305,7 +340,9 @@ impl Follower {
             let outcome = position(&self.client, &index_key).await;
             let health = match &outcome {
                 Ok(head) => {
-                    if *head > self.seen.load(Ordering::Acquire) {
+                    if *head > self.seen.load(Ordering::Acquire)
+                        && !self.holding.load(Ordering::Acquire)
+                    {
                         behind += 1;
                         if behind >= STUCK_PROBES {
                             behind = 0;
