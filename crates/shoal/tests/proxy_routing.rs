@@ -268,6 +268,35 @@ async fn connection_refused_is_retried_on_another_instance_and_ejected() {
     );
 }
 
+/// Scaling 5 -> 1: four instances going away still listed, refusing
+/// connections. Whatever instance a request starts at, a refused
+/// connection sent nothing, so every remaining instance gets it before
+/// the proxy gives up (the retry budget is for failures that may have
+/// reached an instance).
+#[tokio::test]
+async fn refused_connections_try_every_instance_not_just_the_retry_budget() {
+    let s = Stack::start(fast_queue()).await;
+    let live = hello("web");
+    for i in 1..=4 {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        s.register("web", &format!("a-dead-{i}"), port, &[]).await;
+    }
+    s.register("web", &live.id, live.port, &[]).await;
+    assert_eventually!(
+        s.proxy.stats_json()["services"]["web"]["instances"]
+            .as_object()
+            .is_some_and(|m| m.len() == 5),
+        "all five routed"
+    );
+    for n in 0..20 {
+        let (status, body) = s.get("web.localhost", "/json").await;
+        assert_eq!(status, StatusCode::OK, "request {n}: {body}");
+        assert!(body.contains(&live.id), "{body}");
+    }
+}
+
 #[tokio::test]
 async fn never_ejects_the_last_instance_and_answers_502_when_all_fail() {
     let s = Stack::start(fast_queue()).await;

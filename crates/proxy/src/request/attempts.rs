@@ -57,8 +57,13 @@ impl Tried {
     }
 }
 
-/// Tries instances of `upstream` until one answers, at most
-/// `1 + cfg.retries` of them.
+/// Tries instances of `upstream` until one answers: `cfg.retries` more
+/// after a failure that may have reached the instance, and, after one that
+/// sent nothing (a refused connection: an instance going away while it is
+/// still listed), every instance not tried yet, since that costs a connect
+/// and cannot have done anything twice. Scaling 5 -> 1 leaves four dying
+/// instances listed for a moment; a budget of two retries let a request
+/// meet three of them and fail.
 pub async fn send_with_retries<E: Exchange>(
     shared: &Shared,
     upstream: &Upstream,
@@ -68,10 +73,8 @@ pub async fn send_with_retries<E: Exchange>(
 ) -> Result<E::Answer, ProxyError> {
     let mut tried = Tried::default();
     let mut last: Option<Failure> = None;
-    for _ in 0..=shared.cfg.retries {
-        let Some(i) = upstream.pick(input, tried.as_slice()) else {
-            break;
-        };
+    let mut budget = shared.cfg.retries;
+    while let Some(i) = upstream.pick(input, tried.as_slice()) {
         let inst = &upstream.instances[i];
         if let Some(&prev) = tried.as_slice().last() {
             let prev: &Instance = &upstream.instances[prev];
@@ -93,7 +96,11 @@ pub async fn send_with_retries<E: Exchange>(
         if let Failure::Client(reason) = failure {
             return Err(ProxyError::Client(reason));
         }
-        let retry = failure.may_retry(replayable);
+        let free = matches!(failure, Failure::NotSent(_));
+        let retry = failure.may_retry(replayable) && (free || budget > 0);
+        if retry && !free {
+            budget -= 1;
+        }
         let described = format!("instance {} ({}): {}", inst.id, inst.addr, failure.reason());
         last = Some(match failure {
             Failure::Timeout(_) => Failure::Timeout(described),
