@@ -218,7 +218,8 @@ fn build(tag: &str, dir: &Path) {
 #[derive(Default)]
 pub struct Containers {
     names: Vec<String>,
-    projects: Vec<(String, PathBuf)>,
+    /// (project, compose file, whether this test wrote the file).
+    projects: Vec<(String, PathBuf, bool)>,
     networks: Vec<String>,
 }
 
@@ -278,16 +279,17 @@ impl Containers {
         Ok(())
     }
 
-    /// Remembers a compose project (its file) for `down` on drop.
+    /// Remembers a compose project (its file, which stays) for `down` on drop.
     pub fn project(&mut self, project: &str, file: PathBuf) {
-        self.projects.push((project.to_string(), file));
+        self.projects.push((project.to_string(), file, false));
     }
 
     /// Writes a compose file for `project` and remembers it for `down`.
     pub fn compose_file(&mut self, project: &str, yaml: &str) -> PathBuf {
         let path = std::env::temp_dir().join(format!("{project}.yml"));
         std::fs::write(&path, yaml).unwrap();
-        self.projects.push((project.to_string(), path.clone()));
+        self.projects
+            .push((project.to_string(), path.clone(), true));
         path
     }
 }
@@ -313,7 +315,7 @@ impl Drop for Containers {
             args.extend(self.names.iter().map(String::as_str));
             let _ = try_docker(&args);
         }
-        for (project, file) in &self.projects {
+        for (project, file, written) in &self.projects {
             let _ = Command::new("docker-compose")
                 .args([
                     "-p",
@@ -325,7 +327,9 @@ impl Drop for Containers {
                     "1",
                 ])
                 .output();
-            if file.starts_with(std::env::temp_dir()) {
+            // Only what the test wrote: a checkout under /tmp (a CI clone)
+            // holds the examples' own compose files, which must stay.
+            if *written {
                 let _ = std::fs::remove_file(file);
             }
         }
