@@ -192,6 +192,14 @@ fn node_registration<'a>(
     }
 }
 
+/// Node `node` of the local snapshot `local` with its node-level checks and
+/// the liveness check, as the agent pushes it.
+fn node_push(local: &State, node: &str, alive: &Check) -> Option<Registration> {
+    let n = local.node(node)?;
+    let checks: Vec<Arc<Check>> = local.checks_of(node, "").collect();
+    Some(node_registration(&n, checks.iter().map(|c| &**c), alive))
+}
+
 /// Instance `id` of `node` with its checks, as the agent registers it on
 /// the server, from the local snapshot `local`.
 fn instance_registration(local: &State, node: &str, id: &str) -> Option<Registration> {
@@ -312,12 +320,7 @@ fn plan_changes(older: &State, now: &State, node: &str, alive: &Check) -> Vec<Ac
     }
     let mut actions = Vec::new();
     if push_node {
-        let node_checks: Vec<Arc<Check>> = now.checks_of(node, "").collect();
-        actions.push(Action::Node(Box::new(node_registration(
-            &current,
-            node_checks.iter().map(|c| &**c),
-            alive,
-        ))));
+        actions.extend(node_push(now, node, alive).map(|r| Action::Node(Box::new(r))));
     }
     for id in instances {
         match now.service(node, id) {
@@ -484,9 +487,7 @@ impl AntiEntropy {
         let mut actions = plan_changes(older, now, &self.config.node, &alive);
         let beat_due = last_beat.is_none_or(|t| t.elapsed() >= self.beat_every());
         if beat_due && !actions.iter().any(|a| matches!(a, Action::Node(_))) {
-            if let Some(n) = now.node(&self.config.node) {
-                let node_checks: Vec<Arc<Check>> = now.checks_of(&self.config.node, "").collect();
-                let reg = node_registration(&n, node_checks.iter().map(|c| &**c), &alive);
+            if let Some(reg) = node_push(now, &self.config.node, &alive) {
                 actions.insert(0, Action::Node(Box::new(reg)));
             }
         }
@@ -499,16 +500,10 @@ impl AntiEntropy {
         last_beat: &mut Option<Instant>,
         own: &mut Vec<u64>,
     ) -> shoal_catalog::Result<()> {
-        let snapshot = self.local.snapshot();
-        let Some(node) = snapshot.node(&self.config.node) else {
+        let alive = alive_check(self.config.heartbeat_ttl);
+        let Some(reg) = node_push(&self.local.snapshot(), &self.config.node, &alive) else {
             return Ok(());
         };
-        let node_checks = snapshot
-            .checks_on_node(&self.config.node)
-            .filter(|c| c.service_id.is_empty())
-            .map(|c| &**c);
-        let alive = alive_check(self.config.heartbeat_ttl);
-        let reg = node_registration(&node, node_checks, &alive);
         own.push(self.remote.register(reg).await?);
         *last_beat = Some(Instant::now());
         Ok(())
