@@ -23,8 +23,7 @@ import subprocess
 import threading
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as ChromeService
+import chromium
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -86,12 +85,7 @@ def churn(port, rate, seconds, stop_at):
 
 
 def browser():
-    o = webdriver.ChromeOptions()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1280,900", "--no-first-run", "--proxy-server=127.0.0.1:9",
-              "--proxy-bypass-list=127.0.0.1"):
-        o.add_argument(a)
-    return webdriver.Chrome(service=ChromeService(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")), options=o)
+    return chromium.browser()
 
 
 def main():

@@ -14,4 +14,4 @@ cargo build --release -p shoal
 sel="${CARGO_TARGET_DIR:-target}/pyclients/selenium"
 [ -d "$sel/selenium" ] || python3 -m pip install --quiet --disable-pip-version-check --target "$sel" selenium
 uptime
-PYTHONPATH="$sel" exec python3 bench/dashboard.py "${CARGO_TARGET_DIR:-target}/release/shoal" "$@"
+PYTHONPATH="$sel:crates/shoal/tests/python" exec python3 bench/dashboard.py "${CARGO_TARGET_DIR:-target}/release/shoal" "$@"

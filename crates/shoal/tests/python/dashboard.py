@@ -19,10 +19,11 @@ import time
 
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+
+import chromium
 
 SHOAL = sys.argv[1]
 WAIT = 30.0  # seconds any single expectation may take (a bound, not a target)
@@ -97,17 +98,7 @@ def register(port, sid, name, svc_port, **extra):
 
 
 def browser(width=1280, height=900):
-    o = webdriver.ChromeOptions()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--window-size={width},{height}", "--no-first-run", "--disable-extensions"):
-        o.add_argument(a)
-    # Nothing but loopback: the page must work offline.
-    o.add_argument("--proxy-server=127.0.0.1:9")
-    o.add_argument("--proxy-bypass-list=127.0.0.1")
-    service = ChromeService(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
-    d = webdriver.Chrome(service=service, options=o)
-    d.set_page_load_timeout(WAIT)
-    return d
+    return chromium.browser(width, height, page_load_timeout=WAIT)
 
 
 def until(what, fn, timeout=WAIT):
