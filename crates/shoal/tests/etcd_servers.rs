@@ -81,23 +81,7 @@ async fn status_and_the_consul_service_list_the_live_servers() {
 }
 
 fn agent(registry: &str, node: &str, ttl: &str) -> ServerProcess {
-    ServerProcess::start_role(
-        bin(),
-        &[
-            "agent",
-            "--registry",
-            registry,
-            "--node-name",
-            node,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--heartbeat-ttl",
-            ttl,
-            "--log-level",
-            "warn",
-        ],
-        "shoal agent",
-    )
+    ServerProcess::start_agent(bin(), registry, node, &["--heartbeat-ttl", ttl])
 }
 
 async fn has_node(server: &ServerProcess, node: &str) -> bool {
