@@ -33,6 +33,14 @@ const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// The service every server registers on its own node, as Consul does.
 pub const SERVER_SERVICE: &str = "consul";
 
+/// How long after the last member list etcd answered a leader goes on
+/// leading while the list cannot be read. Its own key was kept alive just
+/// before that read, on a lease of [`LEASE_TTL`]: no other server can be
+/// the oldest live one before the lease runs out, so a moment's trouble
+/// reading etcd (a slow disk, an election) does not stop and restart what
+/// the leader runs (session timers start again from a full TTL then).
+const STALE_LEADING: Duration = Duration::from_secs(LEASE_TTL - 2);
+
 /// The live servers, as last read from etcd.
 #[derive(Clone, Debug, Default)]
 pub struct Members {
@@ -40,13 +48,34 @@ pub struct Members {
     pub addresses: Vec<String>,
     /// Node names, in the same order.
     pub nodes: Vec<String>,
-    /// Whether this server is the oldest, i.e. the leader.
+    /// Whether this server was the oldest, i.e. the leader, in the last
+    /// list read ([`Members::leads`] says whether it still is).
     pub leading: bool,
-    /// Whether etcd answered the last read.
+    /// Whether etcd answered the last read. When it did not, the lists
+    /// above are the last it answered.
     pub known: bool,
     /// When the last read that etcd answered was sent: it lists every
     /// server whose key existed then, and says nothing about later ones.
     pub read_at: Option<Instant>,
+}
+
+impl Members {
+    /// Whether this server leads: as the last list says, while it is
+    /// fresh or was read within [`STALE_LEADING`].
+    pub fn leads(&self) -> bool {
+        self.leading && (self.known || self.read_at.is_some_and(|at| at.elapsed() < STALE_LEADING))
+    }
+
+    /// The server to send writes to: `None` when this one leads (or may,
+    /// the list being too old to say) or no list was ever read. While
+    /// etcd cannot be read, the last leader seen: if it is gone, the
+    /// write finds that out by not getting through.
+    pub fn leader_elsewhere(&self) -> Option<&str> {
+        if self.leading {
+            return None;
+        }
+        self.addresses.first().map(String::as_str)
+    }
 }
 
 /// This server's membership in the cluster.
@@ -182,7 +211,10 @@ impl Cluster {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the server list from etcd");
-                Members::default()
+                Members {
+                    known: false,
+                    ..(*self.members()).clone()
+                }
             }
         };
         self.members.store(Arc::new(members));
@@ -195,7 +227,7 @@ impl Cluster {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         loop {
-            while !self.members().leading {
+            while !self.members().leads() {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -204,7 +236,7 @@ impl Cluster {
             tracing::info!(node = %self.node, "this server leads: it reaps dead agents and expires sessions");
             let term = cancel.child_token();
             let task = tokio::spawn(reaper(term.clone()));
-            while self.members().leading && !cancel.is_cancelled() {
+            while self.members().leads() && !cancel.is_cancelled() {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             term.cancel();
@@ -420,6 +452,35 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "case {i}");
         }
+    }
+
+    #[test]
+    fn a_list_etcd_cannot_refresh_keeps_its_leader_for_a_while() {
+        let listed = |leading: bool, known: bool, age: Duration| Members {
+            addresses: vec!["10.0.0.1:8500".into(), "10.0.0.2:8500".into()],
+            nodes: vec!["a".into(), "b".into()],
+            leading,
+            known,
+            read_at: Instant::now().checked_sub(age),
+        };
+        let fresh = Duration::from_millis(100);
+        let old = STALE_LEADING + Duration::from_secs(1);
+        // The leader: leads on a fresh list, on a stale one read a moment
+        // ago (its lease cannot have run out), not on an old stale one.
+        assert!(listed(true, true, fresh).leads());
+        assert!(listed(true, false, fresh).leads());
+        assert!(!listed(true, false, old).leads());
+        // It never forwards, even when it no longer knows it leads.
+        assert_eq!(listed(true, false, old).leader_elsewhere(), None);
+        // A follower forwards to the last leader it read, fresh or not.
+        for (known, age) in [(true, fresh), (false, fresh), (false, old)] {
+            let m = listed(false, known, age);
+            assert!(!m.leads());
+            assert_eq!(m.leader_elsewhere(), Some("10.0.0.1:8500"));
+        }
+        // Nothing read yet: no leader, nothing to forward to.
+        assert!(!Members::default().leads());
+        assert_eq!(Members::default().leader_elsewhere(), None);
     }
 
     #[test]

@@ -42,9 +42,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// After the leader could not take a write: writes are committed here
 /// for this long before it is tried again.
 const PASS_OVER: Duration = Duration::from_secs(2);
-/// How long the last leader read stays in charge while the member list
-/// cannot be read (a server's lease lasts 5 s: see `cluster.rs`).
-const REMEMBER_LEADER: Duration = Duration::from_secs(5);
 /// Largest forwarded command (a KV value or a transaction, as JSON).
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
@@ -81,8 +78,6 @@ pub struct LeaderForwarder {
     me: String,
     /// A leader that could not take a write, and since when.
     passed_over: Mutex<Option<(String, Instant)>>,
-    /// The leader the member list last named (`None`: this server), and when.
-    last_leader: Mutex<Option<(Option<String>, Instant)>>,
 }
 
 impl LeaderForwarder {
@@ -99,28 +94,19 @@ impl LeaderForwarder {
             token,
             me,
             passed_over: Mutex::new(None),
-            last_leader: Mutex::new(None),
         })
     }
 
     /// The leader to forward to; `None` when this server leads or none is
     /// known. A failed read of the member list (etcd busy electing, say)
-    /// leaves the last leader read within [`REMEMBER_LEADER`] in charge:
-    /// the list says nothing new then, and committing here only brings
-    /// back the races forwarding avoids.
+    /// leaves the last leader read in charge: the list says nothing new
+    /// then, and committing here only brings back the races forwarding
+    /// avoids (a leader that is gone is found out by not answering).
     fn leader(&self) -> Option<String> {
-        let members = self.cluster.members();
-        let mut last = self.last_leader.lock().unwrap_or_else(|e| e.into_inner());
-        if members.known {
-            let leader = members.addresses.first().cloned();
-            let leader = leader.filter(|_| !members.leading);
-            *last = Some((leader.clone(), Instant::now()));
-            return leader;
-        }
-        match &*last {
-            Some((leader, at)) if at.elapsed() < REMEMBER_LEADER => leader.clone(),
-            _ => None,
-        }
+        self.cluster
+            .members()
+            .leader_elsewhere()
+            .map(str::to_string)
     }
 
     fn passing_over(&self, leader: &str) -> bool {
