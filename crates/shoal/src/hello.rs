@@ -57,6 +57,24 @@ pub struct HelloArgs {
     /// route: this instance as a client of another service.
     #[arg(long, env = "SHOAL_HELLO_UPSTREAM")]
     upstream: Option<String>,
+    /// On SIGTERM/SIGINT, go on answering for this long (with `/health`
+    /// failing) before closing, so a load balancer that learns of the
+    /// stop by re-reading its configuration (HAProxy or nginx fed by
+    /// `shoal render`) drops the instance before it stops answering.
+    /// A second signal ends the wait. 0: close at once.
+    #[arg(long, env = "SHOAL_HELLO_DRAIN", default_value = "0s", value_parser = parse_drain)]
+    drain: Duration,
+}
+
+/// The longest `--drain`.
+const MAX_DRAIN: Duration = Duration::from_secs(300);
+
+fn parse_drain(s: &str) -> Result<Duration, String> {
+    let d = shoal_catalog::duration::parse(s)?;
+    if d > MAX_DRAIN {
+        return Err(format!("at most {}s", MAX_DRAIN.as_secs()));
+    }
+    Ok(d)
 }
 
 /// Who this instance is and what it has counted; shared by every handler.
@@ -198,6 +216,14 @@ pub async fn run(args: HelloArgs) -> anyhow::Result<()> {
         Some(client) => deregister(&client, &instance.id).await,
         None => Ok(()),
     };
+    if !args.drain.is_zero() {
+        instance.health.set(false);
+        tracing::info!(drain = ?args.drain, "still answering while load balancers drop this instance");
+        tokio::select! {
+            _ = tokio::time::sleep(args.drain) => {}
+            name = signals.recv() => tracing::info!("{name} again: closing now"),
+        }
+    }
     cancel.cancel();
     match tokio::time::timeout(MAX_DELAY, server).await {
         Ok(r) => r.context("server task failed")?.context("server failed")?,

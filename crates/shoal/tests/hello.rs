@@ -379,3 +379,78 @@ async fn in_flight_requests_complete_on_sigint() {
     let info: Value = resp.json().await.expect("the whole body arrived");
     assert_eq!(info["path"], "/delay/500");
 }
+
+#[tokio::test]
+async fn with_drain_it_answers_after_sigterm_with_health_failing_then_closes() {
+    let mut hello = Hello::start(&["--drain", "3s"]).await;
+    assert_eq!(
+        status_of(reqwest::Method::GET, &hello.at("/health")).await,
+        StatusCode::OK
+    );
+    let pid = hello.child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let signalled = Instant::now();
+    // Still answering, new connections included, but no longer healthy.
+    let url = hello.at("/health");
+    assert_eventually!(
+        status_of(reqwest::Method::GET, &url).await == StatusCode::SERVICE_UNAVAILABLE,
+        "/health did not fail while draining"
+    );
+    let page = get_json(&hello.at("/json")).await;
+    assert_eq!(page["path"], "/json");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the checks above took the whole drain: {:?}",
+        signalled.elapsed()
+    );
+    // Then it stops by itself, after the drain and not long after.
+    let status = timeout(PATIENCE, hello.child.wait())
+        .await
+        .expect("shoal hello did not exit after draining")
+        .unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "exited {took:?} after SIGTERM with --drain 3s"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_ends_the_drain_and_a_bad_drain_is_refused() {
+    let mut hello = Hello::start(&["--drain", "60s"]).await;
+    let pid = hello.child.id().expect("running").to_string();
+    let term = || {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+    };
+    assert!(term().success());
+    let url = hello.at("/health");
+    assert_eventually!(
+        status_of(reqwest::Method::GET, &url).await == StatusCode::SERVICE_UNAVAILABLE,
+        "/health did not fail while draining"
+    );
+    assert!(term().success());
+    let status = timeout(PATIENCE, hello.child.wait())
+        .await
+        .expect("a second SIGTERM did not end the drain")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    for bad in ["soon", "10m"] {
+        let out = command(&["--drain", bad])
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "--drain {bad} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--drain"), "--drain {bad}: {err}");
+    }
+}
