@@ -3,7 +3,8 @@
 //! `X-Consul-Index` and the end of the body. With 1,000 watchers on a
 //! 2-core machine a full client library spends more CPU receiving the
 //! answers than the server spends sending them, which would measure the
-//! client; this keeps the instrument light (as wrk does).
+//! client; this keeps the instrument light (as wrk does). Also the
+//! writers of `scale`'s DNS-under-writes figure (fixed PUTs).
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,6 +43,20 @@ impl RawConn {
         let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         self.stream
             .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("sending: {e}"))
+    }
+
+    /// Sends `PUT path` with `body`; the caller then awaits [`RawConn::answer`].
+    pub async fn send_put(&mut self, path: &str, body: &[u8]) -> Result<(), String> {
+        let mut request = format!(
+            "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        self.stream
+            .write_all(&request)
             .await
             .map_err(|e| format!("sending: {e}"))
     }
