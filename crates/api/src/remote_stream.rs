@@ -73,6 +73,9 @@ async fn follow(
     if let Some(prefix) = &req.kv_prefix {
         params.push(("kv", prefix.clone()));
     }
+    if req.delta {
+        params.push(("delta", "1".into()));
+    }
     let rb = client
         .request(Method::GET, "/v1/shoal/stream")
         .query(&params)

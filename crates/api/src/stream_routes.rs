@@ -34,6 +34,10 @@ struct Params {
     /// Follow KV keys under this prefix too.
     #[serde(default)]
     kv: Option<String>,
+    /// `delta=1`: a change of some instances of a service comes as an
+    /// `Instances` event with just those.
+    #[serde(default)]
+    delta: Option<String>,
     /// Only say that the stream is there (204), without starting one.
     #[serde(default)]
     probe: Option<String>,
@@ -59,9 +63,20 @@ async fn stream(State(api): State<ApiState>, Query(p): Query<Params>) -> ApiResu
             )
         })?,
     };
+    let delta = match p.delta.as_deref().map(str::trim) {
+        None | Some("0") | Some("false") => false,
+        Some("" | "1" | "true") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid delta {other:?}: expected 1, true, 0 or false"),
+            ))
+        }
+    };
     let req = StreamRequest {
         index,
         kv_prefix: p.kv,
+        delta,
     };
     let events = api.registry.subscribe(req).await?;
     let body = futures::stream::unfold((events, index), next_chunk);

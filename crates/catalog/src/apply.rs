@@ -110,14 +110,16 @@ impl<'a> Txn<'a> {
         self.mutations.insert(key, None);
     }
 
-    fn touch_service(&mut self, name: &str) {
+    /// Instance `id` on `node` of service `name` changed (or left it).
+    fn touch_instance(&mut self, name: &str, node: &str, id: &str) {
         self.dirty = true;
         self.st.service_index.insert(name.to_string(), self.idx);
         self.put(key_service_index(name), self.idx);
         self.changes.topics.insert(Topic::Service(name.to_string()));
-        self.st
-            .log
-            .push(self.idx, Change::Service(name.to_string()));
+        self.st.log.push(
+            self.idx,
+            Change::Instance(name.to_string(), node.to_string(), id.to_string()),
+        );
     }
 
     fn touch_node(&mut self, node: &str) {
@@ -132,14 +134,14 @@ impl<'a> Txn<'a> {
     /// node sees it.
     fn touch_node_wide(&mut self, node: &str) {
         self.touch_node(node);
-        let names: Vec<String> = self
+        let instances: Vec<(String, String)> = self
             .st
             .node_services(node)
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| (s.name.clone(), s.id.clone()))
             .collect();
-        for name in names {
-            self.touch_service(&name);
+        for (name, id) in instances {
+            self.touch_instance(&name, node, &id);
         }
     }
 
@@ -211,7 +213,7 @@ impl<'a> Txn<'a> {
             .insert(key);
         self.st.tables.services = self.idx;
         self.changes.topics.insert(Topic::Services);
-        self.touch_service(&svc.name);
+        self.touch_instance(&svc.name, node, &svc.id);
         self.touch_node(node);
         // Instance checks carry the instance's name and tags.
         let stale: Vec<Check> = self
@@ -236,7 +238,7 @@ impl<'a> Txn<'a> {
             }
         }
         self.changes.topics.insert(Topic::Services);
-        self.touch_service(name);
+        self.touch_instance(name, &key.0, &key.1);
     }
 
     fn upsert_check(&mut self, mut check: Check, registered: Option<&Service>) {
@@ -275,6 +277,7 @@ impl<'a> Txn<'a> {
         self.changes.topics.insert(Topic::Checks);
         let node = check.node.clone();
         let service = check.service_name.clone();
+        let service_id = check.service_id.clone();
         let node_level = check.service_id.is_empty();
         let critical = check.status == HealthStatus::Critical;
         let check_id = check.check_id.clone();
@@ -287,6 +290,11 @@ impl<'a> Txn<'a> {
             .filter(|old| *old != check.service_id);
         if let Some(old_service) = moved_from {
             self.unindex_check(&node, &old_service, &check_id);
+            // The instance it leaves loses it.
+            let left = self.st.services.get(&(node.clone(), old_service.clone()));
+            if let Some(name) = left.map(|s| s.name.clone()) {
+                self.touch_instance(&name, &node, &old_service);
+            }
         }
         self.st
             .instance_checks
@@ -299,7 +307,7 @@ impl<'a> Txn<'a> {
             self.touch_node_wide(&node);
         } else {
             self.touch_node(&node);
-            self.touch_service(&service);
+            self.touch_instance(&service, &node, &service_id);
         }
     }
 
@@ -318,7 +326,7 @@ impl<'a> Txn<'a> {
                 self.touch_node_wide(node);
             } else {
                 self.touch_node(node);
-                self.touch_service(&old.service_name);
+                self.touch_instance(&old.service_name, node, &old.service_id);
             }
         }
     }
@@ -785,7 +793,8 @@ mod tests {
             .unwrap()
             .index;
         let changes: Vec<_> = st.log.since(0).unwrap().iter().cloned().collect();
-        assert!(changes.contains(&(i, Change::Service("web".into()))));
+        let instance = Change::Instance("web".into(), "n1".into(), "a".into());
+        assert!(changes.contains(&(i, instance)));
         assert!(changes.contains(&(i, Change::Node("n1".into()))));
         assert!(st.log.since(i).unwrap().is_empty());
     }

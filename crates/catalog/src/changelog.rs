@@ -13,8 +13,15 @@ pub const LOG_CAPACITY: usize = 65_536;
 /// state they hold.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Change {
-    /// A service: its instances, their checks or their nodes.
+    /// A service: its instances, their checks or their nodes (any of
+    /// them: a reader looks at the whole service).
     Service(String),
+    /// One instance of a service (service, node, instance ID): the
+    /// instance, its checks or its node changed, or it left the service.
+    /// A change of the service as [`Change::Service`] is, for a reader
+    /// that looks at whole services; a reader of instances looks at this
+    /// one alone.
+    Instance(String, String, String),
     /// A node record (added, changed or removed).
     Node(String),
     /// A KV key (put or deleted).

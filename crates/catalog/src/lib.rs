@@ -54,6 +54,7 @@ pub use store::{
     FollowEvent, FollowSink, Followed, Guarded, MemoryStore, RedbStore, SharedStore, Store,
 };
 pub use stream::{
-    events_since, snapshot as stream_snapshot, StreamEvent, StreamRequest, StreamView,
+    apply_instances, events_since, snapshot as stream_snapshot, InstanceKey, StreamEvent,
+    StreamRequest, StreamView,
 };
 pub use watch::Topic;

@@ -344,7 +344,14 @@ mod tests {
                     .into_iter()
                     .map(|(i, c)| {
                         assert!(i > before && i <= writer.index());
-                        c
+                        // The follower names whole services (its consumers
+                        // re-read them); the writer, instances of them.
+                        match c {
+                            crate::changelog::Change::Instance(name, _, _) => {
+                                crate::changelog::Change::Service(name)
+                            }
+                            c => c,
+                        }
                     })
                     .collect();
                 v.sort();

@@ -187,25 +187,35 @@ impl State {
 
     /// Every instance of `name` with its node and the checks bearing on it.
     pub fn service_entries(&self, name: &str) -> (u64, Vec<ServiceEntry>) {
-        let mut out = Vec::new();
-        if let Some(keys) = self.by_name.get(name) {
-            for key in keys {
-                let (Some(service), Some(node)) = (self.services.get(key), self.nodes.get(&key.0))
-                else {
-                    continue;
-                };
-                let checks = self
-                    .checks_of(&key.0, "")
-                    .chain(self.checks_of(&key.0, &key.1))
-                    .collect();
-                out.push(ServiceEntry {
-                    node: node.clone(),
-                    service: service.clone(),
-                    checks,
-                });
-            }
-        }
+        let out = match self.by_name.get(name) {
+            Some(keys) => keys.iter().filter_map(|key| self.entry_of(key)).collect(),
+            None => Vec::new(),
+        };
         (self.service_index(name), out)
+    }
+
+    /// Instance `id` on `node` with its node and checks (node-level
+    /// first), as one entry of [`State::service_entries`].
+    pub fn instance_entry(&self, node: &str, id: &str) -> Option<ServiceEntry> {
+        self.entry_of(&(node.to_string(), id.to_string()))
+    }
+
+    fn entry_of(&self, key: &NodeKey) -> Option<ServiceEntry> {
+        let (service, node) = (self.services.get(key)?, self.nodes.get(&key.0)?);
+        let checks = self
+            .checks_of(&key.0, "")
+            .chain(self.checks_of(&key.0, &key.1))
+            .collect();
+        Some(ServiceEntry {
+            node: node.clone(),
+            service: service.clone(),
+            checks,
+        })
+    }
+
+    /// How many instances service `name` has.
+    pub fn instance_count(&self, name: &str) -> usize {
+        self.by_name.get(name).map_or(0, |keys| keys.len())
     }
 
     /// The recent changes, for consumers that follow them.

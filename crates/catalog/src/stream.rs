@@ -12,7 +12,7 @@ use crate::changelog::Change;
 use crate::model::{KvEntry, Node, ServiceEntry};
 use crate::state::State;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// One event of the stream.
@@ -34,6 +34,23 @@ pub enum StreamEvent {
         /// Its instances.
         #[serde(default)]
         entries: Vec<ServiceEntry>,
+    },
+    /// What changed among a service's instances, for a consumer that asked
+    /// for deltas ([`StreamRequest::delta`]): the instances added or
+    /// changed, each whole as in `Service`, and those that left. The
+    /// others are as the consumer last had them. A service with no
+    /// instance left comes as a `Service` with no entries instead.
+    Instances {
+        /// The service name.
+        name: String,
+        /// The service's index.
+        index: u64,
+        /// Instances added or changed (their node or checks included).
+        #[serde(default)]
+        upsert: Vec<ServiceEntry>,
+        /// Instances that left the service.
+        #[serde(default)]
+        remove: Vec<InstanceKey>,
     },
     /// A node record; `None` once it is gone.
     Node {
@@ -63,6 +80,17 @@ pub enum StreamEvent {
     },
 }
 
+/// An instance of a service: the node it is on and its ID.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InstanceKey {
+    /// The node.
+    #[serde(rename = "Node")]
+    pub node: String,
+    /// The instance (service) ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+}
+
 /// What a consumer follows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamRequest {
@@ -70,6 +98,9 @@ pub struct StreamRequest {
     pub index: u64,
     /// KV keys under this prefix are followed too; `None`: no KV at all.
     pub kv_prefix: Option<String>,
+    /// The consumer takes `Instances` events: a change of some instances
+    /// of a service comes as those instances, not the whole service.
+    pub delta: bool,
 }
 
 /// The events that bring a consumer at `req.index` to `state`, ending with
@@ -82,24 +113,53 @@ pub fn events_since(state: &State, req: &StreamRequest) -> Vec<StreamEvent> {
     let Some(changes) = changes else {
         return snapshot(state, req.kv_prefix.as_deref());
     };
+    // Each service, node and key once, in the order of its first change;
+    // for a service, which instances changed (`None`: look at it whole).
     let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
+    let mut order = Vec::new();
+    let mut instances: BTreeMap<&str, Option<BTreeSet<(&str, &str)>>> = BTreeMap::new();
     for (_, change) in changes.iter() {
-        if !seen.insert(change) {
-            continue;
+        let (item, instance) = match change {
+            Change::Instance(name, node, id) => (Item::Service(name), Some((&**node, &**id))),
+            Change::Service(name) => (Item::Service(name), None),
+            Change::Node(name) => (Item::Node(name), None),
+            Change::Kv(key) => (Item::Kv(key), None),
+        };
+        if let Item::Service(name) = item {
+            let known = instances
+                .entry(name)
+                .or_insert_with(|| Some(BTreeSet::new()));
+            match (known.as_mut(), instance) {
+                (Some(set), Some(i)) if req.delta => {
+                    set.insert(i);
+                }
+                _ => *known = None,
+            }
         }
-        match change {
-            Change::Service(name) => out.push(service_event(state, name)),
-            Change::Node(name) => out.push(StreamEvent::Node {
-                name: name.clone(),
+        if seen.insert(item) {
+            order.push(item);
+        }
+    }
+    let mut out = Vec::with_capacity(order.len() + 1);
+    for item in order {
+        match item {
+            Item::Service(name) => {
+                let changed = instances.get(name).and_then(Option::as_ref);
+                out.push(match changed {
+                    Some(set) => instances_event(state, name, set),
+                    None => service_event(state, name),
+                })
+            }
+            Item::Node(name) => out.push(StreamEvent::Node {
+                name: name.to_string(),
                 index: state.node_index(name),
                 node: state.node(name),
             }),
-            Change::Kv(key) => {
+            Item::Kv(key) => {
                 if req.kv_prefix.as_deref().is_some_and(|p| key.starts_with(p)) {
                     let (index, entry) = state.kv_get(key);
                     out.push(StreamEvent::Kv {
-                        key: key.clone(),
+                        key: key.to_string(),
                         index,
                         entry,
                     });
@@ -109,6 +169,40 @@ pub fn events_since(state: &State, req: &StreamRequest) -> Vec<StreamEvent> {
     }
     out.push(StreamEvent::Synced { index: now });
     out
+}
+
+/// What [`events_since`] orders: a service, node or key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Item<'a> {
+    Service(&'a str),
+    Node(&'a str),
+    Kv(&'a str),
+}
+
+/// The instances of service `name` in `changed`, as they are in `state`
+/// (or gone); the whole service when that is as small, or it has none.
+fn instances_event(state: &State, name: &str, changed: &BTreeSet<(&str, &str)>) -> StreamEvent {
+    let count = state.instance_count(name);
+    if count == 0 || changed.len() * 2 >= count {
+        return service_event(state, name);
+    }
+    let mut upsert = Vec::new();
+    let mut remove = Vec::new();
+    for (node, id) in changed {
+        match state.instance_entry(node, id) {
+            Some(e) if e.service.name == name => upsert.push(e),
+            _ => remove.push(InstanceKey {
+                node: node.to_string(),
+                id: id.to_string(),
+            }),
+        }
+    }
+    StreamEvent::Instances {
+        name: name.to_string(),
+        index: state.service_index(name),
+        upsert,
+        remove,
+    }
 }
 
 fn service_event(state: &State, name: &str) -> StreamEvent {
@@ -178,6 +272,18 @@ impl StreamView {
                     self.services.insert(name, entries);
                 }
             }
+            StreamEvent::Instances {
+                name,
+                upsert,
+                remove,
+                ..
+            } => {
+                let list = self.services.entry(name.clone()).or_default();
+                apply_instances(list, upsert, &remove);
+                if list.is_empty() {
+                    self.services.remove(&name);
+                }
+            }
             StreamEvent::Node { name, node, .. } => match node {
                 Some(n) => {
                     self.nodes.insert(name, n);
@@ -200,6 +306,33 @@ impl StreamView {
             }
         }
         false
+    }
+}
+
+/// Applies an `Instances` event to a service's entries: each upserted
+/// instance replaces the one with its node and ID (or is added, in order
+/// of node and ID), each removed one goes.
+pub fn apply_instances(
+    list: &mut Vec<ServiceEntry>,
+    upsert: Vec<ServiceEntry>,
+    remove: &[InstanceKey],
+) {
+    let key = |e: &ServiceEntry| (e.node.name.clone(), e.service.id.clone());
+    list.retain(|e| {
+        !remove
+            .iter()
+            .any(|k| k.node == e.node.name && k.id == e.service.id)
+    });
+    for entry in upsert {
+        let k = key(&entry);
+        match list.iter().position(|e| key(e) == k) {
+            Some(at) => list[at] = entry,
+            // In node and ID order, as the server lists them.
+            None => {
+                let at = list.partition_point(|e| key(e) < k);
+                list.insert(at, entry);
+            }
+        }
     }
 }
 
@@ -236,6 +369,19 @@ mod tests {
             .map(|e| match e {
                 StreamEvent::Reset { .. } => "reset".into(),
                 StreamEvent::Service { name, entries, .. } => format!("s:{name}:{}", entries.len()),
+                StreamEvent::Instances {
+                    name,
+                    upsert,
+                    remove,
+                    ..
+                } => {
+                    let ids: Vec<String> = upsert
+                        .iter()
+                        .map(|e| format!("+{}", e.service.id))
+                        .chain(remove.iter().map(|k| format!("-{}", k.id)))
+                        .collect();
+                    format!("i:{name}:{}", ids.join(","))
+                }
                 StreamEvent::Node { name, .. } => format!("n:{name}"),
                 StreamEvent::Kv { key, .. } => format!("k:{key}"),
                 StreamEvent::Synced { index } => format!("synced:{index}"),
@@ -252,6 +398,7 @@ mod tests {
         let req = StreamRequest {
             index: first,
             kv_prefix: None,
+            delta: false,
         };
         assert_eq!(
             names(&events_since(&st, &req)),
@@ -260,6 +407,7 @@ mod tests {
         let now = StreamRequest {
             index: 3,
             kv_prefix: None,
+            delta: false,
         };
         assert_eq!(names(&events_since(&st, &now)), ["synced:3"]);
     }
@@ -272,6 +420,7 @@ mod tests {
             let req = StreamRequest {
                 index,
                 kv_prefix: None,
+                delta: false,
             };
             assert_eq!(
                 names(&events_since(&st, &req)),
@@ -283,6 +432,7 @@ mod tests {
         let old = StreamRequest {
             index: 0,
             kv_prefix: None,
+            delta: false,
         };
         assert_eq!(names(&events_since(&st, &old))[0], "reset");
         // The view built from the events equals the state.
@@ -292,6 +442,105 @@ mod tests {
         }
         assert_eq!(view.services["web"].len(), 2);
         assert_eq!(view.index, 2);
+    }
+
+    fn deregister(st: &mut State, node: &str, id: &str) {
+        let mut txn = Txn::new(st);
+        txn.apply(Command::DeregisterService {
+            node: node.into(),
+            service_id: id.into(),
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_consumer_of_deltas_gets_the_instances_that_changed() {
+        let mut st = State::default();
+        for i in 0..10 {
+            reg(&mut st, "n1", &format!("w{i}"), "web");
+        }
+        let before = st.index();
+        let mut view = StreamView::default();
+        let all = StreamRequest {
+            delta: true,
+            ..Default::default()
+        };
+        for e in events_since(&st, &all) {
+            view.apply(e);
+        }
+        // One instance changes (a new port), one leaves, one comes.
+        let mut txn = Txn::new(&mut st);
+        txn.apply(Command::Register(Box::new(Registration {
+            node: Node {
+                name: "n1".into(),
+                address: "10.0.0.1".into(),
+                ..Default::default()
+            },
+            service: Some(Service {
+                id: "w2".into(),
+                name: "web".into(),
+                port: 8080,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })))
+        .unwrap();
+        deregister(&mut st, "n1", "w4");
+        reg(&mut st, "n1", "w20", "web");
+        let since = |delta| StreamRequest {
+            index: before,
+            kv_prefix: None,
+            delta,
+        };
+        let events = events_since(&st, &since(true));
+        assert_eq!(
+            names(&events),
+            [
+                "i:web:+w2,+w20,-w4",
+                "n:n1",
+                &format!("synced:{}", st.index())
+            ]
+        );
+        // Without asking for deltas: the whole service.
+        assert_eq!(names(&events_since(&st, &since(false)))[0], "s:web:10");
+        // Applied, the view is the state, in the state's order.
+        for e in events {
+            view.apply(e);
+        }
+        let want: Vec<(String, u16)> = st
+            .service_entries("web")
+            .1
+            .iter()
+            .map(|e| (e.service.id.clone(), e.service.port))
+            .collect();
+        let got: Vec<(String, u16)> = view.services["web"]
+            .iter()
+            .map(|e| (e.service.id.clone(), e.service.port))
+            .collect();
+        assert_eq!(got, want);
+        assert!(got.contains(&("w2".to_string(), 8080)));
+        // Most of a service changed: the whole service is cheaper.
+        let mid = st.index();
+        for i in 0..5 {
+            deregister(&mut st, "n1", &format!("w{i}"));
+        }
+        let req = StreamRequest {
+            index: mid,
+            kv_prefix: None,
+            delta: true,
+        };
+        assert_eq!(names(&events_since(&st, &req))[0], "s:web:6");
+        // Its last instance gone: the service, empty.
+        let last = st.index();
+        for id in ["w5", "w6", "w7", "w8", "w9", "w20"] {
+            deregister(&mut st, "n1", id);
+        }
+        let req = StreamRequest {
+            index: last,
+            kv_prefix: None,
+            delta: true,
+        };
+        assert_eq!(names(&events_since(&st, &req))[0], "s:web:0");
     }
 
     #[test]
@@ -305,5 +554,23 @@ mod tests {
             serde_json::from_str(r#"{"Type":"Service","Name":"web","Index":3,"Entries":[]}"#)
                 .unwrap();
         assert!(matches!(back, StreamEvent::Service { index: 3, .. }));
+        let delta: StreamEvent = serde_json::from_str(
+            r#"{"Type":"Instances","Name":"web","Index":4,"Upsert":[],"Remove":[{"Node":"n1","ID":"w1"}]}"#,
+        )
+        .unwrap();
+        let StreamEvent::Instances { remove, .. } = &delta else {
+            panic!("{delta:?}");
+        };
+        assert_eq!(
+            remove[0],
+            InstanceKey {
+                node: "n1".into(),
+                id: "w1".into()
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&delta).unwrap(),
+            r#"{"Type":"Instances","Name":"web","Index":4,"Upsert":[],"Remove":[{"Node":"n1","ID":"w1"}]}"#
+        );
     }
 }

@@ -114,10 +114,15 @@ impl View {
         let mut next = self.clone();
         let mut seen = std::collections::HashSet::new();
         for change in changes.iter().map(|(_, c)| c) {
-            if !seen.insert(change) {
+            // An instance's change is its service's: each service once.
+            let change = match change {
+                Change::Instance(name, _, _) => Change::Service(name.clone()),
+                other => other.clone(),
+            };
+            if !seen.insert(change.clone()) {
                 continue;
             }
-            match change {
+            match &change {
                 Change::Service(name) => {
                     let lower = name.to_ascii_lowercase().into_bytes().into_boxed_slice();
                     if state.has_service(name) {
@@ -138,7 +143,7 @@ impl View {
                         }
                     }
                 }
-                Change::Kv(_) => {}
+                Change::Kv(_) | Change::Instance(..) => {}
             }
         }
         next.key = View::key(state);

@@ -7,8 +7,8 @@
 use crate::config::ProxyConfig;
 use crate::table::{RoutingTable, StateRegistry};
 use arc_swap::ArcSwap;
-use shoal_catalog::{Catalog, HealthStatus, ServiceEntry, StreamEvent, StreamRequest};
-use std::collections::BTreeMap;
+use shoal_catalog::{Catalog, HealthStatus, Node, ServiceEntry, StreamEvent, StreamRequest};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -85,14 +85,6 @@ pub fn spawn(
     discovery
 }
 
-/// Only passing instances take traffic.
-fn passing(entries: Vec<ServiceEntry>) -> Vec<ServiceEntry> {
-    entries
-        .into_iter()
-        .filter(|e| e.aggregate_status() == HealthStatus::Passing)
-        .collect()
-}
-
 async fn follow(
     discovery: Arc<Discovery>,
     catalog: Arc<dyn Catalog>,
@@ -103,7 +95,7 @@ async fn follow(
     let mut backoff = Duration::from_millis(100);
     loop {
         let subscribed = tokio::select! {
-            s = catalog.subscribe(StreamRequest::default()) => s,
+            s = catalog.subscribe(StreamRequest { delta: true, ..Default::default() }) => s,
             _ = cancel.cancelled() => return,
         };
         let mut events = match subscribed {
@@ -154,12 +146,22 @@ async fn follow(
     }
 }
 
+/// A service's passing instances by (node, instance ID), as the proxy
+/// holds them to apply `Instances` events (checks left out: only passing
+/// instances are kept, and their status is all the table needs of them).
+type Instances = BTreeMap<(String, String), ServiceEntry>;
+
 /// The current table and the services changed since it was built.
 struct TableBuilder {
     cfg: Arc<ProxyConfig>,
     table: Arc<RoutingTable>,
-    /// Changed services → their passing instances now (empty: none).
-    pending: BTreeMap<String, Vec<ServiceEntry>>,
+    /// Every routed service's passing instances now.
+    services: HashMap<String, Instances>,
+    /// One copy of each node the instances are on (a remote stream
+    /// decodes the node anew for every instance).
+    nodes: HashMap<String, Arc<Node>>,
+    /// Services changed since the table was built.
+    pending: BTreeSet<String>,
     /// A `Reset` came: the next table starts from an empty one.
     reset: bool,
     states: StateRegistry,
@@ -171,7 +173,9 @@ impl TableBuilder {
         TableBuilder {
             table: Arc::new(RoutingTable::empty(&cfg)),
             cfg,
-            pending: BTreeMap::new(),
+            services: HashMap::new(),
+            nodes: HashMap::new(),
+            pending: BTreeSet::new(),
             reset: false,
             states: StateRegistry::new(),
             generation: 0,
@@ -183,15 +187,65 @@ impl TableBuilder {
         match event {
             StreamEvent::Reset { .. } => {
                 self.pending.clear();
+                self.services.clear();
+                self.nodes.clear();
                 self.reset = true;
             }
             StreamEvent::Service { name, entries, .. } => {
-                self.pending.insert(name, passing(entries));
+                let mut now = Instances::new();
+                for e in entries {
+                    self.keep(&mut now, e);
+                }
+                self.set(name, now);
+            }
+            StreamEvent::Instances {
+                name,
+                upsert,
+                remove,
+                ..
+            } => {
+                let mut now = self.services.remove(&name).unwrap_or_default();
+                for k in remove {
+                    now.remove(&(k.node, k.id));
+                }
+                for e in upsert {
+                    now.remove(&(e.node.name.clone(), e.service.id.clone()));
+                    self.keep(&mut now, e);
+                }
+                self.set(name, now);
             }
             StreamEvent::Node { .. } | StreamEvent::Kv { .. } => {}
-            StreamEvent::Synced { .. } => return true,
+            StreamEvent::Synced { .. } => {
+                // Nodes no instance is on any more.
+                if self.nodes.len() > 2 * self.services.len().max(64) {
+                    self.nodes.retain(|_, n| Arc::strong_count(n) > 1);
+                }
+                return true;
+            }
         }
         false
+    }
+
+    /// Puts `e` into `into` if it passes, on the one copy of its node.
+    fn keep(&mut self, into: &mut Instances, mut e: ServiceEntry) {
+        if e.aggregate_status() != HealthStatus::Passing {
+            return;
+        }
+        e.checks = Vec::new();
+        match self.nodes.get(&e.node.name) {
+            Some(n) if **n == *e.node => e.node = n.clone(),
+            _ => {
+                self.nodes.insert(e.node.name.clone(), e.node.clone());
+            }
+        }
+        into.insert((e.node.name.clone(), e.service.id.clone()), e);
+    }
+
+    fn set(&mut self, name: String, now: Instances) {
+        if !now.is_empty() {
+            self.services.insert(name.clone(), now);
+        }
+        self.pending.insert(name);
     }
 
     /// A new table if anything changed since the last one: the changed
@@ -204,12 +258,21 @@ impl TableBuilder {
         self.generation += 1;
         let base = if std::mem::take(&mut self.reset) {
             let keep = &self.pending;
-            self.states.retain(|name, _| keep.contains_key(name));
+            self.states.retain(|name, _| keep.contains(name));
             RoutingTable::empty(&self.cfg)
         } else {
             (*self.table).clone()
         };
-        let pending = std::mem::take(&mut self.pending);
+        let pending: BTreeMap<String, Vec<ServiceEntry>> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|name| {
+                let now = self.services.get(&name);
+                let entries = now
+                    .map(|m| m.values().cloned().collect())
+                    .unwrap_or_default();
+                (name, entries)
+            })
+            .collect();
         let table = base.with_changes(&pending, &mut self.states, &self.cfg, self.generation);
         self.table = Arc::new(table.clone());
         Some(table)

@@ -76,6 +76,25 @@ impl Mirror {
                     self.services.insert(name, (index, Arc::new(entries)));
                 }
             }
+            StreamEvent::Instances {
+                name,
+                index,
+                upsert,
+                remove,
+            } => {
+                self.services_at = self.services_at.max(index);
+                let mut list = self
+                    .services
+                    .get(&name)
+                    .map(|(_, l)| (**l).clone())
+                    .unwrap_or_default();
+                shoal_catalog::apply_instances(&mut list, upsert, &remove);
+                if list.is_empty() {
+                    self.services.remove(&name);
+                } else {
+                    self.services.insert(name, (index, Arc::new(list)));
+                }
+            }
             StreamEvent::Node { name, index, node } => {
                 self.nodes_at = self.nodes_at.max(index);
                 match node {
@@ -230,6 +249,7 @@ impl StreamSource {
             .subscribe(StreamRequest {
                 index: 0,
                 kv_prefix: Some(String::new()),
+                delta: true,
             })
             .await?;
         let (tx, rx) = watch::channel(Arc::new(Mirror::default()));

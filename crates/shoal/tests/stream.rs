@@ -105,11 +105,13 @@ struct Seen {
     view: StreamView,
     resets: usize,
     synced: Vec<u64>,
+    /// `Instances` events (deltas) among them.
+    deltas: usize,
 }
 
 /// Follows `catalog` from `index` into a shared [`Seen`].
 fn follow(catalog: Arc<dyn Catalog>, index: u64) -> Arc<Mutex<Seen>> {
-    follow_with_kv(catalog, index, None)
+    follow_with(catalog, index, None, false)
 }
 
 /// Like [`follow`], with the keys under `kv_prefix` too.
@@ -118,11 +120,25 @@ fn follow_with_kv(
     index: u64,
     kv_prefix: Option<&str>,
 ) -> Arc<Mutex<Seen>> {
+    follow_with(catalog, index, kv_prefix, false)
+}
+
+/// Like [`follow_with_kv`], asking for `Instances` events when `delta`.
+fn follow_with(
+    catalog: Arc<dyn Catalog>,
+    index: u64,
+    kv_prefix: Option<&str>,
+    delta: bool,
+) -> Arc<Mutex<Seen>> {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let out = seen.clone();
     let kv_prefix = kv_prefix.map(str::to_string);
     tokio::spawn(async move {
-        let req = StreamRequest { index, kv_prefix };
+        let req = StreamRequest {
+            index,
+            kv_prefix,
+            delta,
+        };
         let mut events = catalog.subscribe(req).await.unwrap();
         while let Some(event) = events.recv().await {
             let Ok(event) = event else { continue };
@@ -130,6 +146,7 @@ fn follow_with_kv(
             match &event {
                 StreamEvent::Reset { .. } => s.resets += 1,
                 StreamEvent::Synced { index } => s.synced.push(*index),
+                StreamEvent::Instances { .. } => s.deltas += 1,
                 _ => {}
             }
             s.view.apply(event);
@@ -244,6 +261,75 @@ async fn resumes_after_connection_drops_without_losing_or_repeating() {
     );
 }
 
+/// A consumer of deltas follows a few instances of large services
+/// changing (a status, a port, one leaving, one coming, a node-level
+/// check on a node with a few of them) across dropped connections, and
+/// ends with the server's state: it got `Instances` events, not whole
+/// services, for those changes.
+#[tokio::test]
+async fn a_consumer_of_deltas_follows_instance_changes_across_drops() {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    let writer = client(&server.url);
+    let target: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let relay = Relay::start(target).await;
+    for s in 0..3 {
+        for i in 0..30 {
+            let node = format!("big{}", i % 10);
+            let r = reg(
+                &node,
+                &format!("b{s}-{i}"),
+                &format!("big{s}"),
+                HealthStatus::Passing,
+            );
+            writer.register(r).await.unwrap();
+        }
+    }
+    let consumer: Arc<dyn Catalog> = Arc::new(client(&relay.url()));
+    let seen = follow_with(consumer, 0, None, true);
+    converges(&seen, &writer, "initial snapshot").await;
+    for round in 0..4 {
+        relay.cut(false);
+        let s = round % 3;
+        let flip = if round % 2 == 0 {
+            HealthStatus::Critical
+        } else {
+            HealthStatus::Passing
+        };
+        writer
+            .register(reg("big1", &format!("b{s}-1"), &format!("big{s}"), flip))
+            .await
+            .unwrap();
+        writer
+            .deregister_service(
+                &format!("big{}", (round * 3 + 2) % 10),
+                &format!("b{s}-{}", round * 3 + 2),
+            )
+            .await
+            .unwrap();
+        writer
+            .register(reg(
+                "big5",
+                &format!("new{round}"),
+                &format!("big{s}"),
+                HealthStatus::Passing,
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        relay.cut(true);
+        converges(&seen, &writer, &format!("after drop {round}")).await;
+    }
+    // Live, without a drop: a node-level check on one node of ten.
+    let mut node_check = reg("big7", "", "", HealthStatus::Critical);
+    node_check.service = None;
+    writer.register(node_check).await.unwrap();
+    converges(&seen, &writer, "a node-level check").await;
+    let s = seen.lock().unwrap();
+    assert_eq!(s.resets, 1, "resumed, not started over");
+    assert!(strictly_increasing(&s.synced), "{:?}", s.synced);
+    assert!(s.deltas >= 5, "only {} Instances events", s.deltas);
+}
+
 #[tokio::test]
 async fn resumes_after_the_server_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -278,6 +364,7 @@ async fn first_batch(url: &str, index: u64) -> Vec<StreamEvent> {
     let req = StreamRequest {
         index,
         kv_prefix: None,
+        delta: false,
     };
     let mut events = client(url).subscribe(req).await.unwrap();
     let mut got = Vec::new();
@@ -437,5 +524,15 @@ async fn bad_stream_requests_are_refused_clearly() {
         .await;
         assert_eq!(reply.status, 400, "index={bad}: {}", reply.text);
         assert!(reply.text.contains("Invalid index"), "{}", reply.text);
+    }
+    for bad in ["maybe", "2"] {
+        let reply = common::call(
+            reqwest::Method::GET,
+            server.at(&format!("/v1/shoal/stream?delta={bad}")),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 400, "delta={bad}: {}", reply.text);
+        assert!(reply.text.contains("Invalid delta"), "{}", reply.text);
     }
 }
