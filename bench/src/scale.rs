@@ -43,6 +43,9 @@ pub struct Args {
     /// Seconds of each DNS measurement.
     #[arg(long, default_value_t = 3)]
     dns_seconds: u64,
+    /// Quiet and loaded DNS windows, alternating; their medians are compared.
+    #[arg(long, default_value_t = 3)]
+    dns_rounds: usize,
     /// Writes per second to other services during the loaded DNS measurement.
     #[arg(long, default_value_t = 1000)]
     write_rate: u64,
@@ -55,6 +58,17 @@ pub struct Args {
     /// Local instance counts at which the agent's curve is measured.
     #[arg(long, value_delimiter = ',', default_value = "1000,3000")]
     agent_checkpoints: Vec<usize>,
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// A backend answering every HTTP/1.1 request with `body`.
@@ -482,33 +496,43 @@ async fn run_mode(
             }
         }
     }
-    // DNS SRV of s0: quiet, then while other services are written.
-    let quiet = dns_qps(stack.dns, "s0.service.consul", args.dns_seconds).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = writer_thread(
-        stack.api.clone(),
-        args.services,
-        args.write_rate,
-        a,
-        stop.clone(),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = Instant::now();
-    let loaded = dns_qps(stack.dns, "s0.service.consul", args.dns_seconds).await?;
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let writes = w.await?;
+    // DNS SRV of s0: quiet, then while other services are written, in
+    // alternating windows (`--dns-rounds`), compared by their medians:
+    // one window of each swung 0.7-1.05x between runs on this machine.
+    let (mut quiet, mut loaded) = (Vec::new(), Vec::new());
+    let (mut writes, mut written_for) = (0u64, Duration::ZERO);
+    for _ in 0..args.dns_rounds.max(1) {
+        quiet.push(dns_qps(stack.dns, "s0.service.consul", args.dns_seconds).await?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = writer_thread(
+            stack.api.clone(),
+            args.services,
+            args.write_rate,
+            a,
+            stop.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        loaded.push(dns_qps(stack.dns, "s0.service.consul", args.dns_seconds).await?);
+        written_for += started.elapsed() + Duration::from_millis(300);
+        stop.store(true, Ordering::Relaxed);
+        writes += w.await?;
+    }
+    let (quiet_m, loaded_m) = (median(&quiet), median(&loaded));
+    let each = |v: &[f64]| v.iter().map(|q| format!("{q:.0}")).collect::<Vec<_>>().join(" / ");
     let line = format!(
-        "{label}: DNS SRV qps quiet {quiet:.0}, under writes {loaded:.0} ({:.2}x); writer did {writes} writes (~{:.0}/s); load {}",
-        loaded / quiet.max(1.0),
-        writes as f64 / (elapsed.as_secs_f64() + 0.3),
+        "{label}: DNS SRV qps quiet {quiet_m:.0} (median of {}), under writes {loaded_m:.0} (median of {}) ({:.2}x); writer did {writes} writes (~{:.0}/s); load {}",
+        each(&quiet),
+        each(&loaded),
+        loaded_m / quiet_m.max(1.0),
+        writes as f64 / written_for.as_secs_f64().max(0.001),
         load_average()
     );
     println!("{line}");
     notes.push(line);
     figures.push(Figure::ratio_at_least(
         format!("{label}: DNS SRV qps under writes / quiet"),
-        loaded / quiet.max(1.0),
+        loaded_m / quiet_m.max(1.0),
         0.8,
     ));
     if let Some(mut old) = stack.proxy_process.take() {
