@@ -14,6 +14,10 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A change to a node logs each of a service's instances on it up to
+/// this many; past it, the service once, whole (see `touch_node_wide`).
+const NODE_WIDE_INSTANCES: usize = 16;
+
 /// A batch of commands being applied to a state.
 pub(crate) struct Txn<'a> {
     pub(crate) st: &'a mut State,
@@ -112,14 +116,17 @@ impl<'a> Txn<'a> {
 
     /// Instance `id` on `node` of service `name` changed (or left it).
     fn touch_instance(&mut self, name: &str, node: &str, id: &str) {
+        let change = Change::Instance(name.to_string(), node.to_string(), id.to_string());
+        self.touch_service(name, change);
+    }
+
+    /// Service `name` changed as a whole, or `change` says which instance.
+    fn touch_service(&mut self, name: &str, change: Change) {
         self.dirty = true;
         self.st.service_index.insert(name.to_string(), self.idx);
         self.put(key_service_index(name), self.idx);
         self.changes.topics.insert(Topic::Service(name.to_string()));
-        self.st.log.push(
-            self.idx,
-            Change::Instance(name.to_string(), node.to_string(), id.to_string()),
-        );
+        self.st.log.push(self.idx, change);
     }
 
     fn touch_node(&mut self, node: &str) {
@@ -134,14 +141,23 @@ impl<'a> Txn<'a> {
     /// node sees it.
     fn touch_node_wide(&mut self, node: &str) {
         self.touch_node(node);
-        let instances: Vec<(String, String)> = self
-            .st
-            .node_services(node)
-            .iter()
-            .map(|s| (s.name.clone(), s.id.clone()))
-            .collect();
-        for (name, id) in instances {
-            self.touch_instance(&name, node, &id);
+        let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in self.st.node_services(node) {
+            by_name
+                .entry(s.name.clone())
+                .or_default()
+                .push(s.id.clone());
+        }
+        for (name, ids) in by_name {
+            // A service with many instances here is logged once, whole:
+            // the log stays short, and a consumer reads it whole anyway.
+            if ids.len() > NODE_WIDE_INSTANCES {
+                self.touch_service(&name, Change::Service(name.clone()));
+                continue;
+            }
+            for id in ids {
+                self.touch_instance(&name, node, &id);
+            }
         }
     }
 
@@ -784,6 +800,50 @@ mod tests {
         )
         .unwrap();
         assert!(ids(&st, "b").is_empty() && st.instance_checks.is_empty());
+    }
+
+    #[test]
+    fn a_node_wide_change_logs_few_instances_each_and_many_once() {
+        let mut st = State::default();
+        for i in 0..=NODE_WIDE_INSTANCES {
+            register(
+                &mut st,
+                "n1",
+                Some(svc(&format!("w{i}"), "web", &[])),
+                vec![],
+            )
+            .unwrap();
+        }
+        register(&mut st, "n1", Some(svc("d1", "db", &[])), vec![]).unwrap();
+        register(&mut st, "n1", Some(svc("d2", "db", &[])), vec![]).unwrap();
+        let before = st.index();
+        // A node-level check: every instance on the node changes.
+        let i = register(
+            &mut st,
+            "n1",
+            None,
+            vec![check("serf", "", HealthStatus::Critical)],
+        )
+        .unwrap()
+        .index;
+        let logged: Vec<Change> = st
+            .log
+            .since(before)
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+        let web: Vec<&Change> = logged
+            .iter()
+            .filter(|c| matches!(c, Change::Service(n) | Change::Instance(n, _, _) if n == "web"))
+            .collect();
+        assert_eq!(web, [&Change::Service("web".into())], "{logged:?}");
+        for id in ["d1", "d2"] {
+            let one = Change::Instance("db".into(), "n1".into(), id.into());
+            assert!(logged.contains(&one), "{logged:?}");
+        }
+        assert!(logged.contains(&Change::Node("n1".into())));
+        assert!(st.log.since(i).unwrap().is_empty());
     }
 
     #[test]
