@@ -519,7 +519,12 @@ async fn run_mode(
         writes += w.await?;
     }
     let (quiet_m, loaded_m) = (median(&quiet), median(&loaded));
-    let each = |v: &[f64]| v.iter().map(|q| format!("{q:.0}")).collect::<Vec<_>>().join(" / ");
+    let each = |v: &[f64]| {
+        v.iter()
+            .map(|q| format!("{q:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     let line = format!(
         "{label}: DNS SRV qps quiet {quiet_m:.0} (median of {}), under writes {loaded_m:.0} (median of {}) ({:.2}x); writer did {writes} writes (~{:.0}/s); load {}",
         each(&quiet),
