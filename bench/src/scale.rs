@@ -360,6 +360,23 @@ fn writer_thread(
     })
 }
 
+/// Starts [`writer_thread`] at `--write-rate` on `api`; set the flag to stop it.
+fn start_writer(
+    api: &str,
+    args: &Args,
+    backend: SocketAddr,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer_thread(
+        api.to_string(),
+        args.services,
+        args.write_rate,
+        backend,
+        stop.clone(),
+    );
+    (stop, w)
+}
+
 /// Connections the writer spreads its registrations over.
 const WRITER_CONNS: u64 = 8;
 /// A writer connection gives up on an answer after this long.
@@ -503,14 +520,7 @@ async fn run_mode(
     let (mut writes, mut written_for) = (0u64, Duration::ZERO);
     for _ in 0..args.dns_rounds.max(1) {
         quiet.push(dns_qps(stack.dns, "s0.service.consul", args.dns_seconds).await?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let w = writer_thread(
-            stack.api.clone(),
-            args.services,
-            args.write_rate,
-            a,
-            stop.clone(),
-        );
+        let (stop, w) = start_writer(&stack.api, args, a);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
         loaded.push(dns_qps(stack.dns, "s0.service.consul", args.dns_seconds).await?);
@@ -562,14 +572,7 @@ async fn run_mode(
         stack.proxy_process = Some(proxy);
     }
     // SIGTERM while writes go on.
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = writer_thread(
-        stack.api.clone(),
-        args.services,
-        args.write_rate,
-        a,
-        stop.clone(),
-    );
+    let (stop, w) = start_writer(&stack.api, args, a);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t = Instant::now();
     let mut server = stack.server;

@@ -344,6 +344,10 @@ mod tests {
     use crate::model::Service;
 
     fn reg(st: &mut State, node: &str, id: &str, name: &str) -> u64 {
+        reg_on_port(st, node, id, name, 80)
+    }
+
+    fn reg_on_port(st: &mut State, node: &str, id: &str, name: &str, port: u16) -> u64 {
         let mut txn = Txn::new(st);
         txn.apply(Command::Register(Box::new(Registration {
             node: Node {
@@ -354,7 +358,7 @@ mod tests {
             service: Some(Service {
                 id: id.into(),
                 name: name.into(),
-                port: 80,
+                port,
                 ..Default::default()
             }),
             ..Default::default()
@@ -469,22 +473,7 @@ mod tests {
             view.apply(e);
         }
         // One instance changes (a new port), one leaves, one comes.
-        let mut txn = Txn::new(&mut st);
-        txn.apply(Command::Register(Box::new(Registration {
-            node: Node {
-                name: "n1".into(),
-                address: "10.0.0.1".into(),
-                ..Default::default()
-            },
-            service: Some(Service {
-                id: "w2".into(),
-                name: "web".into(),
-                port: 8080,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })))
-        .unwrap();
+        reg_on_port(&mut st, "n1", "w2", "web", 8080);
         deregister(&mut st, "n1", "w4");
         reg(&mut st, "n1", "w20", "web");
         let since = |delta| StreamRequest {

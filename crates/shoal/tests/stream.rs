@@ -228,16 +228,23 @@ async fn burst(c: &RemoteCatalog, round: usize, n: usize) {
     }
 }
 
+/// An in-memory server, a client writing to it, and a relay in front of
+/// it for the consumer.
+async fn server_behind_relay() -> (ServerProcess, RemoteCatalog, Relay) {
+    let server = ServerProcess::start(bin(), &["--in-memory"]);
+    let writer = client(&server.url);
+    let target: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let relay = Relay::start(target).await;
+    (server, writer, relay)
+}
+
 fn strictly_increasing(v: &[u64]) -> bool {
     v.windows(2).all(|w| w[0] < w[1])
 }
 
 #[tokio::test]
 async fn resumes_after_connection_drops_without_losing_or_repeating() {
-    let server = ServerProcess::start(bin(), &["--in-memory"]);
-    let writer = client(&server.url);
-    let target: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
-    let relay = Relay::start(target).await;
+    let (_server, writer, relay) = server_behind_relay().await;
     burst(&writer, 0, 10).await;
     let consumer: Arc<dyn Catalog> = Arc::new(client(&relay.url()));
     let seen = follow(consumer, 0);
@@ -268,10 +275,7 @@ async fn resumes_after_connection_drops_without_losing_or_repeating() {
 /// services, for those changes.
 #[tokio::test]
 async fn a_consumer_of_deltas_follows_instance_changes_across_drops() {
-    let server = ServerProcess::start(bin(), &["--in-memory"]);
-    let writer = client(&server.url);
-    let target: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
-    let relay = Relay::start(target).await;
+    let (_server, writer, relay) = server_behind_relay().await;
     for s in 0..3 {
         for i in 0..30 {
             let node = format!("big{}", i % 10);
@@ -515,24 +519,22 @@ async fn the_fallback_follows_the_kv_prefix_asked_for() {
 #[tokio::test]
 async fn bad_stream_requests_are_refused_clearly() {
     let server = ServerProcess::start(bin(), &["--in-memory"]);
-    for bad in ["abc", "-1", "1.5"] {
+    let cases = [
+        ("index", "abc"),
+        ("index", "-1"),
+        ("index", "1.5"),
+        ("delta", "maybe"),
+        ("delta", "2"),
+    ];
+    for (param, bad) in cases {
         let reply = common::call(
             reqwest::Method::GET,
-            server.at(&format!("/v1/shoal/stream?index={bad}")),
+            server.at(&format!("/v1/shoal/stream?{param}={bad}")),
             None,
         )
         .await;
-        assert_eq!(reply.status, 400, "index={bad}: {}", reply.text);
-        assert!(reply.text.contains("Invalid index"), "{}", reply.text);
-    }
-    for bad in ["maybe", "2"] {
-        let reply = common::call(
-            reqwest::Method::GET,
-            server.at(&format!("/v1/shoal/stream?delta={bad}")),
-            None,
-        )
-        .await;
-        assert_eq!(reply.status, 400, "delta={bad}: {}", reply.text);
-        assert!(reply.text.contains("Invalid delta"), "{}", reply.text);
+        assert_eq!(reply.status, 400, "{param}={bad}: {}", reply.text);
+        let says = format!("Invalid {param}");
+        assert!(reply.text.contains(&says), "{}", reply.text);
     }
 }
