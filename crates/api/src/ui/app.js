@@ -731,10 +731,13 @@ async function renderKey(main, arg, crumbs) {
   const save = async (force) => {
     const index = force ? null : cas;
     const q = index === null ? '' : `?cas=${index}`;
+    const from = location.hash;
     try {
       const r = await api('PUT', `/v1/kv/${encPath(key)}${q}`, box.value);
       if (r.text.trim() === 'true') {
         flash(`saved ${key}`, true);
+        // The user went elsewhere while it was saved: stay there.
+        if (location.hash !== from) return;
         const target = '#/kv/' + encPath(key);
         if (location.hash !== target) location.hash = target; // redrawn on hashchange
         else renderKey(main, key, crumbs);
@@ -754,10 +757,12 @@ async function renderKey(main, arg, crumbs) {
   };
   const del = async () => {
     if (!confirm(`Delete ${key}?`)) return;
+    const from = location.hash;
     try {
       const r = await api('DELETE', `/v1/kv/${encPath(key)}?cas=${cas}`);
       if (r.text.trim() !== 'true') { flash(`${key} changed since you opened it: not deleted. Reload to see it.`); return; }
       flash(`deleted ${key}`, true);
+      if (location.hash !== from) return; // the user went elsewhere meanwhile
       location.hash = '#/kv/' + encPath(key.slice(0, key.lastIndexOf('/') + 1));
     } catch (e) { flash(e.message); }
   };

@@ -238,6 +238,24 @@ def kv_editing():
         # The user chooses to overwrite: now it is written.
         conflict.find_element(By.XPATH, ".//button[contains(., 'Overwrite')]").click()
         until("overwritten", lambda: call(api, "GET", "/v1/kv/app/name?raw") == "shop-from-page")
+        # A save still in flight when the user moves on must leave them
+        # where they went (it used to send them back to the key): every
+        # answer is held back 1.5 s, and the user leaves at once.
+        until("editor shows the overwrite",
+              lambda: d.find_element(By.ID, "kv-value").get_attribute("value") == "shop-from-page")
+        slow = {"offline": False, "latency": 1500, "downloadThroughput": -1, "uploadThroughput": -1}
+        d.execute_cdp_cmd("Network.enable", {})
+        d.execute_cdp_cmd("Network.emulateNetworkConditions", slow)
+        box = d.find_element(By.ID, "kv-value")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys("slow-save")
+        click(d, By.CSS_SELECTOR, "form.kv-edit button[type=submit]")
+        d.get(f"http://127.0.0.1:{api}/ui/#/kv/app/")
+        until("saved while away", lambda: call(api, "GET", "/v1/kv/app/name?raw") == "slow-save")
+        time.sleep(2.5)  # the save's answer has reached the page
+        d.execute_cdp_cmd("Network.emulateNetworkConditions", dict(slow, latency=0))
+        where = d.execute_script("return location.hash")
+        assert where == "#/kv/app/", f"a finished save moved the page to {where}"
         # Create a key through the form.
         d.get(f"http://127.0.0.1:{api}/ui/#/kv/app/")
         new = until("create field", lambda: d.find_elements(By.ID, "kv-new"))[0]
