@@ -242,7 +242,9 @@ impl TableBuilder {
     }
 
     fn set(&mut self, name: String, now: Instances) {
-        if !now.is_empty() {
+        if now.is_empty() {
+            self.services.remove(&name);
+        } else {
             self.services.insert(name.clone(), now);
         }
         self.pending.insert(name);
@@ -276,5 +278,133 @@ impl TableBuilder {
         let table = base.with_changes(&pending, &mut self.states, &self.cfg, self.generation);
         self.table = Arc::new(table.clone());
         Some(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::tests::entry;
+    use shoal_catalog::{Check, InstanceKey};
+
+    /// The instance IDs `table` routes for `service`, sorted.
+    fn routed(table: &RoutingTable, service: &str) -> Vec<String> {
+        let mut ids: Vec<String> = table
+            .services()
+            .iter()
+            .filter(|u| u.service == service)
+            .flat_map(|u| u.instances.iter().map(|i| i.id.clone()))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn critical(mut e: ServiceEntry) -> ServiceEntry {
+        e.checks = vec![Arc::new(Check {
+            check_id: "c".into(),
+            status: HealthStatus::Critical,
+            ..Default::default()
+        })];
+        e
+    }
+
+    /// Applies `events` and a `Synced`; the table built, if any.
+    fn batch(b: &mut TableBuilder, events: Vec<StreamEvent>) -> Option<RoutingTable> {
+        for e in events {
+            assert!(!b.apply(e));
+        }
+        assert!(b.apply(StreamEvent::Synced { index: 1 }));
+        b.build()
+    }
+
+    fn key(id: &str) -> InstanceKey {
+        InstanceKey {
+            node: "n".into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn whole_services_and_deltas_both_keep_the_table_right() {
+        let mut b = TableBuilder::new(Arc::new(ProxyConfig::default()));
+        let web = |ids: &[(&str, u16)]| {
+            ids.iter()
+                .map(|(id, p)| entry(id, "web", *p, &[]))
+                .collect()
+        };
+        let t = batch(
+            &mut b,
+            vec![
+                StreamEvent::Reset { index: 1 },
+                StreamEvent::Service {
+                    name: "web".into(),
+                    index: 1,
+                    entries: web(&[("a", 9001), ("b", 9002), ("c", 9003)]),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(routed(&t, "web"), ["a", "b", "c"]);
+        // A delta: b goes critical, c leaves, d comes; a stays as it was.
+        let t = batch(
+            &mut b,
+            vec![StreamEvent::Instances {
+                name: "web".into(),
+                index: 2,
+                upsert: vec![
+                    critical(entry("b", "web", 9002, &[])),
+                    entry("d", "web", 9004, &[]),
+                ],
+                remove: vec![key("c")],
+            }],
+        )
+        .unwrap();
+        assert_eq!(routed(&t, "web"), ["a", "d"]);
+        // b passes again.
+        let t = batch(
+            &mut b,
+            vec![StreamEvent::Instances {
+                name: "web".into(),
+                index: 3,
+                upsert: vec![entry("b", "web", 9002, &[])],
+                remove: vec![],
+            }],
+        )
+        .unwrap();
+        assert_eq!(routed(&t, "web"), ["a", "b", "d"]);
+        // The whole service again, then empty: no route is left behind.
+        let t = batch(
+            &mut b,
+            vec![StreamEvent::Service {
+                name: "web".into(),
+                index: 4,
+                entries: web(&[("a", 9001)]),
+            }],
+        )
+        .unwrap();
+        assert_eq!(routed(&t, "web"), ["a"]);
+        let t = batch(
+            &mut b,
+            vec![StreamEvent::Service {
+                name: "web".into(),
+                index: 5,
+                entries: vec![],
+            }],
+        )
+        .unwrap();
+        assert!(routed(&t, "web").is_empty());
+        assert!(b.services.is_empty(), "nothing kept of a service that went");
+        // A delta on top of nothing (after it went) starts it again.
+        let t = batch(
+            &mut b,
+            vec![StreamEvent::Instances {
+                name: "web".into(),
+                index: 6,
+                upsert: vec![entry("e", "web", 9005, &[])],
+                remove: vec![key("a")],
+            }],
+        )
+        .unwrap();
+        assert_eq!(routed(&t, "web"), ["e"]);
     }
 }
