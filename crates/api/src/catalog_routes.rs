@@ -155,13 +155,57 @@ async fn nodes(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
     .await
 }
 
+/// `/v1/catalog/services`: every service with its tags; with `?filter=`
+/// (over the instances, as `/v1/catalog/service/:name` lists them) or
+/// `?node-meta=`, the services with an instance that matches, each with
+/// the tags of the matching instances, as Consul answers. Filtered, it
+/// also waits on nodes, which the filter may look at.
 async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
-    let (snapshot, out) = api
+    let expr = parse_filter(&ctx)?;
+    let meta = node_meta_filter(&ctx)?;
+    if expr.is_none() && meta.is_empty() {
+        let (snapshot, out) = api
+            .registry
+            .block_at(&[Topic::Services], ctx.q, |s| s.services())
+            .await;
+        return api.cached_json(&ctx, &snapshot, out.index, || {
+            Ok(render(ctx.pretty, &out.value))
+        });
+    }
+    let (snapshot, index) = api
         .registry
-        .block_at(&[Topic::Services], ctx.q, |s| s.services())
+        .block_at(&[Topic::Services, Topic::Nodes], ctx.q, |s| {
+            let t = (
+                shoal_catalog::topic_index(s, &Topic::Services),
+                shoal_catalog::topic_index(s, &Topic::Nodes),
+            );
+            (t.0.max(t.1), ())
+        })
         .await;
-    api.cached_json(&ctx, &snapshot, out.index, || {
-        Ok(render(ctx.pretty, &out.value))
+    let index = index.index;
+    api.cached_json(&ctx, &snapshot, index, || {
+        let (_, all) = snapshot.services();
+        let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for name in all.keys() {
+            let (_, entries) = snapshot.service_entries(name);
+            let list: Vec<CatalogServiceEntry> = entries
+                .iter()
+                .filter(|e| node_matches(&e.node, &meta))
+                .map(|e| catalog_entry(&e.node, &e.service))
+                .collect();
+            let kept = filter::apply(expr.as_ref(), list);
+            if kept.is_empty() {
+                continue;
+            }
+            let mut tags: Vec<String> = kept
+                .iter()
+                .flat_map(|e| e.service_tags.iter().cloned())
+                .collect();
+            tags.sort_unstable();
+            tags.dedup();
+            out.insert(name.as_str(), tags);
+        }
+        Ok(render(ctx.pretty, &out))
     })
 }
 

@@ -242,3 +242,72 @@ async fn accepted_consistency_dc_and_token_parameters() {
     assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(other.text.contains("No path to datacenter"));
 }
+
+/// `/v1/catalog/services?filter=` and `?node-meta=`: the services with an
+/// instance that matches, each with the matching instances' tags (as
+/// Consul answers); a bad filter is refused; a filtered blocking query
+/// wakes on a change it matches.
+#[tokio::test]
+async fn the_service_list_takes_a_filter_and_node_meta() {
+    let s = TestServer::start().await;
+    let reg = |node: &str, rack: &str, id: &str, name: &str, tags: &[&str]| {
+        json!({
+            "Node": node, "Address": "10.0.0.9", "NodeMeta": {"rack": rack},
+            "Service": {"ID": id, "Service": name, "Port": 80, "Tags": tags}
+        })
+    };
+    for body in [
+        reg("fa", "r1", "web-1", "web", &["v1"]),
+        reg("fb", "r2", "web-2", "web", &["v2"]),
+        reg("fb", "r2", "db-1", "db", &["primary"]),
+    ] {
+        ok(put_json(&s.at("/v1/catalog/register"), &body).await);
+    }
+    let list = |q: &str| {
+        let url = s.at(&format!("/v1/catalog/services?{q}"));
+        async move { get(&url).await }
+    };
+    let by_tag = ok(list("filter=ServiceTags%20contains%20%22v1%22").await);
+    assert_eq!(by_tag.json(), json!({"web": ["v1"]}));
+    assert!(by_tag.index > 0);
+    let by_meta = ok(list("filter=NodeMeta.rack%20%3D%3D%20%22r2%22").await).json();
+    assert_eq!(by_meta, json!({"db": ["primary"], "web": ["v2"]}));
+    let node_meta = ok(list("node-meta=rack:r1").await).json();
+    assert_eq!(node_meta, json!({"web": ["v1"]}));
+    let none = ok(list("filter=ServiceName%20%3D%3D%20%22nope%22").await).json();
+    assert_eq!(none, json!({}));
+    // Unfiltered, every tag of every instance.
+    let all = ok(list("").await).json();
+    assert_eq!(all["web"], json!(["v1", "v2"]));
+
+    let bad = list("filter=ServiceTags%20contains").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    let bad_meta = list("node-meta=rack").await;
+    assert_eq!(
+        bad_meta.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_meta.text
+    );
+
+    // Blocking on the filtered list: a new matching instance wakes it.
+    let q = format!(
+        "filter=ServiceTags%20contains%20%22v1%22&index={}&wait=10s",
+        by_tag.index
+    );
+    let waiting = tokio::spawn(list(&q));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "returned before any change");
+    ok(put_json(
+        &s.at("/v1/catalog/register"),
+        &reg("fc", "r3", "api-1", "api", &["v1"]),
+    )
+    .await);
+    let woke = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("the filtered blocking query did not wake")
+        .unwrap();
+    let woke = ok(woke);
+    assert!(woke.index > by_tag.index);
+    assert_eq!(woke.json(), json!({"api": ["v1"], "web": ["v1"]}));
+}
