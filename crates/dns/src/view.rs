@@ -112,38 +112,34 @@ impl View {
         };
         let names = Names::new(config);
         let mut next = self.clone();
-        let mut seen = std::collections::HashSet::new();
+        // Each service and node once; an instance's change is its service's.
+        let mut seen: std::collections::HashSet<(bool, &str)> = std::collections::HashSet::new();
         for change in changes.iter().map(|(_, c)| c) {
-            // An instance's change is its service's: each service once.
-            let change = match change {
-                Change::Instance(name, _, _) => Change::Service(name.clone()),
-                other => other.clone(),
+            let (service, name) = match change {
+                Change::Service(name) | Change::Instance(name, _, _) => (true, name.as_str()),
+                Change::Node(name) => (false, name.as_str()),
+                Change::Kv(_) => continue,
             };
-            if !seen.insert(change.clone()) {
+            if !seen.insert((service, name)) {
                 continue;
             }
-            match &change {
-                Change::Service(name) => {
-                    let lower = name.to_ascii_lowercase().into_bytes().into_boxed_slice();
-                    if state.has_service(name) {
-                        next.services
-                            .insert(lower, Arc::new(names.service(state, name, config)));
-                    } else {
-                        next.services.remove(&lower);
-                    }
+            let lower = name.to_ascii_lowercase().into_bytes().into_boxed_slice();
+            if service {
+                if state.has_service(name) {
+                    next.services
+                        .insert(lower, Arc::new(names.service(state, name, config)));
+                } else {
+                    next.services.remove(&lower);
                 }
-                Change::Node(name) => {
-                    let lower = name.to_ascii_lowercase().into_bytes().into_boxed_slice();
-                    match state.node(name) {
-                        Some(n) => {
-                            next.nodes.insert(lower, Arc::new(node_record(&n)));
-                        }
-                        None => {
-                            next.nodes.remove(&lower);
-                        }
-                    }
+                continue;
+            }
+            match state.node(name) {
+                Some(n) => {
+                    next.nodes.insert(lower, Arc::new(node_record(&n)));
                 }
-                Change::Kv(_) | Change::Instance(..) => {}
+                None => {
+                    next.nodes.remove(&lower);
+                }
             }
         }
         next.key = View::key(state);
