@@ -317,19 +317,16 @@ pub fn apply_instances(
     upsert: Vec<ServiceEntry>,
     remove: &[InstanceKey],
 ) {
-    let key = |e: &ServiceEntry| (e.node.name.clone(), e.service.id.clone());
-    list.retain(|e| {
-        !remove
-            .iter()
-            .any(|k| k.node == e.node.name && k.id == e.service.id)
-    });
+    fn key(e: &ServiceEntry) -> (&str, &str) {
+        (&e.node.name, &e.service.id)
+    }
+    list.retain(|e| !remove.iter().any(|k| key(e) == (&k.node, &k.id)));
     for entry in upsert {
-        let k = key(&entry);
-        match list.iter().position(|e| key(e) == k) {
+        match list.iter().position(|e| key(e) == key(&entry)) {
             Some(at) => list[at] = entry,
             // In node and ID order, as the server lists them.
             None => {
-                let at = list.partition_point(|e| key(e) < k);
+                let at = list.partition_point(|e| key(e) < key(&entry));
                 list.insert(at, entry);
             }
         }
