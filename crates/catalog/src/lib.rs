@@ -8,6 +8,7 @@
 //! `RemoteCatalog` (over the Consul HTTP API). This crate does no network I/O.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 mod apply;
 pub mod blocking;
 mod catalog;
