@@ -13,6 +13,7 @@ mod apply;
 pub mod blocking;
 mod catalog;
 pub mod changelog;
+pub mod clock;
 mod command;
 pub mod duration;
 mod error;

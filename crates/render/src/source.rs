@@ -147,10 +147,7 @@ async fn read_file(path: &std::path::Path, index: u64, wait: Duration) -> Result
 
 /// Seconds since the epoch, for `timestamp`.
 pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    shoal_catalog::clock::now_unix()
 }
 
 /// Now as (seconds, nanoseconds) since the Unix epoch, for `timestamp`.

@@ -170,25 +170,7 @@ pub fn to_json(v: &Value, pretty: bool, escape_html: bool) -> Result<String, Str
 
 /// RFC 3339 time now, UTC, for `timestamp`.
 pub fn rfc3339_now() -> String {
-    let secs = crate::source::now_unix();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    shoal_catalog::clock::rfc3339(crate::source::now_unix())
 }
 
 /// A parsed YAML document as template values: integers stay integers
