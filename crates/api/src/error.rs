@@ -26,6 +26,23 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
+    /// 403 Forbidden with Consul's words: what the token lacks, on what.
+    pub fn permission_denied(accessor: &str, permission: &str, on: &str) -> Self {
+        let who = if accessor.is_empty() {
+            "anonymous token".to_string()
+        } else {
+            format!("token with AccessorID '{accessor}'")
+        };
+        let on = if on.is_empty() {
+            String::new()
+        } else {
+            format!(" on {on:?}")
+        };
+        Self::new(
+            StatusCode::FORBIDDEN,
+            format!("Permission denied: {who} lacks permission '{permission}'{on}"),
+        )
+    }
     /// 404 Not Found.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
@@ -38,6 +55,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(_) => StatusCode::BAD_REQUEST,
             CatalogError::NotFound(_) => StatusCode::NOT_FOUND,
             CatalogError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            CatalogError::Forbidden(_) => StatusCode::FORBIDDEN,
             CatalogError::Storage(_) | CatalogError::Remote(_) | CatalogError::Rejected(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

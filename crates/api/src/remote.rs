@@ -582,6 +582,7 @@ impl Catalog for RemoteCatalog {
             Topic::KvPrefix(p) => (format!("/v1/kv/{}", encode_key(p)), vec![("keys", "true".into())]),
             Topic::Sessions => ("/v1/session/list".into(), vec![]),
             Topic::Queries => ("/v1/query".into(), vec![]),
+            Topic::Acl => ("/v1/acl/tokens".into(), vec![]),
             Topic::Any => {
                 return Err(Error::invalid(
                     "a remote catalog cannot wait on every change at once; wait on a service, node or KV prefix",

@@ -91,6 +91,13 @@ impl<'a> Txn<'a> {
             }
             Command::QueryPut(q) => self.query_put(*q).map(|_| true),
             Command::QueryDelete { id } => self.query_delete(&id).map(|_| true),
+            Command::AclTokenSet(t) => self.acl_token_set(*t).map(|_| true),
+            Command::AclTokenDelete { accessor_id } => {
+                self.acl_token_delete(&accessor_id).map(|_| true)
+            }
+            Command::AclPolicySet(p) => self.acl_policy_set(*p).map(|_| true),
+            Command::AclPolicyDelete { id } => self.acl_policy_delete(&id).map(|_| true),
+            Command::AclBootstrap(t) => self.acl_bootstrap(*t).map(|_| true),
             Command::Restore(snapshot) => self.restore(&snapshot).map(|_| true),
         }?;
         if self.dirty {

@@ -115,6 +115,22 @@ pub enum Command {
         /// Query ID.
         id: String,
     },
+    /// Create or replace an ACL token.
+    AclTokenSet(Box<crate::acl::AclToken>),
+    /// Delete an ACL token.
+    AclTokenDelete {
+        /// AccessorID.
+        accessor_id: String,
+    },
+    /// Create or replace an ACL policy.
+    AclPolicySet(Box<crate::acl::AclPolicy>),
+    /// Delete an ACL policy.
+    AclPolicyDelete {
+        /// Policy ID.
+        id: String,
+    },
+    /// The first management token; refused once done.
+    AclBootstrap(Box<crate::acl::AclToken>),
 }
 
 /// What a command did.

@@ -19,6 +19,9 @@ pub enum Error {
     /// clients match on that, so shoal does too.
     #[error("{0}")]
     Rejected(String),
+    /// Not allowed, whoever asks (a second ACL bootstrap): 403.
+    #[error("{0}")]
+    Forbidden(String),
     /// The durable store failed; the write was not applied.
     #[error("storage error: {0}")]
     Storage(String),

@@ -45,6 +45,13 @@ pub(crate) fn key_session(id: &str) -> String {
 pub(crate) fn key_query(id: &str) -> String {
     format!("q/{id}")
 }
+pub(crate) fn key_acl_token(accessor: &str) -> String {
+    format!("at/{accessor}")
+}
+pub(crate) fn key_acl_policy(id: &str) -> String {
+    format!("ap/{id}")
+}
+pub(crate) const KEY_ACL_BOOTSTRAP: &str = "m/acl-bootstrap";
 pub(crate) const KEY_TABLES: &str = "m/tables";
 pub(crate) const KEY_INDEX: &str = "m/index";
 /// Never a stored record: a batch that deletes it replaces the whole
@@ -109,6 +116,19 @@ impl State {
             } else if let Some(id) = key.strip_prefix("q/") {
                 st.queries
                     .insert(id.to_string(), Arc::new(decode(key, bytes)?));
+            } else if let Some(id) = key.strip_prefix("at/") {
+                let token: crate::acl::AclToken = decode(key, bytes)?;
+                if token.accessor_id != id {
+                    return Err(Error::Storage(format!(
+                        "corrupt record {key:?}: AccessorID differs"
+                    )));
+                }
+                st.index_acl_token(Arc::new(token));
+            } else if let Some(id) = key.strip_prefix("ap/") {
+                st.acl_policies
+                    .insert(id.to_string(), Arc::new(decode(key, bytes)?));
+            } else if key == KEY_ACL_BOOTSTRAP {
+                st.acl_bootstrap = Some(decode(key, bytes)?);
             } else if let Some(k) = key.strip_prefix("t/") {
                 st.kv_tombstones.insert(k.to_string(), decode(key, bytes)?);
             } else if let Some(n) = key.strip_prefix("is/") {

@@ -100,6 +100,21 @@ impl State {
                 Some(q) => self.queries.insert(id.to_string(), q),
                 None => self.queries.remove(id),
             };
+        } else if let Some(id) = key.strip_prefix("at/") {
+            ch.topics.insert(Topic::Acl);
+            self.unindex_acl_token(id);
+            if let Some(t) = loaded.and_then(|l| l.acl_tokens.get(id).cloned()) {
+                self.index_acl_token(t);
+            }
+        } else if let Some(id) = key.strip_prefix("ap/") {
+            ch.topics.insert(Topic::Acl);
+            match loaded.and_then(|l| l.acl_policies.get(id).cloned()) {
+                Some(p) => self.acl_policies.insert(id.to_string(), p),
+                None => self.acl_policies.remove(id),
+            };
+        } else if key == crate::records::KEY_ACL_BOOTSTRAP {
+            ch.topics.insert(Topic::Acl);
+            self.acl_bootstrap = loaded.and_then(|l| l.acl_bootstrap);
         } else if let Some(n) = key.strip_prefix("is/") {
             ch.topics.insert(Topic::Service(n.to_string()));
             match loaded.and_then(|l| l.service_index.get(n).copied()) {

@@ -600,6 +600,7 @@ pub fn topic_index(s: &State, topic: &Topic) -> u64 {
         Topic::KvPrefix(p) => s.kv_list(p).0,
         Topic::Sessions => s.table_indexes().sessions,
         Topic::Queries => s.table_indexes().queries,
+        Topic::Acl => s.table_indexes().acl,
     }
 }
 

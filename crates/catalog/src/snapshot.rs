@@ -60,6 +60,15 @@ impl State {
         for (id, q) in &self.queries {
             out.push((key_query(id), encode(&**q)));
         }
+        for (id, t) in &self.acl_tokens {
+            out.push((crate::records::key_acl_token(id), encode(&**t)));
+        }
+        for (id, p) in &self.acl_policies {
+            out.push((crate::records::key_acl_policy(id), encode(&**p)));
+        }
+        if let Some(at) = self.acl_bootstrap {
+            out.push((crate::records::KEY_ACL_BOOTSTRAP.to_string(), encode(&at)));
+        }
         out.push((KEY_TABLES.to_string(), encode(&self.tables)));
         out.push((KEY_INDEX.to_string(), encode(&self.index)));
         out.sort();
@@ -154,6 +163,7 @@ impl Txn<'_> {
             Topic::Checks,
             Topic::Sessions,
             Topic::Queries,
+            Topic::Acl,
         ] {
             self.changes.topics.insert(t);
         }

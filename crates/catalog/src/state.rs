@@ -22,6 +22,8 @@ pub(crate) struct TableIndexes {
     pub sessions: u64,
     #[serde(default)]
     pub queries: u64,
+    #[serde(default)]
+    pub acl: u64,
 }
 
 /// What happened to one check between two snapshots
@@ -125,6 +127,14 @@ pub struct State {
     /// time on the server that applies; kept in memory only, as Consul
     /// keeps it (a restart ends every lock-delay).
     pub(crate) lock_delays: OrdMap<String, std::time::Instant>,
+    /// ACL tokens by AccessorID (the anonymous one only once changed).
+    pub(crate) acl_tokens: OrdMap<String, Arc<crate::acl::AclToken>>,
+    /// SecretID → AccessorID (derived, not stored).
+    pub(crate) acl_secrets: OrdMap<String, String>,
+    /// ACL policies by ID (the built-in one is not stored).
+    pub(crate) acl_policies: OrdMap<String, Arc<crate::acl::AclPolicy>>,
+    /// Index of the commit that bootstrapped ACLs.
+    pub(crate) acl_bootstrap: Option<u64>,
     /// Prepared queries by ID.
     pub(crate) queries: OrdMap<String, Arc<crate::query::PreparedQuery>>,
     /// (node, instance ID) → the IDs of that instance's checks; the
@@ -156,6 +166,7 @@ impl State {
             kv: at_least_one(t.kv),
             sessions: at_least_one(t.sessions),
             queries: at_least_one(t.queries),
+            acl: at_least_one(t.acl),
         }
     }
 

@@ -26,6 +26,8 @@ pub enum Topic {
     Sessions,
     /// The set of prepared queries.
     Queries,
+    /// ACL tokens and policies.
+    Acl,
     /// Every KV key starting with this prefix (`""` is the whole KV store).
     KvPrefix(String),
 }

@@ -1,8 +1,8 @@
 //! Consul's ACL rule engine: policy rules parsed from Consul's HCL (or its
 //! JSON form) into [`Rules`], and the [`Authorizer`] that answers, for a
 //! token's merged policies and the agent's default policy, whether an
-//! operation is allowed. No network and no storage here: tokens and
-//! policies are kept, and requests checked, by the layers above.
+//! operation is allowed; and the tokens and policies the catalog keeps
+//! ([`AclToken`], [`AclPolicy`]). Requests are checked by the API crate.
 //!
 //! The semantics follow Consul's `acl` package:
 //!
@@ -21,8 +21,13 @@ mod access;
 mod authorizer;
 mod rules;
 mod syntax;
+mod tokens;
 
 pub use access::{Access, Resource};
 pub use authorizer::Authorizer;
 pub use rules::{NamedRules, Rules, MAX_RULES_LEN};
 pub use syntax::MAX_DEPTH;
+pub use tokens::{
+    AclPolicy, AclToken, PolicyLink, ANONYMOUS_ACCESSOR, ANONYMOUS_SECRET, MANAGEMENT_POLICY_ID,
+    MANAGEMENT_POLICY_NAME,
+};
