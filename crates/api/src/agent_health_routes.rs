@@ -170,8 +170,17 @@ async fn node_maintenance(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Re
             notes,
             ..Default::default()
         };
-        register_local(&api, None, vec![check]).await?;
+        register_local(&api, &ctx.acl, None, vec![check]).await?;
     } else {
+        crate::acl_write::vet_registration(
+            &ctx.acl,
+            &api.registry.snapshot(),
+            &shoal_catalog::Registration {
+                node: crate::agent_routes::local_node(&api),
+                checks: vec![Check::default()],
+                ..Default::default()
+            },
+        )?;
         api.registry
             .write(Command::DeregisterCheck {
                 node: api.config.node_name.clone(),

@@ -56,8 +56,10 @@ pub(crate) fn local_node(api: &ApiState) -> Node {
     }
 }
 
+/// Registers on this agent's node, once `access` may (see `acl_write`).
 pub(crate) async fn register_local(
     api: &ApiState,
+    access: &crate::acl::Access,
     service: Option<Service>,
     checks: Vec<Check>,
 ) -> ApiResult<()> {
@@ -67,18 +69,19 @@ pub(crate) async fn register_local(
         service,
         checks,
     };
+    crate::acl_write::vet_registration(access, &api.registry.snapshot(), &reg)?;
     api.registry.write(Command::Register(Box::new(reg))).await?;
     Ok(())
 }
 
 async fn service_register(
     State(api): State<ApiState>,
-    _ctx: Ctx,
+    ctx: Ctx,
     body: Body,
 ) -> ApiResult<Response> {
     let def: ServiceDefinition = json_body(body).await?;
     let (service, checks) = def.into_parts()?;
-    register_local(&api, Some(service), checks).await?;
+    register_local(&api, &ctx.acl, Some(service), checks).await?;
     Ok(empty())
 }
 
@@ -96,12 +99,15 @@ fn unknown_check(id: &str) -> ApiError {
 
 async fn service_deregister(
     State(api): State<ApiState>,
+    access: std::sync::Arc<crate::acl::Access>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let node = api.config.node_name.clone();
-    if api.registry.snapshot().service(&node, &id).is_none() {
+    let snapshot = api.registry.snapshot();
+    if snapshot.service(&node, &id).is_none() {
         return Err(unknown_service(&id));
     }
+    crate::acl_write::vet_deregistration(&access, &snapshot, &node, &id, "")?;
     api.registry
         .write(Command::DeregisterService {
             node,
@@ -132,9 +138,11 @@ async fn service_maintenance(
         }
     };
     let node = api.config.node_name.clone();
-    if api.registry.snapshot().service(&node, &id).is_none() {
+    let snapshot = api.registry.snapshot();
+    if snapshot.service(&node, &id).is_none() {
         return Err(unknown_service(&id));
     }
+    crate::acl_write::vet_deregistration(&ctx.acl, &snapshot, &node, &id, "")?;
     let check_id = maintenance_check_id(&id);
     if enable {
         let reason = ctx.params.get("reason").filter(|r| !r.is_empty());
@@ -150,7 +158,7 @@ async fn service_maintenance(
             service_id: id,
             ..Default::default()
         };
-        register_local(&api, None, vec![check]).await?;
+        register_local(&api, &ctx.acl, None, vec![check]).await?;
     } else {
         api.registry
             .write(Command::DeregisterCheck { node, check_id })
@@ -201,13 +209,18 @@ async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> 
             (s.node_index(&node), s.node_services(&node))
         })
         .await;
+    let mut out = out;
+    let cut = ctx.acl.retain(&mut out.value);
     let dc = &api.config.datacenter;
     let list: Vec<AgentService> = out.value.iter().map(|s| agent_service(s, dc)).collect();
     let map: BTreeMap<&str, AgentService> = filter::apply(expr.as_ref(), list)
         .into_iter()
         .map(|s| (s.id, s))
         .collect();
-    Ok(json(Some(out.index), ctx.pretty, &map))
+    Ok(crate::response::filtered(
+        json(Some(out.index), ctx.pretty, &map),
+        cut,
+    ))
 }
 
 fn content_hash(s: &Service) -> String {
@@ -253,6 +266,8 @@ async fn service(
     let Some((hash, svc)) = current else {
         return Err(ApiError::not_found(format!("unknown service ID: {id}")));
     };
+    ctx.acl
+        .need_read(shoal_catalog::acl::Resource::Service, &svc.name)?;
     let mut out = agent_service(&svc, &api.config.datacenter);
     out.content_hash = Some(hash.clone());
     let mut resp = json(None, ctx.pretty, &out);
@@ -266,15 +281,16 @@ async fn checks(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
     let expr = parse_filter(&ctx)?;
     let node = api.config.node_name.clone();
     let snapshot = api.registry.snapshot();
-    let list: Vec<_> = snapshot.checks_on_node(&node).cloned().collect();
+    let mut list: Vec<_> = snapshot.checks_on_node(&node).cloned().collect();
+    let cut = ctx.acl.retain(&mut list);
     let map: BTreeMap<String, _> = filter::apply(expr.as_ref(), list)
         .into_iter()
         .map(|c| (c.check_id.clone(), c))
         .collect();
-    Ok(json(None, ctx.pretty, &map))
+    Ok(crate::response::filtered(json(None, ctx.pretty, &map), cut))
 }
 
-async fn check_register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult<Response> {
+async fn check_register(State(api): State<ApiState>, ctx: Ctx, body: Body) -> ApiResult<Response> {
     let def: CheckTypeIn = json_body(body).await?;
     let service_id = def.service_id().to_string();
     if !service_id.is_empty()
@@ -296,18 +312,21 @@ async fn check_register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> A
         check.check_id = check.name.clone();
     }
     check.service_id = service_id;
-    register_local(&api, None, vec![check]).await?;
+    register_local(&api, &ctx.acl, None, vec![check]).await?;
     Ok(empty())
 }
 
 async fn check_deregister(
     State(api): State<ApiState>,
+    access: std::sync::Arc<crate::acl::Access>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let node = api.config.node_name.clone();
-    if api.registry.snapshot().check(&node, &id).is_none() {
+    let snapshot = api.registry.snapshot();
+    if snapshot.check(&node, &id).is_none() {
         return Err(unknown_check(&id));
     }
+    crate::acl_write::vet_deregistration(&access, &snapshot, &node, "", &id)?;
     api.registry
         .write(Command::DeregisterCheck { node, check_id: id })
         .await?;
@@ -317,14 +336,17 @@ async fn check_deregister(
 /// Sets a TTL check's status (the pass/warn/fail/update endpoints).
 async fn set_ttl(
     api: &ApiState,
+    access: &crate::acl::Access,
     id: String,
     status: HealthStatus,
     output: String,
 ) -> ApiResult<Response> {
     let node = api.config.node_name.clone();
-    let Some(check) = api.registry.snapshot().check(&node, &id) else {
+    let snapshot = api.registry.snapshot();
+    let Some(check) = snapshot.check(&node, &id) else {
         return Err(unknown_check(&id));
     };
+    crate::acl_write::vet_deregistration(access, &snapshot, &node, "", &id)?;
     if check.definition.ttl.is_none() {
         return Err(ApiError::bad_request(format!(
             "CheckID \"{id}\" does not have associated TTL"
@@ -368,7 +390,7 @@ async fn check_pass(
     Path(id): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
-    set_ttl(&api, id, HealthStatus::Passing, note(&ctx)).await
+    set_ttl(&api, &ctx.acl, id, HealthStatus::Passing, note(&ctx)).await
 }
 
 async fn check_warn(
@@ -376,7 +398,7 @@ async fn check_warn(
     Path(id): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
-    set_ttl(&api, id, HealthStatus::Warning, note(&ctx)).await
+    set_ttl(&api, &ctx.acl, id, HealthStatus::Warning, note(&ctx)).await
 }
 
 async fn check_fail(
@@ -384,13 +406,13 @@ async fn check_fail(
     Path(id): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
-    set_ttl(&api, id, HealthStatus::Critical, note(&ctx)).await
+    set_ttl(&api, &ctx.acl, id, HealthStatus::Critical, note(&ctx)).await
 }
 
 async fn check_update(
     State(api): State<ApiState>,
     Path(id): Path<String>,
-    _ctx: Ctx,
+    ctx: Ctx,
     body: Body,
 ) -> ApiResult<Response> {
     let input: CheckUpdateIn = json_body(body).await?;
@@ -400,7 +422,7 @@ async fn check_update(
         ));
     }
     let status = parse_status(&input.status)?;
-    set_ttl(&api, id, status, input.output).await
+    set_ttl(&api, &ctx.acl, id, status, input.output).await
 }
 
 /// A serf member as `/v1/agent/members` lists it.
@@ -416,10 +438,12 @@ fn member(api: &ApiState, node: &Node, alive: bool) -> serde_json::Value {
     })
 }
 
-async fn agent_self(State(api): State<ApiState>, ctx: Ctx) -> Response {
+async fn agent_self(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
+    ctx.acl
+        .need_read(shoal_catalog::acl::Resource::Agent, &api.config.node_name)?;
     let cfg = &api.config;
     let me = member(&api, &local_node(&api), true);
-    json(
+    Ok(json(
         None,
         ctx.pretty,
         &j!({
@@ -439,7 +463,7 @@ async fn agent_self(State(api): State<ApiState>, ctx: Ctx) -> Response {
             "Meta": {},
             "Stats": {},
         }),
-    )
+    ))
 }
 
 /// Members are the nodes that carry a node liveness check: this server and
@@ -449,6 +473,10 @@ async fn members(State(api): State<ApiState>, ctx: Ctx) -> Response {
     let (_, nodes) = snapshot.nodes();
     let list: Vec<serde_json::Value> = nodes
         .iter()
+        .filter(|n| {
+            ctx.acl
+                .can_read(shoal_catalog::acl::Resource::Node, &n.name)
+        })
         .filter_map(|n| {
             let check = snapshot.check(&n.name, NODE_HEALTH_CHECK)?;
             Some(member(&api, n, check.status == HealthStatus::Passing))

@@ -11,6 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
 use serde::Serialize;
+use shoal_catalog::acl::Resource;
 use shoal_catalog::{
     Command, HealthStatus, Node, Registration, Service, ServiceEntry, State as CatalogState, Topic,
     Weights,
@@ -29,9 +30,16 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/catalog/node/{node}", get(node))
 }
 
-async fn register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult<Response> {
+async fn register(State(api): State<ApiState>, ctx: Ctx, body: Body) -> ApiResult<Response> {
     let input: CatalogRegisterIn = json_body(body).await?;
     let reg = input.into_registration(&api.config.datacenter)?;
+    let reg = Registration {
+        node: reg.node,
+        skip_node_update: reg.skip_node_update,
+        service: reg.service,
+        checks: reg.checks,
+    };
+    crate::acl_write::vet_registration(&ctx.acl, &api.registry.snapshot(), &reg)?;
     // A registration that carries a passing TTL check refreshes it: this
     // is how a shoal agent's liveness check on its node stays alive.
     let refreshed: Vec<String> = reg
@@ -43,23 +51,26 @@ async fn register(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResu
     for check_id in &refreshed {
         api.registry.heartbeats().beat(&reg.node.name, check_id);
     }
-    let done = api
-        .registry
-        .write(Command::Register(Box::new(Registration {
-            node: reg.node,
-            skip_node_update: reg.skip_node_update,
-            service: reg.service,
-            checks: reg.checks,
-        })))
-        .await?;
+    let done = api.registry.write(Command::Register(Box::new(reg))).await?;
     Ok(written(done.index))
 }
 
-async fn deregister(State(api): State<ApiState>, body: Body) -> ApiResult<Response> {
+async fn deregister(
+    State(api): State<ApiState>,
+    access: Arc<crate::acl::Access>,
+    body: Body,
+) -> ApiResult<Response> {
     let input: CatalogDeregisterIn = json_body(body).await?;
     if input.node.is_empty() {
         return Err(ApiError::bad_request("Must provide node"));
     }
+    crate::acl_write::vet_deregistration(
+        &access,
+        &api.registry.snapshot(),
+        &input.node,
+        &input.service_id,
+        &input.check_id,
+    )?;
     let cmd = if !input.service_id.is_empty() {
         Command::DeregisterService {
             node: input.node,
@@ -110,15 +121,20 @@ pub(crate) fn filtered<T: Serialize>(
 
 /// A filtered list read under a blocking query on `topic`: the shape of
 /// most read endpoints.
-pub(crate) async fn blocking_list<T: Serialize>(
+/// What the token may not see is left out (and the answer says so).
+pub(crate) async fn blocking_list<T: Serialize + crate::acl::Visible>(
     api: &ApiState,
     ctx: &Ctx,
     topic: Topic,
     read: impl Fn(&CatalogState) -> (u64, Vec<T>),
 ) -> ApiResult<Response> {
     let expr = parse_filter(ctx)?;
-    let out = api.registry.block(&[topic], ctx.q, read).await;
-    Ok(filtered(out.index, ctx, expr.as_ref(), out.value))
+    let mut out = api.registry.block(&[topic], ctx.q, read).await;
+    let cut = ctx.acl.retain(&mut out.value);
+    Ok(crate::response::filtered(
+        filtered(out.index, ctx, expr.as_ref(), out.value),
+        cut,
+    ))
 }
 
 /// `?node-meta=key:value` pairs, all of which a node must carry.
@@ -164,13 +180,21 @@ async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> 
     let expr = parse_filter(&ctx)?;
     let meta = node_meta_filter(&ctx)?;
     if expr.is_none() && meta.is_empty() {
-        let (snapshot, out) = api
+        let (snapshot, mut out) = api
             .registry
             .block_at(&[Topic::Services], ctx.q, |s| s.services())
             .await;
-        return api.cached_json(&ctx, &snapshot, out.index, || {
+        let mut cut = false;
+        if ctx.acl.enforced {
+            let before = out.value.len();
+            out.value
+                .retain(|name, _| ctx.acl.can_read(Resource::Service, name));
+            cut = out.value.len() < before;
+        }
+        let resp = api.cached_json(&ctx, &snapshot, out.index, || {
             Ok(render(ctx.pretty, &out.value))
-        });
+        })?;
+        return Ok(crate::response::filtered(resp, cut));
     }
     let (snapshot, index) = api
         .registry
@@ -187,7 +211,8 @@ async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> 
         let (_, all) = snapshot.services();
         let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for name in all.keys() {
-            let (_, entries) = snapshot.service_entries(name);
+            let (_, mut entries) = snapshot.service_entries(name);
+            ctx.acl.retain(&mut entries);
             let list: Vec<CatalogServiceEntry> = entries
                 .iter()
                 .filter(|e| node_matches(&e.node, &meta))
@@ -282,7 +307,8 @@ pub(crate) fn service_entries(
 ) -> ApiResult<Vec<ServiceEntry>> {
     let tags = ctx.params.all("tag");
     let meta = node_meta_filter(ctx)?;
-    let (_, entries) = snapshot.service_entries(name);
+    let (_, mut entries) = snapshot.service_entries(name);
+    ctx.acl.retain(&mut entries);
     Ok(entries
         .into_iter()
         .filter(|e| tags.iter().all(|t| e.service.tags.contains(t)) && node_matches(&e.node, &meta))
@@ -297,14 +323,27 @@ async fn service(
     let expr = parse_filter(&ctx)?;
     node_meta_filter(&ctx)?;
     let (snapshot, index) = wait_for_service(&api, &name, &ctx).await;
-    api.cached_json(&ctx, &snapshot, index, || {
+    let resp = api.cached_json(&ctx, &snapshot, index, || {
         let entries = service_entries(&snapshot, &name, &ctx)?;
         let list: Vec<CatalogServiceEntry> = entries
             .iter()
             .map(|e| catalog_entry(&e.node, &e.service))
             .collect();
         Ok(render(ctx.pretty, &filter::apply(expr.as_ref(), list)))
-    })
+    })?;
+    Ok(crate::response::filtered(
+        resp,
+        hidden_instances(&snapshot, &name, &ctx),
+    ))
+}
+
+/// Whether the token may not see some instance of service `name`.
+pub(crate) fn hidden_instances(snapshot: &CatalogState, name: &str, ctx: &Ctx) -> bool {
+    if !ctx.acl.enforced {
+        return false;
+    }
+    let (_, mut entries) = snapshot.service_entries(name);
+    ctx.acl.retain(&mut entries)
 }
 
 #[derive(Serialize)]
@@ -319,7 +358,7 @@ async fn node(
     Path(name): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
-    let out = api
+    let mut out = api
         .registry
         .block(&[Topic::Node(name.clone())], ctx.q, |s| {
             let value = s.node(&name).map(|node| NodeServices {
@@ -333,6 +372,15 @@ async fn node(
             (s.node_index(&name), value)
         })
         .await;
+    if ctx.acl.enforced {
+        if !ctx.acl.can_read(Resource::Node, &name) {
+            out.value = None;
+        }
+        if let Some(v) = out.value.as_mut() {
+            v.services
+                .retain(|_, svc| ctx.acl.can_read(Resource::Service, &svc.name));
+        }
+    }
     // Consul answers `null` (200) for an unknown node; clients expect it.
     Ok(json(Some(out.index), ctx.pretty, &out.value))
 }

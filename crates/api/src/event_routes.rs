@@ -135,6 +135,8 @@ async fn fire(
         format!("Request body too large, max size: {max} bytes")
     })
     .await?;
+    ctx.acl
+        .need_write(shoal_catalog::acl::Resource::Event, &name)?;
     let param = |k: &str| ctx.params.get(k).unwrap_or("").to_string();
     let (node_filter, service_filter, tag_filter) = (param("node"), param("service"), param("tag"));
     if !tag_filter.is_empty() && service_filter.is_empty() {
@@ -182,8 +184,14 @@ async fn list(State(api): State<ApiState>, ctx: Ctx) -> Response {
             }
         }
     }
-    let (index, events) = api.events.list(name);
-    json(Some(index), ctx.pretty, &events)
+    let (index, mut events) = api.events.list(name);
+    let before = events.len();
+    events.retain(|e| {
+        ctx.acl
+            .can_read(shoal_catalog::acl::Resource::Event, &e.name)
+    });
+    let cut = ctx.acl.enforced && events.len() < before;
+    crate::response::filtered(json(Some(index), ctx.pretty, &events), cut)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::{read_body, Ctx};
-use crate::response::{boolean, json, json_body, render};
+use crate::response::{boolean, filtered, json, json_body, render};
 use crate::ApiState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use shoal_catalog::acl::Resource;
 use shoal_catalog::{Command, KvEntry, LockRequest, Topic};
 use std::sync::Arc;
 
@@ -88,26 +89,34 @@ async fn kv_get(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiResult
     let keys = ctx.params.has("keys");
     let topic = Topic::KvPrefix(key.clone());
     if keys || recurse {
-        let (snapshot, out) = api
+        let (snapshot, mut out) = api
             .registry
             .block_at(&[topic], ctx.q, |s| s.kv_list(&key))
             .await;
+        // As Consul (without enable_key_list_policy): what the token may
+        // not read is left out, and the answer says so.
+        let before = out.value.len();
+        out.value
+            .retain(|e| ctx.acl.can_read(Resource::Key, &e.key));
+        let cut = out.value.len() < before;
         if keys {
             let separator = ctx.params.get("separator").unwrap_or("");
             let list = list_keys(&out.value, &key, separator);
             // Consul does not 404 an empty listing of the root.
             if list.is_empty() && !key.is_empty() {
-                return Ok(not_found(out.index));
+                return Ok(filtered(not_found(out.index), cut));
             }
-            return Ok(json(Some(out.index), ctx.pretty, &list));
+            return Ok(filtered(json(Some(out.index), ctx.pretty, &list), cut));
         }
         if out.value.is_empty() {
-            return Ok(not_found(out.index));
+            return Ok(filtered(not_found(out.index), cut));
         }
-        return api.cached_json(&ctx, &snapshot, out.index, || {
+        let resp = api.cached_json(&ctx, &snapshot, out.index, || {
             Ok(render(ctx.pretty, &out.value))
-        });
+        })?;
+        return Ok(filtered(resp, cut));
     }
+    ctx.acl.need_read(Resource::Key, &key)?;
     let (snapshot, out) = api
         .registry
         .block_at(&[topic], ctx.q, |s| s.kv_get(&key))
@@ -146,6 +155,7 @@ async fn kv_put(
     if key.is_empty() {
         return Err(ApiError::bad_request("Missing key name"));
     }
+    ctx.acl.need_write(Resource::Key, &key)?;
     let flags = ctx.params.u64("flags", "flags")?.unwrap_or(0);
     let cas = ctx.params.u64("cas", "cas index")?;
     let value = read_body(body, MAX_VALUE, |max| {
@@ -182,6 +192,11 @@ async fn kv_delete(State(api): State<ApiState>, key: String, ctx: Ctx) -> ApiRes
         return Err(ApiError::bad_request(
             "Conflicting flags: cas can not be used with recurse",
         ));
+    }
+    if recurse {
+        ctx.acl.need_key_write_prefix(&key)?;
+    } else {
+        ctx.acl.need_write(Resource::Key, &key)?;
     }
     let out = api
         .registry

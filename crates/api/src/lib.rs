@@ -6,6 +6,9 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod acl;
+mod acl_routes;
+mod acl_write;
 mod agent_health_routes;
 mod agent_routes;
 mod cache;
@@ -104,6 +107,8 @@ pub struct ApiState {
     stream: bool,
     /// The live servers, when several share the catalog (etcd).
     servers: Option<Arc<dyn ServerSet>>,
+    /// Token resolution (`--acl-enabled`; off by default).
+    acl: Arc<acl::AclResolver>,
 }
 
 /// The servers sharing a catalog, for `/v1/status/leader` and
@@ -128,7 +133,19 @@ impl ApiState {
             events: Arc::default(),
             stream: true,
             servers: None,
+            acl: Arc::default(),
         }
+    }
+
+    /// With ACLs as `config` says (see [`acl`]).
+    pub fn with_acl(mut self, config: acl::AclConfig) -> Self {
+        self.acl = Arc::new(acl::AclResolver::new(config));
+        self
+    }
+
+    /// The token resolver (DNS filters its answers with it).
+    pub fn acl(&self) -> Arc<acl::AclResolver> {
+        self.acl.clone()
     }
 
     /// With `false`: no change stream; `/v1/shoal/stream` answers 404.
@@ -185,6 +202,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(stream_routes::routes())
         .merge(coordination_routes())
         .merge(ui_routes::routes())
+        .merge(acl_routes::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     with_layers(routes, state)

@@ -37,11 +37,18 @@ fn prometheus_answer(api: &ApiState) -> Response {
     ([(header::CONTENT_TYPE, text::CONTENT_TYPE)], body).into_response()
 }
 
-async fn prometheus(State(api): State<ApiState>) -> Response {
-    prometheus_answer(&api)
+/// Metrics need `agent:read` on this agent, as Consul's.
+async fn prometheus(
+    State(api): State<ApiState>,
+    access: std::sync::Arc<crate::acl::Access>,
+) -> ApiResult<Response> {
+    access.need_read(shoal_catalog::acl::Resource::Agent, &api.config.node_name)?;
+    Ok(prometheus_answer(&api))
 }
 
 async fn agent_metrics(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> {
+    ctx.acl
+        .need_read(shoal_catalog::acl::Resource::Agent, &api.config.node_name)?;
     match ctx.params.get("format") {
         None | Some("") => {}
         Some("prometheus") => return Ok(prometheus_answer(&api)),

@@ -31,7 +31,15 @@ async fn node_services(
     let out = api
         .registry
         .block(&[Topic::Node(name.clone())], ctx.q, |s| {
-            let body = j!({ "Node": s.node(&name), "Services": s.node_services(&name) });
+            let readable = ctx.acl.can_read(shoal_catalog::acl::Resource::Node, &name);
+            let mut services = if readable {
+                s.node_services(&name)
+            } else {
+                Vec::new()
+            };
+            ctx.acl.retain(&mut services);
+            let node = s.node(&name).filter(|_| readable);
+            let body = j!({ "Node": node, "Services": services });
             (s.node_index(&name), body)
         })
         .await;

@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use rand::seq::SliceRandom;
 use serde_json::json as j;
+use shoal_catalog::acl::Resource;
 use shoal_catalog::query::PreparedQuery;
 use shoal_catalog::{Command, Topic};
 
@@ -37,8 +38,9 @@ async fn query_body(body: Body) -> ApiResult<PreparedQuery> {
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))
 }
 
-async fn create(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult<Response> {
+async fn create(State(api): State<ApiState>, ctx: Ctx, body: Body) -> ApiResult<Response> {
     let mut q = query_body(body).await?;
+    ctx.acl.need_write(Resource::Query, &q.name)?;
     q.id = new_uuid();
     let id = q.id.clone();
     api.registry.write(Command::QueryPut(Box::new(q))).await?;
@@ -47,24 +49,28 @@ async fn create(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult
 
 async fn update(
     State(api): State<ApiState>,
+    access: std::sync::Arc<crate::acl::Access>,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    if api
-        .registry
-        .snapshot()
-        .query(&id)
-        .is_none_or(|q| q.id != id)
-    {
-        return Err(not_found());
-    }
+    let old = api.registry.snapshot().query(&id).filter(|q| q.id == id);
+    let old = old.ok_or_else(not_found)?;
+    access.need_write(Resource::Query, &old.name)?;
     let mut q = query_body(body).await?;
+    access.need_write(Resource::Query, &q.name)?;
     q.id = id;
     api.registry.write(Command::QueryPut(Box::new(q))).await?;
     Ok(empty())
 }
 
-async fn delete(State(api): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn delete(
+    State(api): State<ApiState>,
+    access: std::sync::Arc<crate::acl::Access>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    if let Some(old) = api.registry.snapshot().query(&id).filter(|q| q.id == id) {
+        access.need_write(Resource::Query, &old.name)?;
+    }
     api.registry.write(Command::QueryDelete { id }).await?;
     Ok(empty())
 }
@@ -74,7 +80,12 @@ async fn list(State(api): State<ApiState>, ctx: Ctx) -> Response {
         .registry
         .block(&[Topic::Queries], ctx.q, |s| s.queries())
         .await;
-    json(Some(out.index), ctx.pretty, &out.value)
+    let mut out = out;
+    let before = out.value.len();
+    out.value
+        .retain(|q| ctx.acl.can_read(Resource::Query, &q.name));
+    let cut = ctx.acl.enforced && out.value.len() < before;
+    crate::response::filtered(json(Some(out.index), ctx.pretty, &out.value), cut)
 }
 
 async fn read(
@@ -87,6 +98,7 @@ async fn read(
         .block(&[Topic::Queries], ctx.q, |s| (s.queries().0, s.query(&id)))
         .await;
     let q = out.value.filter(|q| q.id == id).ok_or_else(not_found)?;
+    ctx.acl.need_read(Resource::Query, &q.name)?;
     Ok(json(Some(out.index), ctx.pretty, &[q]))
 }
 
@@ -99,6 +111,7 @@ async fn execute(
     let snapshot = api.registry.snapshot();
     let q = snapshot.query(&id).ok_or_else(not_found)?;
     let (index, mut nodes) = snapshot.execute_query(&q);
+    ctx.acl.retain(&mut nodes);
     nodes.shuffle(&mut rand::thread_rng());
     if let Some(n) = limit.filter(|n| *n > 0) {
         nodes.truncate(n as usize);

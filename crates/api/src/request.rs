@@ -106,8 +106,11 @@ pub struct Ctx {
     /// `?pretty`: indent the JSON.
     pub pretty: bool,
     /// Path and query without the blocking parameters: requests with the
-    /// same key read at the same snapshot get the same answer.
+    /// same key read at the same snapshot get the same answer. With ACLs
+    /// on it ends with the token's AccessorID: answers are filtered.
     pub cache_key: String,
+    /// What the request's token may do.
+    pub acl: std::sync::Arc<crate::acl::Access>,
 }
 
 /// The request's path and query, less `index`, `wait` and `hash`.
@@ -148,12 +151,18 @@ impl FromRequestParts<ApiState> for Ctx {
         }
         let q = params.query_options()?;
         let pretty = params.has("pretty");
-        let cache_key = cache_key(&parts.uri);
+        let acl = state.access(parts)?;
+        let mut cache_key = cache_key(&parts.uri);
+        if acl.enforced {
+            cache_key.push_str("\0acl=");
+            cache_key.push_str(&acl.accessor);
+        }
         Ok(Ctx {
             params,
             q,
             pretty,
             cache_key,
+            acl,
         })
     }
 }

@@ -51,3 +51,15 @@ pub fn boolean(v: bool) -> Response {
 pub fn empty() -> Response {
     StatusCode::OK.into_response()
 }
+
+/// Says `X-Consul-Results-Filtered-By-ACLs: true` when `filtered`: ACLs
+/// left out some of what the read would have answered.
+pub fn filtered(mut resp: Response, filtered: bool) -> Response {
+    if filtered {
+        resp.headers_mut().insert(
+            "X-Consul-Results-Filtered-By-ACLs",
+            HeaderValue::from_static("true"),
+        );
+    }
+    resp
+}

@@ -4,6 +4,7 @@
 //! 1000 means seconds) and its status codes (a session it cannot create is
 //! a 500 with the reason, as Consul's RPC errors are).
 
+use crate::acl::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{decode_json, read_body, Ctx, MAX_JSON_BODY};
 use crate::response::{boolean, json};
@@ -16,6 +17,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use rand::Rng;
 use serde_json::Value;
+use shoal_catalog::acl::Resource;
 use shoal_catalog::session::{ServiceCheck, DEFAULT_LOCK_DELAY};
 use shoal_catalog::{duration, Behavior, Command, Session, Topic};
 use std::time::Duration;
@@ -160,12 +162,13 @@ fn session_from_body(api: &ApiState, body: &[u8]) -> ApiResult<Session> {
     Ok(s)
 }
 
-async fn create(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult<Response> {
+async fn create(State(api): State<ApiState>, ctx: Ctx, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, MAX_JSON_BODY, |max| {
         format!("Request body too large, max size: {max} bytes")
     })
     .await?;
     let session = session_from_body(&api, &bytes)?;
+    ctx.acl.need_write(Resource::Session, &session.node)?;
     let (id, ttl) = (session.id.clone(), session.ttl());
     api.registry
         .write(Command::SessionCreate(Box::new(session)))
@@ -176,7 +179,21 @@ async fn create(State(api): State<ApiState>, _ctx: Ctx, body: Body) -> ApiResult
     Ok(json(None, false, &serde_json::json!({ "ID": id })))
 }
 
-async fn destroy(State(api): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+/// `session:write` on the node of session `id` (an unknown one needs
+/// nothing: destroying it changes nothing).
+fn vet_session(api: &ApiState, access: &Access, id: &str) -> ApiResult<()> {
+    match api.registry.snapshot().session(id) {
+        Some(s) => access.need_write(Resource::Session, &s.node),
+        None => Ok(()),
+    }
+}
+
+async fn destroy(
+    State(api): State<ApiState>,
+    access: std::sync::Arc<Access>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    vet_session(&api, &access, &id)?;
     api.registry
         .write(Command::SessionDestroy { id: id.clone() })
         .await?;
@@ -189,6 +206,7 @@ async fn renew(
     Path(id): Path<String>,
     ctx: Ctx,
 ) -> ApiResult<Response> {
+    vet_session(&api, &ctx.acl, &id)?;
     let snapshot = api.registry.snapshot();
     let Some(session) = snapshot.session(&id) else {
         return Err(ApiError::new(
@@ -211,7 +229,13 @@ async fn info(State(api): State<ApiState>, Path(id): Path<String>, ctx: Ctx) -> 
             (index, s.session(&id).into_iter().collect::<Vec<_>>())
         })
         .await;
-    json(Some(out.index), ctx.pretty, &out.value)
+    listed(&ctx, out)
+}
+
+/// A list of sessions, less those the token may not read.
+fn listed(ctx: &Ctx, mut out: shoal_catalog::Indexed<Vec<std::sync::Arc<Session>>>) -> Response {
+    let cut = ctx.acl.retain(&mut out.value);
+    crate::response::filtered(json(Some(out.index), ctx.pretty, &out.value), cut)
 }
 
 async fn node(State(api): State<ApiState>, Path(node): Path<String>, ctx: Ctx) -> Response {
@@ -219,7 +243,7 @@ async fn node(State(api): State<ApiState>, Path(node): Path<String>, ctx: Ctx) -
         .registry
         .block(&[Topic::Sessions], ctx.q, |s| s.node_sessions(&node))
         .await;
-    json(Some(out.index), ctx.pretty, &out.value)
+    listed(&ctx, out)
 }
 
 async fn list(State(api): State<ApiState>, ctx: Ctx) -> Response {
@@ -227,7 +251,7 @@ async fn list(State(api): State<ApiState>, ctx: Ctx) -> Response {
         .registry
         .block(&[Topic::Sessions], ctx.q, |s| s.sessions())
         .await;
-    json(Some(out.index), ctx.pretty, &out.value)
+    listed(&ctx, out)
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub(crate) fn routes() -> Router<ApiState> {
     Router::new().route("/v1/snapshot", get(save).put(restore))
 }
 
-async fn save(State(api): State<ApiState>) -> Response {
+/// Snapshots hold every secret: management tokens only, as Consul.
+async fn save(State(api): State<ApiState>, access: Arc<crate::acl::Access>) -> ApiResult<Response> {
+    access.need_acl_write()?;
     let snapshot = api.registry.snapshot();
     let index = snapshot.index();
     let bytes = Snapshot::of(&snapshot).encode();
@@ -31,10 +33,15 @@ async fn save(State(api): State<ApiState>) -> Response {
         HeaderValue::from_static("application/x-shoal-snapshot"),
     );
     h.insert("X-Consul-Index", HeaderValue::from(index));
-    resp
+    Ok(resp)
 }
 
-async fn restore(State(api): State<ApiState>, body: Body) -> ApiResult<Response> {
+async fn restore(
+    State(api): State<ApiState>,
+    access: Arc<crate::acl::Access>,
+    body: Body,
+) -> ApiResult<Response> {
+    access.need_acl_write()?;
     let bytes = read_body(body, MAX_SNAPSHOT_BYTES, |max| {
         format!("Snapshot too large, max size: {max} bytes")
     })

@@ -43,7 +43,15 @@ struct Params {
     probe: Option<String>,
 }
 
-async fn stream(State(api): State<ApiState>, Query(p): Query<Params>) -> ApiResult<Response> {
+/// The stream carries the whole catalog: its reader must be allowed to
+/// read every service and node (`service_prefix ""` and `node_prefix ""`).
+async fn stream(
+    State(api): State<ApiState>,
+    access: std::sync::Arc<crate::acl::Access>,
+    Query(p): Query<Params>,
+) -> ApiResult<Response> {
+    access.need_read(shoal_catalog::acl::Resource::Service, "")?;
+    access.need_read(shoal_catalog::acl::Resource::Node, "")?;
     if !api.stream {
         return Err(ApiError::not_found(
             "Not found: the change stream is off on this server (--no-stream)",

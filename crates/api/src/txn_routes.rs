@@ -4,6 +4,7 @@
 //! as one command, and answered as Consul does: 200 with `Results`, or 409
 //! with every failed operation's `OpIndex` and `What`.
 
+use crate::acl::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::kv_routes::MAX_VALUE;
 use crate::request::{read_body, Ctx};
@@ -170,16 +171,99 @@ fn result_json(r: &TxnResult) -> Value {
     }
 }
 
+/// What `access` may not do of `op`, as the words of a denial (Consul
+/// vets every operation before any is applied).
+fn vet_op(access: &Access, st: &shoal_catalog::State, op: &TxnOp) -> Option<String> {
+    use shoal_catalog::acl::Resource;
+    let denied = match op {
+        TxnOp::Kv { verb, key, .. } => match verb {
+            KvVerb::Get | KvVerb::CheckIndex | KvVerb::CheckSession | KvVerb::CheckNotExists => {
+                access.need_read(Resource::Key, key)
+            }
+            // Filtered after: only what may be read is answered.
+            KvVerb::GetTree => Ok(()),
+            KvVerb::DeleteTree => access.need_key_write_prefix(key),
+            _ => access.need_write(Resource::Key, key),
+        },
+        TxnOp::Node { verb, node } => match verb {
+            CatalogVerb::Get => access.need_read(Resource::Node, &node.name),
+            _ => access.need_write(Resource::Node, &node.name),
+        },
+        TxnOp::Service { verb, service, .. } => match verb {
+            CatalogVerb::Get => access.need_read(Resource::Service, &service.name),
+            _ => access.need_write(Resource::Service, &service.name),
+        },
+        TxnOp::Check { verb, check } => {
+            let read = matches!(verb, CatalogVerb::Get);
+            // The service the check belongs to, as stored when it says only its ID.
+            let service = if check.service_id.is_empty() {
+                None
+            } else if !check.service_name.is_empty() {
+                Some(check.service_name.clone())
+            } else {
+                st.service(&check.node, &check.service_id)
+                    .map(|s| s.name.clone())
+            };
+            match (service, read) {
+                (None, true) => access.need_read(Resource::Node, &check.node),
+                (None, false) => access.need_write(Resource::Node, &check.node),
+                (Some(name), true) => access.need_read(Resource::Service, &name),
+                (Some(name), false) => access.need_write(Resource::Service, &name),
+            }
+        }
+    };
+    denied.err().map(|e| e.message)
+}
+
+/// Whether `access` may see one result (a `get-tree` lists only those).
+fn visible(access: &Access, r: &TxnResult) -> bool {
+    use shoal_catalog::acl::Resource;
+    match r {
+        TxnResult::Kv(e) => access.can_read(Resource::Key, &e.key),
+        TxnResult::Node(n) => access.can_read(Resource::Node, &n.name),
+        TxnResult::Service(s) => access.can_read(Resource::Service, &s.name),
+        TxnResult::Check(c) => crate::acl::Visible::visible(c, access),
+    }
+}
+
+fn conflict(pretty: bool, errors: Vec<Value>) -> Response {
+    let body = render(pretty, &j!({ "Results": null, "Errors": errors }));
+    let mut resp = (StatusCode::CONFLICT, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 async fn txn(State(api): State<ApiState>, ctx: Ctx, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, MAX_TXN_BODY, |max| {
         format!("Request body too large, max size: {max} bytes")
     })
     .await?;
     let ops = parse_ops(&bytes, &api.config.datacenter)?;
+    if ctx.acl.enforced {
+        let st = api.registry.snapshot();
+        let denied: Vec<Value> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| {
+                vet_op(&ctx.acl, &st, op).map(|what| j!({ "OpIndex": i, "What": what }))
+            })
+            .collect();
+        if !denied.is_empty() {
+            return Ok(conflict(ctx.pretty, denied));
+        }
+    }
     let out = api.registry.write(Command::Txn(ops)).await?;
     let report = out.txn.unwrap_or_default();
     if report.errors.is_empty() {
-        let results: Vec<Value> = report.results.iter().map(result_json).collect();
+        let results: Vec<Value> = report
+            .results
+            .iter()
+            .filter(|r| !ctx.acl.enforced || visible(&ctx.acl, r))
+            .map(result_json)
+            .collect();
         return Ok(json(
             Some(out.index),
             ctx.pretty,
@@ -191,13 +275,7 @@ async fn txn(State(api): State<ApiState>, ctx: Ctx, body: Body) -> ApiResult<Res
         .iter()
         .map(|(i, what)| j!({ "OpIndex": i, "What": what }))
         .collect();
-    let body = render(ctx.pretty, &j!({ "Results": null, "Errors": errors }));
-    let mut resp = (StatusCode::CONFLICT, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
+    Ok(conflict(ctx.pretty, errors))
 }
 
 #[cfg(test)]

@@ -65,13 +65,20 @@ pub struct AgentArgs {
     pub docker: crate::docker::DockerArgs,
     #[command(flatten)]
     pub access: crate::proxy::AccessLogArg,
+    /// The token this agent's own writes to the servers carry (its node,
+    /// anti-entropy, check results, the Docker registrator), as Consul's
+    /// `acl.tokens.agent`; default: `CONSUL_HTTP_TOKEN`.
+    #[arg(long, env = "SHOAL_AGENT_TOKEN", hide_env_values = true)]
+    pub agent_token: Option<String>,
 }
 
 /// Runs `shoal agent` until a signal arrives.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut remote = RemoteConfig::new(args.registry.join(","));
-    remote.token = std::env::var("CONSUL_HTTP_TOKEN")
-        .ok()
+    remote.token = args
+        .agent_token
+        .clone()
+        .or_else(|| std::env::var("CONSUL_HTTP_TOKEN").ok())
         .filter(|t| !t.is_empty());
     let servers = RemoteCatalog::new(remote).context("bad --registry")?;
     let node_name = args.node_name.clone().unwrap_or_else(identity::hostname);

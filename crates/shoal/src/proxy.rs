@@ -114,6 +114,10 @@ pub struct ProxyArgs {
     /// change stream (as against a Consul).
     #[arg(long, env = "SHOAL_NO_STREAM")]
     pub no_stream: bool,
+    /// ACL token the proxy reads the catalog with (it needs `service_prefix
+    /// ""` and `node_prefix ""` read).
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `/v1/proxy/stats` (JSON): beside the API in `shoal dev`, whose
@@ -212,9 +216,7 @@ pub async fn run(mut args: ProxyArgs) -> anyhow::Result<()> {
     args.options.access_log = args.access.access_log;
     let mut config = shoal_api::RemoteConfig::new(args.registry.clone());
     config.stream = !args.no_stream;
-    config.token = std::env::var("CONSUL_HTTP_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
+    config.token = args.token.clone().filter(|t| !t.is_empty());
     let catalog = shoal_api::RemoteCatalog::new(config).context("bad --registry")?;
     let cancel = CancellationToken::new();
     tokio::spawn(crate::server::stop_on_signal(cancel.clone()));

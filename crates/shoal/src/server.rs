@@ -59,6 +59,37 @@ pub struct ServerArgs {
     #[arg(long, env = "SHOAL_CHANGE_LOG_SIZE", default_value_t = shoal_catalog::changelog::LOG_CAPACITY,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16_777_216))]
     pub change_log_size: usize,
+    #[command(flatten)]
+    pub acl: AclArgs,
+}
+
+/// Access control (Consul's `acl` block).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AclArgs {
+    /// Check every request's token against ACL rules (Consul's
+    /// `acl.enabled`). Bootstrap the first management token with
+    /// `PUT /v1/acl/bootstrap` (once).
+    #[arg(long, env = "SHOAL_ACL_ENABLED")]
+    pub acl_enabled: bool,
+    /// What no rule covers: `deny` (the production setting) or `allow`.
+    #[arg(long, env = "SHOAL_ACL_DEFAULT_POLICY", default_value = "allow",
+          value_parser = ["allow", "deny"])]
+    pub acl_default_policy: String,
+    /// Token used by requests without one and by DNS (Consul's
+    /// `acl.tokens.default`); else the anonymous token.
+    #[arg(long, env = "SHOAL_ACL_DEFAULT_TOKEN", hide_env_values = true)]
+    pub acl_default_token: Option<String>,
+}
+
+impl AclArgs {
+    /// The API's ACL settings.
+    pub fn config(&self) -> shoal_api::acl::AclConfig {
+        shoal_api::acl::AclConfig {
+            enabled: self.acl_enabled,
+            default_allow: self.acl_default_policy == "allow",
+            default_token: self.acl_default_token.clone().filter(|t| !t.is_empty()),
+        }
+    }
 }
 
 /// Flags of the DNS interface (part of `shoal server` and `shoal dev`).
@@ -344,7 +375,18 @@ async fn run_with(
             }
         });
     }
+    if !args.acl.acl_enabled {
+        for l in &listeners {
+            if !l.addr.ip().is_loopback() {
+                tracing::warn!(
+                    addr = %l.addr,
+                    "the HTTP API listens beyond the loopback with ACLs off: anyone who reaches it can change the catalog; run with --acl-enabled --acl-default-policy deny"
+                );
+            }
+        }
+    }
     let mut state = ApiState::new(registry.clone(), Arc::new(config.clone()))
+        .with_acl(args.acl.config())
         .with_access_log(args.access.access_log)
         .with_stream(!args.no_stream);
     if let Some(cluster) = cluster {

@@ -1,0 +1,328 @@
+//! Who is asking, and what they may do: the request's ACL token resolved
+//! to an [`Authorizer`], as Consul resolves it.
+//!
+//! The token comes from `X-Consul-Token`, `Authorization: Bearer`, or
+//! `?token=` (in that order); a request without one uses the default
+//! token (`--acl-default-token`), else the anonymous token. A secret that
+//! names no token (or an expired one) is refused with 403 `ACL not found`
+//! whatever the endpoint, as Consul does. Resolved authorizers are cached
+//! per secret and dropped as soon as any token or policy changes, so a
+//! deleted token stops working at the next request.
+
+use crate::error::{ApiError, ApiResult};
+use crate::ApiState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use shoal_catalog::acl::{Authorizer, Resource, Rules, MANAGEMENT_POLICY_ID};
+use shoal_catalog::State;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// The ACL settings of a server or agent.
+#[derive(Clone, Debug, Default)]
+pub struct AclConfig {
+    /// `--acl-enabled`: off, every request may do everything.
+    pub enabled: bool,
+    /// `--acl-default-policy allow`: what no rule covers is allowed.
+    pub default_allow: bool,
+    /// `--acl-default-token`: used by requests (and DNS) without a token.
+    pub default_token: Option<String>,
+}
+
+/// What the request's token may do.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The token's AccessorID (empty with ACLs off), for messages.
+    pub accessor: String,
+    /// Its rules.
+    pub authz: Authorizer,
+    /// Whether ACLs are on (lists say when they were filtered).
+    pub enforced: bool,
+}
+
+static OPEN: LazyLock<Arc<Access>> = LazyLock::new(|| {
+    Arc::new(Access {
+        accessor: String::new(),
+        authz: Authorizer::allow_all(),
+        enforced: false,
+    })
+});
+
+/// Most resolved secrets kept; past it the cache starts again.
+const MAX_CACHED: usize = 4096;
+
+/// Resolves tokens against the catalog's tokens and policies.
+#[derive(Debug, Default)]
+pub struct AclResolver {
+    config: AclConfig,
+    /// Secret → (ACL index it was resolved at, what it may do).
+    cache: Mutex<HashMap<String, (u64, Arc<Access>)>>,
+}
+
+/// The name of a permission, as Consul's denials print it.
+fn kind(r: Resource) -> &'static str {
+    match r {
+        Resource::Agent => "agent",
+        Resource::Event => "event",
+        Resource::Key => "key",
+        Resource::Node => "node",
+        Resource::Query => "query",
+        Resource::Service => "service",
+        Resource::Session => "session",
+    }
+}
+
+impl Access {
+    /// `read` on `name`, or 403.
+    pub fn need_read(&self, r: Resource, name: &str) -> ApiResult<()> {
+        self.need(self.authz.read(r, name), r, "read", name)
+    }
+    /// `write` on `name`, or 403.
+    pub fn need_write(&self, r: Resource, name: &str) -> ApiResult<()> {
+        self.need(self.authz.write(r, name), r, "write", name)
+    }
+    /// `list` on `name`, or 403.
+    pub fn need_list(&self, r: Resource, name: &str) -> ApiResult<()> {
+        self.need(self.authz.list(r, name), r, "list", name)
+    }
+    /// `write` on every key under `prefix` (recursive delete), or 403.
+    pub fn need_key_write_prefix(&self, prefix: &str) -> ApiResult<()> {
+        self.need(
+            self.authz.key_write_prefix(prefix),
+            Resource::Key,
+            "write-prefix",
+            prefix,
+        )
+    }
+    /// `operator` read, or 403.
+    pub fn need_operator_read(&self) -> ApiResult<()> {
+        self.need_plain(self.authz.operator_read(), "operator:read")
+    }
+    /// `operator` write, or 403.
+    pub fn need_operator_write(&self) -> ApiResult<()> {
+        self.need_plain(self.authz.operator_write(), "operator:write")
+    }
+    /// `acl` read, or 403.
+    pub fn need_acl_read(&self) -> ApiResult<()> {
+        self.need_plain(self.authz.acl_read(), "acl:read")
+    }
+    /// `acl` write, or 403.
+    pub fn need_acl_write(&self) -> ApiResult<()> {
+        self.need_plain(self.authz.acl_write(), "acl:write")
+    }
+    /// Whether `read` on `name` is allowed (lists keep what passes).
+    pub fn can_read(&self, r: Resource, name: &str) -> bool {
+        self.authz.read(r, name)
+    }
+
+    fn need(&self, ok: bool, r: Resource, level: &str, name: &str) -> ApiResult<()> {
+        if ok {
+            return Ok(());
+        }
+        Err(ApiError::permission_denied(
+            &self.accessor,
+            &format!("{}:{level}", kind(r)),
+            name,
+        ))
+    }
+
+    fn need_plain(&self, ok: bool, permission: &str) -> ApiResult<()> {
+        if ok {
+            return Ok(());
+        }
+        Err(ApiError::permission_denied(&self.accessor, permission, ""))
+    }
+}
+
+/// The secret a request carries, if any.
+pub fn request_token(parts: &Parts) -> Option<String> {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    if let Some(t) = header("x-consul-token") {
+        return Some(t);
+    }
+    if let Some(auth) = header("authorization") {
+        let mut words = auth.splitn(2, ' ');
+        if words
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+        {
+            if let Some(t) = words.next().map(str::trim).filter(|t| !t.is_empty()) {
+                return Some(t.to_string());
+            }
+        }
+    }
+    crate::request::Params::parse(parts.uri.query())
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
+impl AclResolver {
+    /// A resolver with `config`.
+    pub fn new(config: AclConfig) -> Self {
+        AclResolver {
+            config,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Whether ACLs are on.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// What the holder of `secret` (none: the default or anonymous
+    /// token) may do in `state`; 403 `ACL not found` for an unknown one.
+    pub fn resolve(&self, state: &State, secret: Option<&str>) -> ApiResult<Arc<Access>> {
+        if !self.config.enabled {
+            return Ok(OPEN.clone());
+        }
+        let secret = secret
+            .or(self.config.default_token.as_deref())
+            .unwrap_or(shoal_catalog::acl::ANONYMOUS_SECRET);
+        let at = state.acl_index();
+        let now = now_unix();
+        if let Some((index, access)) = self.lock().get(secret) {
+            if *index == at {
+                // Expiry is checked each time: it needs no commit.
+                return match state.acl_token_by_secret(secret) {
+                    Some(t) if !t.expired(now) => Ok(access.clone()),
+                    _ => Err(not_found()),
+                };
+            }
+        }
+        let token = state
+            .acl_token_by_secret(secret)
+            .filter(|t| !t.expired(now))
+            .ok_or_else(not_found)?;
+        let access = Arc::new(Access {
+            accessor: token.accessor_id.clone(),
+            authz: authorizer(state, &token.policies, self.config.default_allow),
+            enforced: true,
+        });
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(secret.to_string(), (at, access.clone()));
+        Ok(access)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Arc<Access>)>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The authorizer of a token linked to `links`: management if one of
+/// them is the built-in policy, else the merged rules of those that
+/// still exist (a deleted policy grants nothing).
+fn authorizer(
+    state: &State,
+    links: &[shoal_catalog::acl::PolicyLink],
+    default_allow: bool,
+) -> Authorizer {
+    if links.iter().any(|l| l.id == MANAGEMENT_POLICY_ID) {
+        return Authorizer::management();
+    }
+    let parsed: Vec<Rules> = links
+        .iter()
+        .filter_map(|l| state.acl_policy(&l.id))
+        .filter_map(|p| Rules::parse(&p.rules).ok())
+        .collect();
+    let refs: Vec<&Rules> = parsed.iter().collect();
+    Authorizer::new(&refs, default_allow)
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "ACL not found")
+}
+
+use shoal_catalog::clock::now_unix;
+
+impl FromRequestParts<ApiState> for Arc<Access> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        state.access(parts)
+    }
+}
+
+impl ApiState {
+    /// What the request's token may do.
+    pub(crate) fn access(&self, parts: &Parts) -> ApiResult<Arc<Access>> {
+        if !self.acl.enabled() {
+            return Ok(OPEN.clone());
+        }
+        let token = request_token(parts);
+        self.acl
+            .resolve(&self.registry.snapshot(), token.as_deref())
+    }
+}
+
+/// What a reader needs to see one item of a list, as Consul filters:
+/// an instance needs `service:read` on its service and `node:read` on its
+/// node; a node `node:read`; a check the read of its service (or of its
+/// node for a node check).
+pub trait Visible {
+    /// Whether `access` may see this item.
+    fn visible(&self, access: &Access) -> bool;
+}
+
+impl Visible for shoal_catalog::Node {
+    fn visible(&self, a: &Access) -> bool {
+        a.can_read(Resource::Node, &self.name)
+    }
+}
+
+impl Visible for shoal_catalog::Check {
+    fn visible(&self, a: &Access) -> bool {
+        a.can_read(Resource::Node, &self.node)
+            && (self.service_id.is_empty() || a.can_read(Resource::Service, &self.service_name))
+    }
+}
+
+impl Visible for shoal_catalog::ServiceEntry {
+    fn visible(&self, a: &Access) -> bool {
+        a.can_read(Resource::Node, &self.node.name)
+            && a.can_read(Resource::Service, &self.service.name)
+    }
+}
+
+impl Visible for shoal_catalog::Service {
+    fn visible(&self, a: &Access) -> bool {
+        a.can_read(Resource::Service, &self.name)
+    }
+}
+
+impl Visible for shoal_catalog::Session {
+    fn visible(&self, a: &Access) -> bool {
+        a.can_read(Resource::Session, &self.node)
+    }
+}
+
+impl<T: Visible> Visible for Arc<T> {
+    fn visible(&self, a: &Access) -> bool {
+        (**self).visible(a)
+    }
+}
+
+impl Access {
+    /// Keeps what this token may see; says whether anything went.
+    pub fn retain<T: Visible>(&self, list: &mut Vec<T>) -> bool {
+        if !self.enforced {
+            return false;
+        }
+        let before = list.len();
+        list.retain(|item| item.visible(self));
+        list.len() < before
+    }
+}
