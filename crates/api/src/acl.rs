@@ -14,7 +14,7 @@ use crate::ApiState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use shoal_catalog::acl::{Authorizer, Resource, Rules, MANAGEMENT_POLICY_ID};
+use shoal_catalog::acl::{Authorizer, Resource};
 use shoal_catalog::State;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -200,13 +200,12 @@ impl AclResolver {
                 };
             }
         }
-        let token = state
-            .acl_token_by_secret(secret)
-            .filter(|t| !t.expired(now))
+        let (token, authz) = state
+            .acl_authorizer(secret, self.config.default_allow, now)
             .ok_or_else(not_found)?;
         let access = Arc::new(Access {
             accessor: token.accessor_id.clone(),
-            authz: authorizer(state, &token.policies, self.config.default_allow),
+            authz,
             enforced: true,
         });
         let mut cache = self.lock();
@@ -220,26 +219,6 @@ impl AclResolver {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Arc<Access>)>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// The authorizer of a token linked to `links`: management if one of
-/// them is the built-in policy, else the merged rules of those that
-/// still exist (a deleted policy grants nothing).
-fn authorizer(
-    state: &State,
-    links: &[shoal_catalog::acl::PolicyLink],
-    default_allow: bool,
-) -> Authorizer {
-    if links.iter().any(|l| l.id == MANAGEMENT_POLICY_ID) {
-        return Authorizer::management();
-    }
-    let parsed: Vec<Rules> = links
-        .iter()
-        .filter_map(|l| state.acl_policy(&l.id))
-        .filter_map(|p| Rules::parse(&p.rules).ok())
-        .collect();
-    let refs: Vec<&Rules> = parsed.iter().collect();
-    Authorizer::new(&refs, default_allow)
 }
 
 fn not_found() -> ApiError {

@@ -176,6 +176,33 @@ impl State {
         self.acl_bootstrap
     }
 
+    /// What the holder of `secret` may do at unix time `now`: `None` for
+    /// a secret that names no token, or an expired one. Management when a
+    /// policy is the built-in one, else the merged rules of the linked
+    /// policies that still exist, then `default_allow`.
+    pub fn acl_authorizer(
+        &self,
+        secret: &str,
+        default_allow: bool,
+        now: i64,
+    ) -> Option<(Arc<AclToken>, super::Authorizer)> {
+        let token = self
+            .acl_token_by_secret(secret)
+            .filter(|t| !t.expired(now))?;
+        if token.policies.iter().any(|l| l.id == MANAGEMENT_POLICY_ID) {
+            return Some((token, super::Authorizer::management()));
+        }
+        let parsed: Vec<super::Rules> = token
+            .policies
+            .iter()
+            .filter_map(|l| self.acl_policy(&l.id))
+            .filter_map(|p| super::Rules::parse(&p.rules).ok())
+            .collect();
+        let refs: Vec<&super::Rules> = parsed.iter().collect();
+        let authz = super::Authorizer::new(&refs, default_allow);
+        Some((token, authz))
+    }
+
     pub(crate) fn index_acl_token(&mut self, token: Arc<AclToken>) {
         if let Some(old) = self.acl_tokens.get(&token.accessor_id) {
             self.acl_secrets.remove(&old.secret_id);
