@@ -6,6 +6,7 @@ use crate::config::DnsConfig;
 use crate::query_view::QueryView;
 use crate::view::{parse_hex_ip, Instance, ServiceRecords, View};
 use crate::wire::{self, rcode, rtype, Answer, Query, Section, SrvData, RR_FIXED};
+use shoal_catalog::acl::{Authorizer, Resource};
 use std::net::IpAddr;
 
 /// The name forms inside the domain.
@@ -167,11 +168,17 @@ impl Responder {
 
     /// Answers `q` from `view` (and `queries`, for `.query.` names) into
     /// `out`, at most `limit` bytes.
+    ///
+    /// With `authz` (ACLs on), only what it may read is answered: a
+    /// service it may not read, or a node, is NXDOMAIN, and instances on
+    /// nodes it may not read are left out.
+    #[allow(clippy::too_many_arguments)]
     pub fn respond(
         &self,
         q: &Query<'_>,
         view: &View,
         queries: &QueryView,
+        authz: Option<&Authorizer>,
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
         limit: usize,
@@ -192,15 +199,19 @@ impl Responder {
         }
         let code = match name {
             Name::Service { name, tag } => match lower(name, |l| view.service(l)) {
-                Some(records) => self.instances(q, &mut a, scratch, records, tag),
-                None => rcode::NXDOMAIN,
+                Some(records) if readable(authz, Resource::Service, &records.name) => {
+                    self.instances(q, &mut a, scratch, records, tag, authz)
+                }
+                _ => rcode::NXDOMAIN,
             },
             Name::Query(name) => match lower(name, |l| queries.get(l)) {
-                Some(records) => self.instances(q, &mut a, scratch, records, None),
-                None => rcode::NXDOMAIN,
+                Some(records) if readable(authz, Resource::Service, &records.name) => {
+                    self.instances(q, &mut a, scratch, records, None, authz)
+                }
+                _ => rcode::NXDOMAIN,
             },
             Name::Node(name) => match lower(name, |l| view.node(l)) {
-                Some(node) => {
+                Some(node) if readable(authz, Resource::Node, &node.name) => {
                     if matches!(q.qtype, rtype::TXT | rtype::ANY) {
                         for txt in &node.txt {
                             let owner = wire::HEADER_LEN as u16;
@@ -211,7 +222,7 @@ impl Responder {
                     }
                     self.address(q, &mut a, Some(node.ip), self.node_ttl)
                 }
-                None => rcode::NXDOMAIN,
+                _ => rcode::NXDOMAIN,
             },
             Name::Addr(hex) => self.address(q, &mut a, parse_hex_ip(hex).map(Some), 0),
             Name::Apex if matches!(q.qtype, rtype::SOA | rtype::ANY) => {
@@ -255,13 +266,16 @@ impl Responder {
         scratch: &mut Scratch,
         records: &ServiceRecords,
         tag: Option<&[u8]>,
+        authz: Option<&Authorizer>,
     ) -> u8 {
         let instances = &records.instances;
         scratch.order.clear();
-        scratch.order.extend(
-            (0..instances.len() as u32)
-                .filter(|&i| tag.is_none_or(|t| has_tag(&instances[i as usize], t))),
-        );
+        scratch
+            .order
+            .extend((0..instances.len() as u32).filter(|&i| {
+                let inst = &instances[i as usize];
+                tag.is_none_or(|t| has_tag(inst, t)) && readable(authz, Resource::Node, &inst.node)
+            }));
         if scratch.order.is_empty() {
             return rcode::NXDOMAIN;
         }
@@ -321,6 +335,11 @@ impl Responder {
         }
         rcode::NOERROR
     }
+}
+
+/// Whether `authz` (none: ACLs off) may read `name`.
+fn readable(authz: Option<&Authorizer>, r: Resource, name: &str) -> bool {
+    authz.is_none_or(|a| a.read(r, name))
 }
 
 fn has_tag(inst: &Instance, tag: &[u8]) -> bool {

@@ -62,6 +62,17 @@ async fn catalog() -> View {
 }
 
 fn ask(view: &View, name: &str, rtype: RecordType, edns: Option<u16>, limit: usize) -> Message {
+    ask_as(view, None, name, rtype, edns, limit)
+}
+
+fn ask_as(
+    view: &View,
+    authz: Option<&Authorizer>,
+    name: &str,
+    rtype: RecordType,
+    edns: Option<u16>,
+    limit: usize,
+) -> Message {
     let mut m = Message::new();
     m.set_id(7).set_recursion_desired(true);
     m.add_query(HQuery::query(HName::from_ascii(name).unwrap(), rtype));
@@ -79,6 +90,7 @@ fn ask(view: &View, name: &str, rtype: RecordType, edns: Option<u16>, limit: usi
             &q,
             view,
             &Default::default(),
+            authz,
             &mut Scratch::default(),
             &mut out,
             limit
@@ -289,6 +301,7 @@ async fn outside_the_domain_is_refused_or_forwarded() {
             &q,
             &view,
             &Default::default(),
+            None,
             &mut Scratch::default(),
             &mut out,
             512
@@ -308,11 +321,81 @@ async fn outside_the_domain_is_refused_or_forwarded() {
             &q,
             &view,
             &Default::default(),
+            None,
             &mut Scratch::default(),
             &mut out,
             512
         ),
         Outcome::Forward
+    );
+}
+
+#[tokio::test]
+async fn with_acls_only_what_the_token_may_read_is_answered() {
+    use shoal_catalog::acl::Rules;
+    let view = catalog().await;
+    let rules = Rules::parse(
+        r#"service "web" { policy = "read" }
+node_prefix "n" { policy = "read" }
+node "n2" { policy = "deny" }"#,
+    )
+    .unwrap();
+    let reader = Authorizer::new(&[&rules], false);
+    let nobody = Authorizer::new(&[], false);
+    // (token, name, rcode, A answers)
+    let cases: Vec<(&Authorizer, &str, ResponseCode, Vec<&str>)> = vec![
+        (
+            &reader,
+            "web.service.consul.",
+            ResponseCode::NoError,
+            vec!["10.0.0.1"],
+        ),
+        (
+            &nobody,
+            "web.service.consul.",
+            ResponseCode::NXDomain,
+            vec![],
+        ),
+        (
+            &reader,
+            "n1.node.consul.",
+            ResponseCode::NoError,
+            vec!["10.0.0.1"],
+        ),
+        (&reader, "n2.node.consul.", ResponseCode::NXDomain, vec![]),
+        (&nobody, "n1.node.consul.", ResponseCode::NXDomain, vec![]),
+    ];
+    for (authz, name, code, want) in cases {
+        let m = ask_as(&view, Some(authz), name, RecordType::A, None, 512);
+        assert_eq!(m.response_code(), code, "{name}");
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(summary(&m), want, "{name}");
+    }
+    // Without ACLs the instance on n2 is answered too.
+    let open = summary(&ask(&view, "web.service.consul.", RecordType::A, None, 512));
+    assert_eq!(open, ["10.0.0.1", "10.0.1.2"].map(String::from).into());
+    // The instance on n2 (readable without ACLs) is left out of SRV too.
+    let open = summary(&ask(
+        &view,
+        "web.service.consul.",
+        RecordType::SRV,
+        None,
+        512,
+    ));
+    let filtered = summary(&ask_as(
+        &view,
+        Some(&reader),
+        "web.service.consul.",
+        RecordType::SRV,
+        None,
+        512,
+    ));
+    assert!(open.len() > filtered.len(), "{open:?} / {filtered:?}");
+    assert!(
+        !filtered
+            .iter()
+            .any(|a| a.contains("n2.") || a.contains("10.0.1.2")),
+        "{filtered:?}"
     );
 }
 

@@ -24,6 +24,18 @@ pub struct DnsConfig {
     pub recursors: Vec<SocketAddr>,
     /// How long to wait for one recursor before trying the next.
     pub recursor_timeout: Duration,
+    /// With ACLs on: answers show only what this token may read.
+    pub acl: Option<DnsAcl>,
+}
+
+/// ACLs over DNS, as Consul applies them: every query is answered with
+/// the default token's rights (`--acl-default-token`, else anonymous).
+#[derive(Clone, Debug, Default)]
+pub struct DnsAcl {
+    /// The token's secret; `None`: the anonymous token.
+    pub token: Option<String>,
+    /// `--acl-default-policy allow`.
+    pub default_allow: bool,
 }
 
 impl Default for DnsConfig {
@@ -35,6 +47,7 @@ impl Default for DnsConfig {
             service_ttl: ServiceTtl::default(),
             recursors: Vec::new(),
             recursor_timeout: Duration::from_secs(2),
+            acl: None,
         }
     }
 }

@@ -37,7 +37,7 @@ mod server;
 mod view;
 pub mod wire;
 
-pub use config::{DnsConfig, ServiceTtl};
+pub use config::{DnsAcl, DnsConfig, ServiceTtl};
 pub use error::{Error, Result};
 pub use server::serve;
 

@@ -5,11 +5,9 @@
 //! services, checks or the queries themselves change.
 
 use crate::config::DnsConfig;
-use crate::view::{hex_ip, secs, Instance, ServiceRecords};
-use crate::wire::encode_name;
-use shoal_catalog::{topic_index, HealthStatus, ServiceEntry, State, Topic};
+use crate::view::{secs, Names, ServiceRecords};
+use shoal_catalog::{topic_index, State, Topic};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The prepared queries of one catalog snapshot, executed.
@@ -32,9 +30,10 @@ impl QueryView {
     /// Executes every query of `state`.
     pub fn build(state: &State, config: &DnsConfig) -> QueryView {
         let mut queries = HashMap::new();
+        let names = Names::new(config);
         for q in state.queries().1 {
             let (_, entries) = state.execute_query(&q);
-            let instances = entries.iter().filter_map(|e| instance(e, config)).collect();
+            let instances = entries.iter().filter_map(|e| names.instance(e)).collect();
             // The query's own DNS TTL, else the service's (Consul's rule).
             let ttl = shoal_catalog::duration::parse(&q.dns.ttl)
                 .ok()
@@ -45,6 +44,7 @@ impl QueryView {
                         .get(&q.service.service.to_ascii_lowercase())
                 });
             let records = Arc::new(ServiceRecords {
+                name: q.service.service.as_str().into(),
                 ttl: secs(ttl),
                 instances,
             });
@@ -64,32 +64,4 @@ impl QueryView {
     pub fn get(&self, name: &[u8]) -> Option<&ServiceRecords> {
         self.queries.get(name).map(|r| &**r)
     }
-}
-
-/// One matching instance as DNS shows it; the same rules as a service's
-/// instances in `view.rs` (weight by status, SRV target by address).
-fn instance(e: &ServiceEntry, config: &DnsConfig) -> Option<Instance> {
-    let suffix = |kind: &str| format!(".{kind}.{}.{}", config.datacenter, config.domain);
-    let weights = e.service.weights;
-    let weight = match e.aggregate_status() {
-        HealthStatus::Passing => weights.passing,
-        _ => weights.warning,
-    };
-    let address = e.address();
-    let ip = address.parse::<IpAddr>().ok();
-    let own = !e.service.address.is_empty() && e.service.address != e.node.address;
-    let by_ip = |ip: IpAddr| encode_name(&format!("{}{}", hex_ip(ip), suffix("addr")));
-    let target = match ip {
-        _ if !own => encode_name(&format!("{}{}", e.node.name, suffix("node"))),
-        Some(ip) => by_ip(ip),
-        None => encode_name(address),
-    };
-    let target = target.or_else(|| ip.and_then(by_ip))?;
-    Some(Instance {
-        ip,
-        port: e.service.port,
-        weight: weight.clamp(0, u16::MAX as i32) as u16,
-        tags: Vec::new(),
-        target: target.into(),
-    })
 }

@@ -11,6 +11,7 @@ use crate::query_view::QueryView;
 use crate::view::View;
 use crate::wire::{self, Query, Rejection};
 use arc_swap::{ArcSwap, Guard};
+use shoal_catalog::acl::Authorizer;
 use shoal_catalog::Registry;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,9 @@ pub(crate) struct Shared {
     /// Held while a new view is built, so only one query builds it.
     rebuilding: Mutex<()>,
     forwards: Semaphore,
+    /// With ACLs on: the default token's rights, and the ACL index they
+    /// were resolved at (resolved again when tokens or policies change).
+    authz: ArcSwap<Option<(u64, Arc<Authorizer>)>>,
 }
 
 impl Shared {
@@ -81,6 +85,36 @@ impl Shared {
         self.queries.load()
     }
 
+    /// What DNS answers may show (`None`: ACLs off). A default token that
+    /// names no token (or expired) may read nothing.
+    fn authorizer(&self) -> Option<Arc<Authorizer>> {
+        let acl = self.config.acl.as_ref()?;
+        let snapshot = self.registry.snapshot();
+        let at = snapshot.acl_index();
+        if let Some((index, authz)) = &**self.authz.load() {
+            if *index == at {
+                return Some(authz.clone());
+            }
+        }
+        let secret = acl
+            .token
+            .as_deref()
+            .unwrap_or(shoal_catalog::acl::ANONYMOUS_SECRET);
+        let now = shoal_catalog::clock::now_unix();
+        let authz = match snapshot.acl_authorizer(secret, acl.default_allow, now) {
+            Some((_, a)) => a,
+            None => {
+                tracing::warn!(
+                    "the DNS token names no ACL token: DNS answers nothing in the catalog"
+                );
+                Authorizer::new(&[], false)
+            }
+        };
+        let authz = Arc::new(authz);
+        self.authz.store(Arc::new(Some((at, authz.clone()))));
+        Some(authz)
+    }
+
     /// Answers one packet into `out`. `None`: send nothing; `Some(true)`:
     /// the query must be forwarded.
     fn handle(
@@ -106,9 +140,10 @@ impl Shared {
             (false, None) => wire::CLASSIC_UDP_PAYLOAD,
         };
         let (view, queries) = (self.view(), self.queries());
-        let outcome = self
-            .responder
-            .respond(&q, &view, &queries, scratch, out, limit);
+        let authz = self.authorizer();
+        let outcome =
+            self.responder
+                .respond(&q, &view, &queries, authz.as_deref(), scratch, out, limit);
         Some(outcome == Outcome::Forward)
     }
 }
@@ -133,6 +168,7 @@ pub async fn serve(
         responder: Responder::new(&config),
         config,
         view: ArcSwap::from_pointee(View::default()),
+        authz: ArcSwap::from_pointee(None),
         queries: ArcSwap::from_pointee(QueryView::default()),
         rebuilding: Mutex::new(()),
         forwards: Semaphore::new(MAX_FORWARDS),

@@ -32,6 +32,8 @@ pub struct View {
 /// A service's answerable instances.
 #[derive(Debug)]
 pub struct ServiceRecords {
+    /// The service's name as registered (ACL rules match it exactly).
+    pub name: Box<str>,
     /// TTL of its records, in seconds.
     pub ttl: u32,
     /// Instances that are passing or warning (Consul's default: only
@@ -50,6 +52,8 @@ pub struct Instance {
     pub weight: u16,
     /// Lowercased tags, for tag filters.
     pub tags: Vec<Box<[u8]>>,
+    /// Its node's name (ACLs: an instance is shown to `node:read` only).
+    pub node: Box<str>,
     /// SRV target in wire format: `<node>.node.<dc>.<domain>` when it uses
     /// its node's address, `<hex-ip>.addr.<dc>.<domain>` when it has its
     /// own, or the host name itself when its address is not an IP.
@@ -59,6 +63,8 @@ pub struct Instance {
 /// A node as DNS shows it.
 #[derive(Debug)]
 pub struct NodeRecord {
+    /// The node's name as registered.
+    pub name: Box<str>,
     /// Its address, if it is an IP.
     pub ip: Option<IpAddr>,
     /// TXT rdata, one per metadata entry, as Consul answers them: `key=value`,
@@ -159,13 +165,13 @@ impl View {
 }
 
 /// The suffixes of SRV targets.
-struct Names {
+pub(crate) struct Names {
     node_suffix: String,
     addr_suffix: String,
 }
 
 impl Names {
-    fn new(config: &DnsConfig) -> Self {
+    pub(crate) fn new(config: &DnsConfig) -> Self {
         let suffix = |kind: &str| format!(".{kind}.{}.{}", config.datacenter, config.domain);
         Names {
             node_suffix: suffix("node"),
@@ -175,54 +181,65 @@ impl Names {
 
     /// A service's answerable instances in `state`.
     fn service(&self, state: &State, name: &str, config: &DnsConfig) -> ServiceRecords {
-        let (node_suffix, addr_suffix) = (&self.node_suffix, &self.addr_suffix);
         let lower = name.to_ascii_lowercase();
         let ttl = secs(config.service_ttl.get(&lower));
         let (_, entries) = state.service_entries(name);
-        let mut instances = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let status = e.aggregate_status();
-            if status == HealthStatus::Critical {
-                continue;
-            }
-            let weights = e.service.weights;
-            let weight = match status {
-                HealthStatus::Passing => weights.passing,
-                _ => weights.warning,
-            };
-            let address = e.address();
-            let ip = address.parse::<IpAddr>().ok();
-            let own = !e.service.address.is_empty() && e.service.address != e.node.address;
-            let target = match ip {
-                _ if !own => encode_name(&format!("{}{node_suffix}", e.node.name)),
-                Some(ip) => encode_name(&format!("{}{addr_suffix}", hex_ip(ip))),
-                None => encode_name(address),
-            };
-            // A node name that is not a DNS name: fall back to the address form.
-            let target = target
-                .or_else(|| ip.and_then(|ip| encode_name(&format!("{}{addr_suffix}", hex_ip(ip)))));
-            let Some(target) = target else { continue };
-            instances.push(Instance {
-                ip,
-                port: e.service.port,
-                weight: weight.clamp(0, u16::MAX as i32) as u16,
-                tags: e
-                    .service
-                    .tags
-                    .iter()
-                    .map(|t| t.to_ascii_lowercase().into_bytes().into())
-                    .collect(),
-                target: target.into(),
-            });
+        let instances = entries
+            .iter()
+            .filter(|e| e.aggregate_status() != HealthStatus::Critical)
+            .filter_map(|e| self.instance(e))
+            .collect();
+        ServiceRecords {
+            name: name.into(),
+            ttl,
+            instances,
         }
-        ServiceRecords { ttl, instances }
+    }
+
+    /// One instance as DNS answers it (the caller leaves critical ones
+    /// out); `None` when it has no name to give as an SRV target.
+    pub(crate) fn instance(&self, e: &shoal_catalog::ServiceEntry) -> Option<Instance> {
+        let (node_suffix, addr_suffix) = (&self.node_suffix, &self.addr_suffix);
+        let weights = e.service.weights;
+        let weight = match e.aggregate_status() {
+            HealthStatus::Passing => weights.passing,
+            _ => weights.warning,
+        };
+        let address = e.address();
+        let ip = address.parse::<IpAddr>().ok();
+        let own = !e.service.address.is_empty() && e.service.address != e.node.address;
+        let target = match ip {
+            _ if !own => encode_name(&format!("{}{node_suffix}", e.node.name)),
+            Some(ip) => encode_name(&format!("{}{addr_suffix}", hex_ip(ip))),
+            None => encode_name(address),
+        };
+        // A node name that is not a DNS name: fall back to the address form.
+        let target = target
+            .or_else(|| ip.and_then(|ip| encode_name(&format!("{}{addr_suffix}", hex_ip(ip)))))?;
+        Some(Instance {
+            ip,
+            port: e.service.port,
+            weight: weight.clamp(0, u16::MAX as i32) as u16,
+            tags: e
+                .service
+                .tags
+                .iter()
+                .map(|t| t.to_ascii_lowercase().into_bytes().into())
+                .collect(),
+            target: target.into(),
+            node: e.node.name.as_str().into(),
+        })
     }
 }
 
 fn node_record(n: &shoal_catalog::Node) -> NodeRecord {
     let txt = n.meta.iter().map(|(k, v)| txt_rdata(k, v)).collect();
     let ip = n.address.parse().ok();
-    NodeRecord { ip, txt }
+    NodeRecord {
+        name: n.name.as_str().into(),
+        ip,
+        txt,
+    }
 }
 
 /// One TXT character-string (at most 255 bytes) for a meta entry.

@@ -301,7 +301,14 @@ async fn run_with(
     dev: Option<(ProxyOptions, usize, crate::docker::DockerArgs)>,
 ) -> anyhow::Result<()> {
     // Every flag is checked before anything is opened or bound.
-    let dns_config = args.dns.config(&args.datacenter)?;
+    let mut dns_config = args.dns.config(&args.datacenter)?;
+    if args.acl.acl_enabled {
+        let acl = args.acl.config();
+        dns_config.acl = Some(shoal_dns::DnsAcl {
+            token: acl.default_token,
+            default_allow: acl.default_allow,
+        });
+    }
     if !args.in_memory {
         // The node ID is kept there (on etcd, only that), before the store opens.
         std::fs::create_dir_all(&args.data_dir)

@@ -396,3 +396,65 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn dns_answers_with_the_default_tokens_rights() {
+    use common::dns::{dig, dig_short, dig_status};
+    let s = ServerProcess::start(
+        bin(),
+        &[
+            "--in-memory",
+            "--node-name",
+            "acl-node",
+            "--acl-enabled",
+            "--acl-default-policy",
+            "deny",
+            "--acl-default-token",
+            "dns-secret",
+        ],
+    );
+    let dns = s.dns_addr().expect("DNS address announced");
+    let root = bootstrap(&s).await;
+    for name in ["web-1", "db-1"] {
+        let (status, _, text) = call(
+            Method::PUT,
+            s.at("/v1/agent/service/register"),
+            Some(&root),
+            Some(instance(name, name)),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    // The default token does not exist yet: DNS shows nothing.
+    let out = dig(dns, &["web-1.service.consul", "A"]);
+    assert_eq!(dig_status(&out), "NXDOMAIN", "{out}");
+    // Once it does, DNS shows what it may read, and only that.
+    let (status, _, text) = call(
+        Method::PUT,
+        s.at("/v1/acl/policy"),
+        Some(&root),
+        Some(json!({"Name": "dns", "Rules": "service \"web-1\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _, text) = call(
+        Method::PUT,
+        s.at("/v1/acl/token"),
+        Some(&root),
+        Some(json!({"SecretID": "dns-secret", "Policies": [{"Name": "dns"}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        dig_short(dns, &["web-1.service.consul", "A"]),
+        ["127.0.0.1"]
+    );
+    let out = dig(dns, &["db-1.service.consul", "A"]);
+    assert_eq!(dig_status(&out), "NXDOMAIN", "{out}");
+    // HTTP requests without a token use it too, as Consul's default token.
+    let (_, _, text) = call(Method::GET, s.at("/v1/catalog/services"), None, None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"web-1": []})
+    );
+}
