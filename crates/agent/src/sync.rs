@@ -430,7 +430,11 @@ impl AntiEntropy {
                     backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    if !failing {
+                    let refused = e.to_string().contains("Permission denied")
+                        || e.to_string().contains("ACL not found");
+                    if !failing && refused {
+                        tracing::error!(node = %node, error = %e, "the registry refuses this agent's writes: give the agent a token (--agent-token) with node write on its node and write on the services it registers; retrying");
+                    } else if !failing {
                         tracing::warn!(node = %node, error = %e, "cannot sync with the registry; retrying");
                     }
                     failing = true;

@@ -180,6 +180,11 @@ impl AclResolver {
         self.config.enabled
     }
 
+    /// `--acl-default-policy allow`.
+    pub fn default_allow(&self) -> bool {
+        self.config.default_allow
+    }
+
     /// What the holder of `secret` (none: the default or anonymous
     /// token) may do in `state`; 403 `ACL not found` for an unknown one.
     pub fn resolve(&self, state: &State, secret: Option<&str>) -> ApiResult<Arc<Access>> {
@@ -231,13 +236,17 @@ impl FromRequestParts<ApiState> for Arc<Access> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
-        state.access(parts)
+        state.access(parts).await
     }
 }
 
 impl ApiState {
-    /// What the request's token may do.
-    pub(crate) fn access(&self, parts: &Parts) -> ApiResult<Arc<Access>> {
+    /// What the request's token may do: resolved here (a server), or by
+    /// the servers (an agent, see `acl_remote.rs`).
+    pub(crate) async fn access(&self, parts: &Parts) -> ApiResult<Arc<Access>> {
+        if let Some(remote) = &self.remote_acl {
+            return remote.resolve(request_token(parts).as_deref()).await;
+        }
         if !self.acl.enabled() {
             return Ok(OPEN.clone());
         }

@@ -38,6 +38,43 @@ pub(crate) fn routes() -> Router<ApiState> {
             get(policy_read).put(policy_update).delete(policy_delete),
         )
         .route("/v1/acl/policies", get(policy_list))
+        .route(crate::acl_remote::RESOLVE_PATH, get(resolve_for_agent))
+}
+
+/// A token's own rights, for an agent to enforce them (see
+/// `acl_remote.rs`): its AccessorID and the rules of its policies. Only
+/// the token's holder can ask, and learns nothing of other tokens.
+async fn resolve_for_agent(
+    State(state): State<ApiState>,
+    access: Arc<Access>,
+) -> ApiResult<Response> {
+    if !state.acl.enabled() {
+        return Ok(json(None, false, &json!({"Enabled": false})));
+    }
+    let snapshot = state.registry.snapshot();
+    let token = snapshot.acl_token(&access.accessor);
+    let token = token.ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "ACL not found"))?;
+    let management = token
+        .policies
+        .iter()
+        .any(|l| l.id == shoal_catalog::acl::MANAGEMENT_POLICY_ID);
+    let rules: Vec<String> = token
+        .policies
+        .iter()
+        .filter_map(|l| snapshot.acl_policy(&l.id))
+        .map(|p| p.rules.clone())
+        .collect();
+    Ok(json(
+        None,
+        false,
+        &json!({
+            "Enabled": true,
+            "AccessorID": token.accessor_id,
+            "Management": management,
+            "DefaultAllow": state.acl.default_allow(),
+            "Rules": rules,
+        }),
+    ))
 }
 
 fn enabled(state: &ApiState) -> ApiResult<()> {

@@ -7,6 +7,7 @@
 
 mod access;
 pub mod acl;
+mod acl_remote;
 mod acl_routes;
 mod acl_write;
 mod agent_health_routes;
@@ -109,6 +110,8 @@ pub struct ApiState {
     servers: Option<Arc<dyn ServerSet>>,
     /// Token resolution (`--acl-enabled`; off by default).
     acl: Arc<acl::AclResolver>,
+    /// On an agent: tokens resolved by the servers.
+    remote_acl: Option<Arc<acl_remote::RemoteAcl>>,
 }
 
 /// The servers sharing a catalog, for `/v1/status/leader` and
@@ -134,7 +137,15 @@ impl ApiState {
             stream: true,
             servers: None,
             acl: Arc::default(),
+            remote_acl: None,
         }
+    }
+
+    /// An agent's API: callers' tokens are resolved by `servers`, which
+    /// decide whether ACLs are on.
+    pub fn with_remote_acl(mut self, servers: RemoteCatalog) -> Self {
+        self.remote_acl = Some(Arc::new(acl_remote::RemoteAcl::new(servers)));
+        self
     }
 
     /// With ACLs as `config` says (see [`acl`]).

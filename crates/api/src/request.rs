@@ -151,7 +151,7 @@ impl FromRequestParts<ApiState> for Ctx {
         }
         let q = params.query_options()?;
         let pretty = params.has("pretty");
-        let acl = state.access(parts)?;
+        let acl = state.access(parts).await?;
         let mut cache_key = cache_key(&parts.uri);
         if acl.enforced {
             cache_key.push_str("\0acl=");

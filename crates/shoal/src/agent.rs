@@ -153,7 +153,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         println!("shoal agent: HTTP API listening on http://{addr}");
     }
     let app = shoal_api::agent_router(
-        ApiState::new(local.clone(), Arc::new(config)).with_access_log(args.access.access_log),
+        ApiState::new(local.clone(), Arc::new(config))
+            .with_access_log(args.access.access_log)
+            .with_remote_acl(servers.clone()),
         servers,
     );
     let mut listeners = listeners.into_iter();

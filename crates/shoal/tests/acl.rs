@@ -458,3 +458,70 @@ async fn dns_answers_with_the_default_tokens_rights() {
         json!({"web-1": []})
     );
 }
+
+/// Waits (bounded) until `check` holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_syncs_under_default_deny_with_its_token_and_checks_its_callers() {
+    let s = deny_server();
+    let root = bootstrap(&s).await;
+    let rules = r#"node "agent-ok" { policy = "write" }
+service_prefix "" { policy = "write" }
+node_prefix "" { policy = "read" }"#;
+    let (_, agent_token) = token_with(&s, &root, "agent", rules).await;
+    let (_, web) = token_with(&s, &root, "web", r#"service "web" { policy = "write" }"#).await;
+    let with =
+        ServerProcess::start_agent(bin(), &s.url, "agent-ok", &["--agent-token", &agent_token]);
+    let without = ServerProcess::start_agent(bin(), &s.url, "agent-none", &[]);
+    // The agent's own endpoints check callers' tokens through the servers.
+    for (agent, token, id, want) in [
+        (&with, None, "web-0", 403),
+        (&with, Some(web.as_str()), "db-1", 403),
+        (&with, Some(web.as_str()), "web-1", 200),
+        (&without, Some(root.as_str()), "web-2", 200),
+    ] {
+        let name = id.split('-').next().unwrap();
+        let (status, _, text) = call(
+            Method::PUT,
+            agent.at("/v1/agent/service/register"),
+            token,
+            Some(instance(id, name)),
+        )
+        .await;
+        assert_eq!(status, want, "{id} on {}: {text}", agent.url);
+    }
+    // The agent with its token brings its node and web-1 to the servers.
+    eventually("web-1 on the server", async || {
+        let (_, _, text) = call(
+            Method::GET,
+            s.at("/v1/health/service/web"),
+            Some(&root),
+            None,
+        )
+        .await;
+        text.contains("web-1")
+    })
+    .await;
+    // The one without is refused: neither its node nor web-2 get there.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (_, _, text) = call(Method::GET, s.at("/v1/catalog/nodes"), Some(&root), None).await;
+    assert!(
+        text.contains("agent-ok") && !text.contains("agent-none"),
+        "{text}"
+    );
+    let (_, _, text) = call(
+        Method::GET,
+        s.at("/v1/health/service/web"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert!(!text.contains("web-2"), "{text}");
+}
