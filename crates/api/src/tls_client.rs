@@ -96,19 +96,25 @@ impl ClientTls {
 /// What a TLS failure somewhere in `e`'s chain of causes means, in words
 /// that say what to check; `None` when the chain holds no TLS failure.
 pub fn explain(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        let tls = c.downcast_ref::<rustls::Error>().or_else(|| {
-            c.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
-            return explain_rustls(tls);
-        }
-        cause = c.source();
+    find_rustls(e).and_then(explain_rustls)
+}
+
+/// The rustls error in `e`'s causes, looking inside I/O errors too: they
+/// wrap it (hyper-rustls wraps tokio-rustls's I/O error in another), and
+/// an I/O error's `source` skips what it wraps.
+fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
     }
-    None
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(tls) = find_rustls(inner) {
+            return Some(tls);
+        }
+    }
+    e.source().and_then(find_rustls)
 }
 
 fn explain_rustls(e: &rustls::Error) -> Option<&'static str> {
@@ -134,8 +140,8 @@ fn explain_rustls(e: &rustls::Error) -> Option<&'static str> {
             | AlertDescription::CertificateUnknown
             | AlertDescription::CertificateExpired,
         ) => {
-            "the server refused this client's certificate, or its lack of one \
-             (--client-cert and --client-key, signed by a CA the server trusts)"
+            "client certificate refused: the server wants one signed by a CA it trusts \
+             (--client-cert and --client-key)"
         }
         E::InvalidCertificate(_) => "the server's certificate is invalid",
         _ => return None,
@@ -166,7 +172,9 @@ mod tests {
     fn tls_failures_are_explained_through_io_errors() {
         let unknown = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
         let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
-        assert!(explain(&wrapped).unwrap().starts_with("unknown CA"));
+        // As hyper-rustls hands it on: an I/O error in an I/O error.
+        let twice = std::io::Error::other(wrapped);
+        assert!(explain(&twice).unwrap().starts_with("unknown CA"));
         let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
         assert!(explain(&name).unwrap().starts_with("name mismatch"));
         let plain = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
