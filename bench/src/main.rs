@@ -6,7 +6,7 @@
 //! One subcommand per benchmark, one module per benchmark:
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
 //! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
-//! ([`dns`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
+//! ([`dns`]), `shoal-bench https` ([`https`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
 //! ([`watchers`]), `shoal-bench locks` ([`locks`]), `shoal-bench scale`
 //! ([`scale`]), `shoal-bench render` ([`render`]), `shoal-bench etcd`
 //! ([`etcd`]) and `shoal-bench template` ([`template`], in-process, no
@@ -17,6 +17,7 @@ mod agent;
 mod dns;
 mod docker;
 mod etcd;
+mod https;
 mod locks;
 mod proxy;
 mod registry;
@@ -59,6 +60,9 @@ enum Bench {
     /// DNS SRV lookups per second of a 100-instance service, shoal vs
     /// dnsmasq serving the same records, under dnsperf.
     Dns(dns::Args),
+    /// The API's keep-alive GET throughput over HTTPS against plain HTTP,
+    /// both served by one `shoal server`, and their ratio.
+    Https(https::Args),
     /// The Docker registrator: from `docker start` to the first request
     /// through the proxy reaching the new container, over 20 containers.
     Docker(docker::Args),
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Proxy(args) => proxy::run(&shoal, &args, &command).await,
         Bench::Agent(args) => agent::run(&shoal, &args, &command).await,
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
+        Bench::Https(args) => https::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
         Bench::Locks(args) => locks::run(&shoal, &args, &command).await,

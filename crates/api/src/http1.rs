@@ -17,6 +17,7 @@
 //! cannot frame exactly is refused with a 4xx/5xx that says why, and the
 //! connection is closed after it: a request is never guessed at.
 
+use crate::transport::Transport;
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
 use axum::http::{self, header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
@@ -27,7 +28,7 @@ use http_body_util::BodyExt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -55,6 +56,26 @@ pub async fn serve(
     cancel: CancellationToken,
     grace: Duration,
 ) -> io::Result<()> {
+    let conn_cancel = cancel.clone();
+    accept_loop(listener, cancel, grace, move |stream, peer| {
+        Conn::new(stream, peer, app.clone(), conn_cancel.clone()).run()
+    })
+    .await
+}
+
+/// Accepts connections on `listener` until `cancel` fires, each served by
+/// the task `start` makes of it (plain HTTP/1.1, or a TLS handshake
+/// first); then gives the tasks `grace` to finish.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    grace: Duration,
+    mut start: F,
+) -> io::Result<()>
+where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -66,14 +87,7 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let conn = Conn {
-                    stream,
-                    peer,
-                    buf: BytesMut::new(),
-                    app: app.clone(),
-                    cancel: cancel.clone(),
-                };
-                conns.spawn(conn.run());
+                conns.spawn(start(stream, peer));
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, breathe, go on
@@ -91,8 +105,10 @@ pub async fn serve(
     Ok(())
 }
 
-struct Conn {
-    stream: TcpStream,
+/// One client connection, over plain TCP or TLS (monomorphized: the plain
+/// path is the same code it was before TLS existed).
+pub(crate) struct Conn<S> {
+    stream: S,
     peer: SocketAddr,
     /// Bytes read and not yet consumed; empty (no allocation) between
     /// requests unless the client pipelined.
@@ -135,8 +151,18 @@ impl Refusal {
     }
 }
 
-impl Conn {
-    async fn run(mut self) {
+impl<S: Transport> Conn<S> {
+    pub(crate) fn new(stream: S, peer: SocketAddr, app: Router, cancel: CancellationToken) -> Self {
+        Conn {
+            stream,
+            peer,
+            buf: BytesMut::new(),
+            app,
+            cancel,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
         loop {
             let head = match self.read_head().await {
                 Ok(Some(head)) => head,
@@ -195,7 +221,7 @@ impl Conn {
                     ));
                 }
             }
-            match read_some(&self.stream, &mut self.buf) {
+            match read_some(&mut self.stream, &mut self.buf) {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -240,6 +266,7 @@ impl Conn {
                     self.stream
                         .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                         .await?;
+                    self.stream.flush().await?;
                 }
                 let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(1);
                 feed = Some((BodyFeed::new(framing), tx));
@@ -297,7 +324,7 @@ impl Conn {
                             watch_close = false;
                             continue;
                         }
-                        match read_some(&self.stream, &mut self.buf) {
+                        match read_some(&mut self.stream, &mut self.buf) {
                             Ok(0) => {
                                 // The client is gone. A read it asked for
                                 // (a parked blocking query, say) is dropped;
@@ -343,7 +370,7 @@ impl Conn {
 /// `buf`, through a stack buffer: a read that finds nothing (readiness is
 /// often stale) leaves `buf` without an allocation, so an idle or parked
 /// connection holds none.
-fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+fn read_some<S: Transport>(stream: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
     let mut chunk = [0u8; READ_SIZE];
     let n = stream.try_read(&mut chunk)?;
     buf.extend_from_slice(&chunk[..n]);
@@ -550,8 +577,8 @@ impl BodyFeed {
 /// Moves the next piece of the body from the socket (or the buffer) to
 /// the handler. `Err` ends the feed: the body was malformed or cut off,
 /// and the handler was told so.
-async fn feed_body(
-    stream: &mut TcpStream,
+async fn feed_body<S: Transport>(
+    stream: &mut S,
     buf: &mut BytesMut,
     feed: Option<&mut (BodyFeed, mpsc::Sender<Result<Bytes, io::Error>>)>,
 ) -> Result<(), ()> {
@@ -760,8 +787,10 @@ fn find_crlf(buf: &[u8], max: usize) -> Result<Option<usize>, &'static str> {
 
 /// Writes `response`: Content-Length when the body's size is known,
 /// chunked (HTTP/1.1) when it streams. The write buffer lives only here.
-async fn write_response(
-    stream: &mut TcpStream,
+/// Flushed at the end: a TLS stream may hold the last record until then
+/// (for plain TCP a flush is nothing).
+async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     response: Response,
     is_head: bool,
     http10: bool,
@@ -829,7 +858,8 @@ async fn write_response(
         b"connection: close\r\n\r\n".as_slice()
     });
     if bodiless {
-        return stream.write_all(&out).await;
+        stream.write_all(&out).await?;
+        return stream.flush().await;
     }
     // A body whose size is known is written with the head in one go when
     // it is small; a streamed one chunk by chunk, each flushed at once
@@ -855,6 +885,7 @@ async fn write_response(
         if chunked {
             out.extend_from_slice(b"\r\n");
             stream.write_all(&out).await?;
+            stream.flush().await?;
             out.clear();
         }
     }
@@ -864,7 +895,7 @@ async fn write_response(
     if !out.is_empty() {
         stream.write_all(&out).await?;
     }
-    Ok(())
+    stream.flush().await
 }
 
 #[cfg(test)]

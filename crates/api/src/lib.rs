@@ -32,6 +32,10 @@ mod remote;
 mod remote_fallback;
 mod remote_stream;
 mod session_routes;
+pub mod tls;
+pub mod tls_client;
+pub mod tls_server;
+mod transport;
 mod txn_routes;
 pub mod ui_routes;
 
@@ -45,6 +49,9 @@ pub use error::{ApiError, ApiResult};
 pub use forward::agent_router;
 pub use remote::{RemoteCatalog, RemoteConfig};
 pub use stream_routes::HEARTBEAT as STREAM_HEARTBEAT;
+pub use tls::TlsError;
+pub use tls_client::ClientTls;
+pub use tls_server::{ServerTls, ServerTlsFiles};
 
 use axum::http::Method;
 use axum::response::IntoResponse;
@@ -284,6 +291,17 @@ pub async fn serve_router(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     http1::serve(listener, app, cancel, SHUTDOWN_GRACE).await
+}
+
+/// Like [`serve_router`], over TLS: HTTPS beside the plain listeners (as
+/// Consul's `ports.https`), with `tls`'s current certificate.
+pub async fn serve_router_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Arc<ServerTls>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    tls_server::serve_tls(listener, app, tls, cancel, SHUTDOWN_GRACE).await
 }
 
 pub use shoal_catalog::NODE_HEALTH_CHECK;

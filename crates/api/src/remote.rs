@@ -3,6 +3,7 @@
 //! real Consul. Reads are blocking queries; the index rules live in
 //! [`shoal_catalog::blocking`].
 
+use crate::tls_client::ClientTls;
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -21,8 +22,9 @@ use std::time::Duration;
 /// Where the remote catalog is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct RemoteConfig {
-    /// Base URL, e.g. `http://127.0.0.1:8500` (a bare `host:port` works);
-    /// several, comma-separated, to fail over between servers.
+    /// Base URL, e.g. `http://127.0.0.1:8500` or `https://...` (a bare
+    /// `host:port` works, http unless `tls.https`); several,
+    /// comma-separated, to fail over between servers.
     pub address: String,
     /// Sent as `X-Consul-Token` when set.
     pub token: Option<String>,
@@ -31,6 +33,8 @@ pub struct RemoteConfig {
     /// Whether [`Catalog::subscribe`] may use a shoal server's change
     /// stream; `false` (`--no-stream`) always follows with blocking queries.
     pub stream: bool,
+    /// How https servers are trusted and this client presents itself.
+    pub tls: ClientTls,
 }
 
 impl RemoteConfig {
@@ -41,6 +45,7 @@ impl RemoteConfig {
             token: None,
             timeout: Duration::from_secs(10),
             stream: true,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -74,14 +79,18 @@ impl RemoteCatalog {
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-            .map(normalize_base)
+            .map(|a| normalize_base(a, config.tls.default_scheme()))
             .collect::<Result<Vec<_>>>()?;
         if bases.is_empty() {
             return Err(Error::invalid("no registry URL given"));
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT);
+        let http = config
+            .tls
+            .apply(builder)
+            .map_err(|e| Error::invalid(e.to_string()))?
             .build()
             .map_err(remote("cannot build HTTP client".into()))?;
         Ok(RemoteCatalog {
@@ -296,17 +305,18 @@ impl RemoteCatalog {
 /// How long to try to connect to one server before trying the next.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// `host:port` or a URL, as a base URL without a trailing slash.
-fn normalize_base(addr: &str) -> Result<String> {
+/// `host:port` or a URL, as a base URL without a trailing slash; a bare
+/// `host:port` gets `scheme`.
+fn normalize_base(addr: &str, scheme: &str) -> Result<String> {
     let addr = addr.trim_end_matches('/');
     let base = if addr.contains("://") {
         addr.to_string()
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     };
     if !(base.starts_with("http://") || base.starts_with("https://")) {
         return Err(Error::invalid(format!(
-            "unsupported registry URL {addr:?}: use http://host:port"
+            "unsupported registry URL {addr:?}: use http://host:port or https://host:port"
         )));
     }
     Ok(base)
@@ -616,7 +626,7 @@ fn written_index(resp: &reqwest::Response) -> u64 {
 /// An error with every cause under it, as reqwest's own text leaves
 /// them out ("error sending request for url (...)" says nothing of a
 /// refused connection).
-fn with_causes(e: &dyn std::error::Error) -> String {
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -626,7 +636,10 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
-    text
+    match crate::tls_client::explain(e) {
+        Some(meaning) => format!("{text} ({meaning})"),
+        None => text,
+    }
 }
 
 #[cfg(test)]

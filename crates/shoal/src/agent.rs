@@ -38,6 +38,11 @@ pub struct AgentArgs {
     /// host name, every address a name resolves to is bound).
     #[arg(long, env = "SHOAL_HTTP_ADDR", default_value_t = listen::default_at(8500))]
     pub http_addr: ListenAddr,
+    #[command(flatten)]
+    pub https: crate::tls::HttpsArgs,
+    /// How the servers' https certificates are trusted (`--ca-file`, ...).
+    #[command(flatten)]
+    pub registry_tls: crate::tls::ClientTlsArgs,
     /// This host's node name (default: the hostname).
     #[arg(long, env = "SHOAL_NODE_NAME")]
     pub node_name: Option<String>,
@@ -74,12 +79,14 @@ pub struct AgentArgs {
 
 /// Runs `shoal agent` until a signal arrives.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let tls = args.https.load()?;
     let mut remote = RemoteConfig::new(args.registry.join(","));
     remote.token = args
         .agent_token
         .clone()
         .or_else(|| std::env::var("CONSUL_HTTP_TOKEN").ok())
         .filter(|t| !t.is_empty());
+    remote.tls = args.registry_tls.client_tls();
     let servers = RemoteCatalog::new(remote).context("bad --registry")?;
     let node_name = args.node_name.clone().unwrap_or_else(identity::hostname);
     let address = args
@@ -87,6 +94,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| identity::route_ip(servers.base_url()));
     let listeners = listen::bind_tcp(&args.http_addr, "the agent API").await?;
     let locals = listen::addrs(&listeners);
+    let https = args.https.bind(tls, "the agent's HTTPS API").await?;
     let config = ApiConfig {
         node_name: node_name.clone(),
         node_id: identity::node_id(None)?,
@@ -149,15 +157,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         heartbeat_ttl = ?args.heartbeat_ttl,
         "shoal agent started"
     );
-    for addr in &locals {
-        println!("shoal agent: HTTP API listening on http://{addr}");
-    }
     let app = shoal_api::agent_router(
         ApiState::new(local.clone(), Arc::new(config))
             .with_access_log(args.access.access_log)
             .with_remote_acl(servers.clone()),
         servers,
     );
+    if let Some(https) = https {
+        https.serve("shoal agent: HTTPS API", app.clone(), &cancel, &mut tasks)?;
+    }
+    for addr in &locals {
+        println!("shoal agent: HTTP API listening on http://{addr}");
+    }
     let mut listeners = listeners.into_iter();
     let first = listeners.next().context("no agent API listener")?;
     for more in listeners {

@@ -25,12 +25,16 @@ pub struct Registry {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// How an https registry is trusted (`--ca-file`, ...).
+    #[command(flatten)]
+    tls: crate::tls::ClientTlsArgs,
 }
 
 impl Registry {
     fn client(&self) -> anyhow::Result<RemoteCatalog> {
         let mut config = RemoteConfig::new(self.registry.clone());
         config.token = self.token.clone().filter(|t| !t.is_empty());
+        config.tls = self.tls.client_tls();
         RemoteCatalog::new(config).context("bad --registry")
     }
 
@@ -46,8 +50,20 @@ impl Registry {
         if url.contains("://") {
             url.to_string()
         } else {
-            format!("http://{url}")
+            format!("{}://{url}", self.tls.client_tls().default_scheme())
         }
+    }
+
+    /// An HTTP client for requests of its own (`shoal snapshot`), with
+    /// the same TLS settings as [`Self::client`]'s.
+    pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
+        let builder = reqwest::Client::builder().no_proxy();
+        self.tls
+            .client_tls()
+            .apply(builder)
+            .context("TLS settings")?
+            .build()
+            .context("HTTP client")
     }
 
     /// `req` with the ACL token, if one was given.

@@ -23,6 +23,7 @@ mod server;
 mod session_cli;
 mod snapshot_cli;
 mod table;
+mod tls;
 
 use clap::{Parser, Subcommand};
 

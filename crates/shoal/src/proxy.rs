@@ -107,6 +107,9 @@ pub struct ProxyArgs {
         default_value = "http://127.0.0.1:8500"
     )]
     pub registry: String,
+    /// How the registry's https certificate is trusted (`--ca-file`, ...).
+    #[command(flatten)]
+    pub registry_tls: crate::tls::ClientTlsArgs,
     /// Where to serve /v1/proxy/stats and /metrics.
     #[arg(long, env = "SHOAL_STATS_ADDR", default_value_t = listen::default_at(9180))]
     pub stats_addr: ListenAddr,
@@ -216,6 +219,7 @@ pub async fn run(mut args: ProxyArgs) -> anyhow::Result<()> {
     args.options.access_log = args.access.access_log;
     let mut config = shoal_api::RemoteConfig::new(args.registry.clone());
     config.stream = !args.no_stream;
+    config.tls = args.registry_tls.client_tls();
     config.token = args.token.clone().filter(|t| !t.is_empty());
     let catalog = shoal_api::RemoteCatalog::new(config).context("bad --registry")?;
     let cancel = CancellationToken::new();

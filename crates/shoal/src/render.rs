@@ -35,6 +35,31 @@ pub struct RenderArgs {
         hide_env_values = true
     )]
     pub consul_token: Option<String>,
+    /// Use https for a registry address without a scheme.
+    #[arg(long = "consul-ssl", env = "CONSUL_HTTP_SSL")]
+    pub consul_ssl: bool,
+    /// CA certificate (PEM) the registry's certificate must chain to.
+    #[arg(
+        long = "consul-ssl-ca-cert",
+        env = "CONSUL_CACERT",
+        value_name = "FILE"
+    )]
+    pub consul_ssl_ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for a registry that verifies incoming
+    /// connections.
+    #[arg(
+        long = "consul-ssl-cert",
+        env = "CONSUL_CLIENT_CERT",
+        value_name = "FILE"
+    )]
+    pub consul_ssl_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long = "consul-ssl-key",
+        env = "CONSUL_CLIENT_KEY",
+        value_name = "FILE"
+    )]
+    pub consul_ssl_key: Option<PathBuf>,
     /// Render each template once its data is there, then exit.
     #[arg(long)]
     pub once: bool,
@@ -283,6 +308,12 @@ async fn run_until_exit(args: RenderArgs) -> Result<i32, (i32, anyhow::Error)> {
         let mut remote = shoal_api::RemoteConfig::new(address);
         remote.stream = !args.no_stream;
         remote.token = config.consul.token.clone().filter(|t| !t.is_empty());
+        remote.tls = shoal_api::ClientTls {
+            ca_file: args.consul_ssl_ca_cert.clone(),
+            cert_file: args.consul_ssl_cert.clone(),
+            key_file: args.consul_ssl_key.clone(),
+            https: args.consul_ssl,
+        };
         let catalog = RemoteCatalog::new(remote)
             .context("bad -consul-addr")
             .map_err(config_err)?;

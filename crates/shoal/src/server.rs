@@ -25,6 +25,8 @@ pub struct ServerArgs {
     /// resolves to is bound).
     #[arg(long, env = "SHOAL_HTTP_ADDR", default_value_t = listen::default_at(8500))]
     pub http_addr: ListenAddr,
+    #[command(flatten)]
+    pub https: crate::tls::HttpsArgs,
     /// Directory of the durable catalog.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
     pub data_dir: PathBuf,
@@ -309,6 +311,7 @@ async fn run_with(
             default_allow: acl.default_allow,
         });
     }
+    let tls = args.https.load()?;
     if !args.in_memory {
         // The node ID is kept there (on etcd, only that), before the store opens.
         std::fs::create_dir_all(&args.data_dir)
@@ -318,6 +321,7 @@ async fn run_with(
     let (registry, etcd) = open_registry(&args).await?;
     let listeners = listen::bind_tcp(&args.http_addr, "the HTTP API").await?;
     let local = listeners[0].addr;
+    let https = args.https.bind(tls, "the HTTPS API").await?;
     let dns_sockets = listen::bind_all(&args.dns.dns_addr, "DNS", shoal_dns::bind, |s| {
         s.0.local_addr()
     })
@@ -383,10 +387,11 @@ async fn run_with(
         });
     }
     if !args.acl.acl_enabled {
-        for l in &listeners {
-            if !l.addr.ip().is_loopback() {
+        let https_addrs = https.as_ref().map(|h| h.addrs()).unwrap_or_default();
+        for addr in listeners.iter().map(|l| l.addr).chain(https_addrs) {
+            if !addr.ip().is_loopback() {
                 tracing::warn!(
-                    addr = %l.addr,
+                    addr = %addr,
                     "the HTTP API listens beyond the loopback with ACLs off: anyone who reaches it can change the catalog; run with --acl-enabled --acl-default-policy deny"
                 );
             }
@@ -439,6 +444,15 @@ async fn run_with(
     // API's come last: they say the process is ready.
     for dns in &dns_locals {
         println!("shoal {role}: DNS listening on dns://{dns} (UDP and TCP)");
+    }
+    if let Some(https) = https {
+        let app = shoal_api::router(state.clone()).merge(extra.clone());
+        https.serve(
+            &format!("shoal {role}: HTTPS API"),
+            app,
+            &cancel,
+            &mut tasks,
+        )?;
     }
     let mut listeners = listeners.into_iter();
     let first = listeners.next().context("no HTTP API listener")?;

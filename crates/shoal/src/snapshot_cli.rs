@@ -23,12 +23,9 @@ pub enum SnapshotCommand {
 }
 
 pub async fn run(cmd: SnapshotCommand) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .context("HTTP client")?;
     match cmd {
         SnapshotCommand::Save { file, registry } => {
+            let http = registry.http_client()?;
             let url = format!("{}/v1/snapshot", registry.url());
             let resp = registry
                 .authorize(http.get(&url))
@@ -53,6 +50,7 @@ pub async fn run(cmd: SnapshotCommand) -> anyhow::Result<()> {
             );
         }
         SnapshotCommand::Restore { file, registry } => {
+            let http = registry.http_client()?;
             let body =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let url = format!("{}/v1/snapshot", registry.url());

@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod recorder;
 pub mod stack;
+pub mod tls;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
