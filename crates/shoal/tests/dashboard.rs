@@ -258,6 +258,7 @@ macro_rules! scenarios {
 }
 
 scenarios!(
+    with_acls,
     live_catalog,
     kv_editing,
     operations,

@@ -56,12 +56,40 @@ function num(n, digits = 0) {
 }
 function badge(status) { return h('span', { class: 'badge ' + status, text: status }); }
 
+// The ACL token the dashboard sends (kept in this browser only, as
+// Consul's UI keeps it); none: the server's default or anonymous token.
+const TOKEN_KEY = 'shoal.aclToken';
+function aclToken() {
+  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch (_) { return ''; }
+}
+function authFetch(path, init) {
+  init = Object.assign({}, init || {});
+  const token = aclToken();
+  if (token) init.headers = Object.assign({}, init.headers || {}, { 'X-Consul-Token': token });
+  return fetch(path, init);
+}
+function setupToken() {
+  const form = document.getElementById('token-form');
+  if (!form) return;
+  const input = document.getElementById('acl-token');
+  input.value = aclToken();
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    try {
+      if (input.value.trim()) localStorage.setItem(TOKEN_KEY, input.value.trim());
+      else localStorage.removeItem(TOKEN_KEY);
+    } catch (_) { /* storage off: the token lasts for this page only */ }
+    // Every stream and watch starts again with the new token.
+    location.reload();
+  });
+}
+
 async function api(method, path, body) {
   const init = { method, cache: 'no-store', headers: {} };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
   }
-  const r = await fetch(path, init);
+  const r = await authFetch(path, init);
   const text = await r.text();
   if (!r.ok) {
     const err = new Error(`${method} ${path}: ${r.status} ${text.trim() || r.statusText}`);
@@ -222,7 +250,7 @@ async function followStream() {
     let r;
     streamAbort = new AbortController();
     try {
-      r = await fetch('/v1/shoal/stream?index=' + S.index, { cache: 'no-store', signal: streamAbort.signal });
+      r = await authFetch('/v1/shoal/stream?index=' + S.index, { cache: 'no-store', signal: streamAbort.signal });
     } catch (e) {
       if (S.paused) continue;
       S.index = 0;
@@ -231,6 +259,15 @@ async function followStream() {
       continue;
     }
     if (r.status === 404) return false;   // no stream here: blocking queries
+    if (r.status === 403) {
+      // Not a lost server: the token (or none) may not read the catalog.
+      S.up = false;
+      const el = document.getElementById('conn');
+      el.textContent = 'ACL token needed: enter one that may read every service and node';
+      el.className = 'conn down';
+      await sleep(backoff); backoff = Math.min(backoff * 2, 4000);
+      continue;
+    }
     if (!r.ok || !r.body) {
       setConn(false, 'stream: HTTP ' + r.status);
       await sleep(backoff); backoff = Math.min(backoff * 2, 4000);
@@ -322,7 +359,7 @@ async function followBlocking() {
 // blocking queries; the one still waiting is cancelled).
 async function anyMoved(seen) {
   const stop = new AbortController();
-  const block = (path, index) => fetch(`${path}?index=${index}&wait=30s`, { cache: 'no-store', signal: stop.signal })
+  const block = (path, index) => authFetch(`${path}?index=${index}&wait=30s`, { cache: 'no-store', signal: stop.signal })
     .then((r) => { if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`); });
   const waits = [block('/v1/catalog/services', seen.list), block('/v1/health/state/any', seen.checks)];
   for (const w of waits) w.catch(() => {});
@@ -342,7 +379,7 @@ async function followStats() {
   for (;;) {
     if (S.paused) await whenShown();
     try {
-      const r = await fetch('/v1/proxy/stats', { cache: 'no-store' });
+      const r = await authFetch('/v1/proxy/stats', { cache: 'no-store' });
       if (r.status === 404) {
         S.statsState = 'none';
         schedule();
@@ -450,7 +487,7 @@ function render(moved) {
     const here = a.getAttribute('href').split('/')[1] === view || (view === 'service' && a.getAttribute('href') === '#/services');
     if (here) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
-  for (const li of document.querySelectorAll('#nav [data-need="catalog"]')) li.hidden = S.catalog === false;
+  for (const li of document.querySelectorAll('#nav [data-need="catalog"], #token-form')) li.hidden = S.catalog === false;
   const main = document.getElementById('main');
   // Keep the focused field (search box, editor) while redrawing around it.
   const keep = document.activeElement && document.activeElement.id;
@@ -682,7 +719,7 @@ async function kvView(arg, main) {
   const here = route();
   let keys = [];
   try {
-    const r = await fetch(`/v1/kv/${encPath(prefix)}?keys&separator=/`, { cache: 'no-store' });
+    const r = await authFetch(`/v1/kv/${encPath(prefix)}?keys&separator=/`, { cache: 'no-store' });
     if (r.status !== 404) {
       if (!r.ok) throw new Error(`listing ${prefix || '/'}: ${r.status} ${await r.text()}`);
       keys = await r.json();
@@ -717,7 +754,7 @@ async function renderKey(main, arg, crumbs) {
   const here = location.hash;
   let entry = null;
   try {
-    const r = await fetch(`/v1/kv/${encPath(key)}`, { cache: 'no-store' });
+    const r = await authFetch(`/v1/kv/${encPath(key)}`, { cache: 'no-store' });
     if (r.ok) entry = (await r.json())[0];
     else if (r.status !== 404) throw new Error(`reading ${key}: ${r.status} ${await r.text()}`);
   } catch (e) { flash(e.message); }
@@ -743,7 +780,7 @@ async function renderKey(main, arg, crumbs) {
         else renderKey(main, key, crumbs);
         return;
       }
-      const now = await fetch(`/v1/kv/${encPath(key)}`, { cache: 'no-store' });
+      const now = await authFetch(`/v1/kv/${encPath(key)}`, { cache: 'no-store' });
       const cur = now.ok ? (await now.json())[0] : null;
       status.replaceChildren(h('div', { class: 'conflict', role: 'alert' },
         h('strong', {}, 'Not saved: '),
@@ -905,6 +942,7 @@ function eventsView() {
 // ---------- start
 
 async function start() {
+  setupToken();
   window.addEventListener('hashchange', () => {
     ui.limit = LIST_LIMIT;
     if (S.kick && route().view === 'service') S.kick();
@@ -912,7 +950,7 @@ async function start() {
   // A registry API answers /v1/status/leader; a proxy's stats server does not.
   for (;;) {
     try {
-      const r = await fetch('/v1/status/leader', { cache: 'no-store' });
+      const r = await authFetch('/v1/status/leader', { cache: 'no-store' });
       S.catalog = r.status !== 404;
       break;
     } catch (e) { setConn(false, e.message); await sleep(1000); }

@@ -80,10 +80,10 @@ def dev(*extra):
     return p, api, proxy
 
 
-def call(port, method, path, body=None):
+def call(port, method, path, body=None, token=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     data = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-    c.request(method, path, data)
+    c.request(method, path, data, headers={"X-Consul-Token": token} if token else {})
     r = c.getresponse()
     text = r.read().decode()
     if r.status >= 300:
@@ -159,6 +159,39 @@ def console_errors(d):
 
 
 # ---------------------------------------------------------------- scenarios
+
+def with_acls():
+    """Under default deny the page shows nothing until a token is given in
+    its token field; then the services that token may read, live."""
+    p, api, _ = dev("--acl-enabled", "--acl-default-policy", "deny")
+    d = browser()
+    try:
+        root = call(api, "PUT", "/v1/acl/bootstrap")["SecretID"]
+        call(api, "PUT", "/v1/agent/service/register",
+             {"ID": "web-1", "Name": "web", "Address": "127.0.0.1", "Port": 7001}, token=root)
+        rules = 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }'
+        call(api, "PUT", "/v1/acl/policy", {"Name": "viewer", "Rules": rules}, token=root)
+        viewer = call(api, "PUT", "/v1/acl/token", {"Policies": [{"Name": "viewer"}]}, token=root)["SecretID"]
+        d.get(f"http://127.0.0.1:{api}/ui/")
+        until("the refusal said", lambda: "ACL token" in d.find_element(By.ID, "conn").text)
+        assert not d.find_elements(By.CSS_SELECTOR, 'tr[data-service="web"]')
+        box = d.find_element(By.ID, "acl-token")
+        box.send_keys(viewer, Keys.ENTER)
+        until("web listed with the token", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="web"]'))
+        until("connected", lambda: "Live" in d.find_element(By.ID, "conn").text)
+        call(api, "PUT", "/v1/agent/service/register",
+             {"ID": "api-1", "Name": "api", "Address": "127.0.0.1", "Port": 7002}, token=root)
+        until("a later registration shows live", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="api"]'))
+        # The token stays for the next visit, and is never in the page's URL.
+        d.get(f"http://127.0.0.1:{api}/ui/")
+        until("still listed after a reload", lambda: d.find_elements(By.CSS_SELECTOR, 'tr[data-service="web"]'))
+        assert viewer not in d.current_url
+        shot(d, "acl-token")
+        console_errors(d)
+    finally:
+        d.quit()
+        p.stop()
+
 
 def live_catalog():
     """Instances coming and going show up without a reload, in the list,
@@ -606,7 +639,7 @@ def accessible():
         p.stop()
 
 
-SCENARIOS = {f.__name__: f for f in (live_catalog, kv_editing, operations, traffic, reconnects, without_stream, many_tabs,
+SCENARIOS = {f.__name__: f for f in (with_acls, live_catalog, kv_editing, operations, traffic, reconnects, without_stream, many_tabs,
                                     proxy_stats_page, many_services, accessible)}
 
 if __name__ == "__main__":
