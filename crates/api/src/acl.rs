@@ -314,3 +314,29 @@ impl Access {
         list.len() < before
     }
 }
+
+/// `router` answered only to tokens with `agent:read` on this node (what
+/// else the binary serves beside the API, such as `shoal dev`'s proxy
+/// statistics, which Consul's metrics endpoints guard the same way).
+pub fn agent_read_only(router: axum::Router, state: ApiState) -> axum::Router {
+    router.route_layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let state = state.clone();
+            async move {
+                use axum::response::IntoResponse;
+                let (parts, body) = req.into_parts();
+                let allowed = match state.access(&parts).await {
+                    Ok(access) => access.need_read(Resource::Agent, &state.config.node_name),
+                    Err(e) => Err(e),
+                };
+                match allowed {
+                    Ok(()) => {
+                        next.run(axum::extract::Request::from_parts(parts, body))
+                            .await
+                    }
+                    Err(e) => e.into_response(),
+                }
+            }
+        },
+    ))
+}

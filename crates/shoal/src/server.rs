@@ -409,7 +409,10 @@ async fn run_with(
         let proxy =
             crate::proxy::start(&proxy_options, catalog, cancel.clone(), &mut tasks).await?;
         extra = extra
-            .merge(crate::proxy::stats_json_route(proxy.clone()))
+            .merge(shoal_api::acl::agent_read_only(
+                crate::proxy::stats_json_route(proxy.clone()),
+                state.clone(),
+            ))
             .merge(shoal_api::ui_routes::root_redirect());
         state = state.with_metrics(crate::proxy::metric_source(proxy));
         start_demo(&registry, &config, demo, &cancel).await?;

@@ -525,3 +525,26 @@ node_prefix "" { policy = "read" }"#;
     .await;
     assert!(!text.contains("web-2"), "{text}");
 }
+
+#[tokio::test]
+async fn shoal_devs_proxy_statistics_and_metrics_need_agent_read() {
+    let (dev, _) = ServerProcess::start_dev(
+        bin(),
+        &[
+            "--acl-enabled",
+            "--acl-default-policy",
+            "deny",
+            "--no-docker",
+        ],
+    );
+    let root = bootstrap(&dev).await;
+    let (_, reader) =
+        token_with(&dev, &root, "ops", r#"agent_prefix "" { policy = "read" }"#).await;
+    for path in ["/v1/proxy/stats", "/v1/agent/metrics", "/metrics"] {
+        let (status, _, text) = call(Method::GET, dev.at(path), None, None).await;
+        assert_eq!(status, 403, "{path} without a token: {text}");
+        assert!(text.contains("agent:read"), "{path}: {text}");
+        let (status, _, text) = call(Method::GET, dev.at(path), Some(&reader), None).await;
+        assert_eq!(status, 200, "{path} with agent read: {text}");
+    }
+}
