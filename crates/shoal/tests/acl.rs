@@ -548,3 +548,68 @@ async fn shoal_devs_proxy_statistics_and_metrics_need_agent_read() {
         assert_eq!(status, 200, "{path} with agent read: {text}");
     }
 }
+
+#[tokio::test]
+async fn tokens_live_in_the_shared_catalog_and_a_delete_reaches_every_server() {
+    let etcd = shoal_testkit::EtcdCluster::start(3);
+    let deny = ["--acl-enabled", "--acl-default-policy", "deny"];
+    let a = etcd.start_shoal(bin(), "acl-a", &deny);
+    let b = etcd.start_shoal(bin(), "acl-b", &deny);
+    let root = bootstrap(&a).await;
+    // Bootstrapped once for the whole catalog: B refuses a second one.
+    let (status, _, text) = call(Method::PUT, b.at("/v1/acl/bootstrap"), None, None).await;
+    assert_eq!(status, 403, "{text}");
+    let (accessor, app) = token_with(
+        &a,
+        &root,
+        "app",
+        r#"key_prefix "app/" { policy = "write" }"#,
+    )
+    .await;
+    // Made on A, it works on B (its view has it once the write is acknowledged there).
+    eventually("the token works on B", async || {
+        call(
+            Method::PUT,
+            b.at("/v1/kv/app/x"),
+            Some(&app),
+            Some(json!(1)),
+        )
+        .await
+        .0 == 200
+    })
+    .await;
+    let (status, _, _) = call(
+        Method::PUT,
+        b.at("/v1/kv/other/x"),
+        Some(&app),
+        Some(json!(1)),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Deleted through B: refused on B at once, and on A once its view has the delete.
+    let (status, _, _) = call(
+        Method::DELETE,
+        b.at(&format!("/v1/acl/token/{accessor}")),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, text) = call(
+        Method::PUT,
+        b.at("/v1/kv/app/y"),
+        Some(&app),
+        Some(json!(1)),
+    )
+    .await;
+    assert_eq!((status, text.trim()), (403, "ACL not found"));
+    eventually("the deleted token refused on A", async || {
+        call(Method::GET, a.at("/v1/kv/app/x"), Some(&app), None)
+            .await
+            .0
+            == 403
+    })
+    .await;
+    let (status, _, _) = call(Method::GET, a.at("/v1/kv/app/y"), Some(&root), None).await;
+    assert_eq!(status, 404, "nothing was written with the deleted token");
+}
