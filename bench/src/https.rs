@@ -152,7 +152,7 @@ fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-async fn plain(addr: &str) -> Result<Box<dyn Stream>> {
+pub(crate) async fn plain(addr: &str) -> Result<Box<dyn Stream>> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     Ok(Box::new(tcp))
@@ -170,7 +170,7 @@ async fn tls(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<Box<dyn St
 }
 
 /// A connection of either kind.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Opens the connections with `connect`, then runs them all until the
@@ -180,29 +180,56 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Box<dyn Stream>>>,
 {
-    let mut conns = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        conns.push(connect().await?);
+    let request = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", args.path);
+    let load = Load {
+        connections: args.connections,
+        count: args.count,
+        seconds: args.seconds,
+    };
+    load.run(request.into_bytes().into(), connect).await
+}
+
+/// How much keep-alive load one measurement puts on the server.
+pub(crate) struct Load {
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Most requests in all.
+    pub count: u64,
+    /// Longest run, in seconds.
+    pub seconds: u64,
+}
+
+impl Load {
+    /// Opens the connections with `connect`, then has each send `request`
+    /// (a whole HTTP/1.1 request) again and again, reading every answer
+    /// (which must be a 200 with a Content-Length), until the count or the
+    /// time is up; returns answered requests per second.
+    pub(crate) async fn run<F, Fut>(&self, request: Arc<[u8]>, connect: F) -> Result<f64>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Box<dyn Stream>>>,
+    {
+        let mut conns = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            conns.push(connect().await?);
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let (limit, deadline) = (
+            self.count,
+            Instant::now() + Duration::from_secs(self.seconds),
+        );
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for conn in conns {
+            let (request, done) = (request.clone(), done.clone());
+            tasks.spawn(drive(conn, request, done, limit, deadline));
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        let answered = done.load(Ordering::Relaxed).min(limit);
+        Ok(answered as f64 / started.elapsed().as_secs_f64())
     }
-    let request: Arc<[u8]> = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", args.path)
-        .into_bytes()
-        .into();
-    let done = Arc::new(AtomicU64::new(0));
-    let (limit, deadline) = (
-        args.count,
-        Instant::now() + Duration::from_secs(args.seconds),
-    );
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for conn in conns {
-        let (request, done) = (request.clone(), done.clone());
-        tasks.spawn(drive(conn, request, done, limit, deadline));
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    let answered = done.load(Ordering::Relaxed).min(limit);
-    Ok(answered as f64 / started.elapsed().as_secs_f64())
 }
 
 /// One connection's loop: a request, its whole answer, again.

@@ -13,6 +13,7 @@
 //! server).
 #![forbid(unsafe_code)]
 
+mod acl;
 mod agent;
 mod dns;
 mod docker;
@@ -63,6 +64,9 @@ enum Bench {
     /// The API's keep-alive GET throughput over HTTPS against plain HTTP,
     /// both served by one `shoal server`, and their ratio.
     Https(https::Args),
+    /// The cost of ACL checks: API requests/s with ACLs on (a token with
+    /// prefix rules) against off, reads, writes and a filtered list.
+    Acl(acl::Args),
     /// The Docker registrator: from `docker start` to the first request
     /// through the proxy reaching the new container, over 20 containers.
     Docker(docker::Args),
@@ -116,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Agent(args) => agent::run(&shoal, &args, &command).await,
         Bench::Dns(args) => dns::run(&shoal, &args, &command).await,
         Bench::Https(args) => https::run(&shoal, &args, &command).await,
+        Bench::Acl(args) => acl::run(&shoal, &args, &command).await,
         Bench::Docker(args) => docker::run(&shoal, &args, &command).await,
         Bench::Watchers(args) => watchers::run(&shoal, &args, &command).await,
         Bench::Locks(args) => locks::run(&shoal, &args, &command).await,
