@@ -613,3 +613,96 @@ async fn tokens_live_in_the_shared_catalog_and_a_delete_reaches_every_server() {
     let (status, _, _) = call(Method::GET, a.at("/v1/kv/app/y"), Some(&root), None).await;
     assert_eq!(status, 404, "nothing was written with the deleted token");
 }
+
+#[tokio::test]
+async fn curl_with_a_token_and_tokens_that_expire() {
+    let s = deny_server();
+    let root = bootstrap(&s).await;
+    let (_, app) = token_with(&s, &root, "curl", r#"key_prefix "c/" { policy = "write" }"#).await;
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .args(args)
+            .output()
+            .expect("curl runs (scripts/test installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = s.at("/v1/kv/c/a");
+    // Each of Consul's ways to send a token.
+    assert_eq!(
+        curl(&[
+            "-X",
+            "PUT",
+            "-d",
+            "1",
+            "-H",
+            &format!("X-Consul-Token: {app}"),
+            &url
+        ]),
+        "200"
+    );
+    assert_eq!(
+        curl(&[
+            "-X",
+            "PUT",
+            "-d",
+            "1",
+            "-H",
+            &format!("Authorization: Bearer {app}"),
+            &url
+        ]),
+        "200"
+    );
+    assert_eq!(
+        curl(&["-X", "PUT", "-d", "1", &format!("{url}?token={app}")]),
+        "200"
+    );
+    assert_eq!(curl(&["-X", "PUT", "-d", "1", &url]), "403");
+    // A time in the past is refused; a TTL ends the token by itself.
+    let (status, _, text) = call(
+        Method::PUT,
+        s.at("/v1/acl/token"),
+        Some(&root),
+        Some(json!({"Policies": [{"Name": "curl"}], "ExpirationTime": "2020-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let (status, _, text) = call(
+        Method::PUT,
+        s.at("/v1/acl/token"),
+        Some(&root),
+        Some(json!({"Policies": [{"Name": "curl"}], "ExpirationTTL": "2s"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let short: Value = serde_json::from_str(&text).unwrap();
+    assert!(short["ExpirationTime"].as_str().is_some(), "{short}");
+    let secret = short["SecretID"].as_str().unwrap();
+    assert_eq!(
+        curl(&[
+            "-X",
+            "PUT",
+            "-d",
+            "1",
+            "-H",
+            &format!("X-Consul-Token: {secret}"),
+            &url
+        ]),
+        "200"
+    );
+    eventually("the token expired", async || {
+        call(Method::GET, s.at("/v1/kv/c/a"), Some(secret), None)
+            .await
+            .0
+            == 403
+    })
+    .await;
+}
