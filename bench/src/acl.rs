@@ -28,12 +28,15 @@ pub struct Args {
     #[arg(long, default_value_t = 200_000)]
     count: u64,
     /// Longest measurement, in seconds.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     seconds: u64,
     /// Services registered for the list read.
     #[arg(long, default_value_t = 100)]
     services: usize,
 }
+
+/// Measurements of each server per figure, taken in turns.
+const ROUNDS: usize = 3;
 
 /// The token's rules: some the requests match, some they do not.
 const RULES: &str = r#"key_prefix "bench/" { policy = "write" }
@@ -66,13 +69,20 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
         ("service list (filtered)", "GET /v1/catalog/services", ""),
     ];
     for (what, line, body) in cases {
-        let mut rates = Vec::new();
-        for (server, token) in [(&off, None), (&on, Some(token.as_str()))] {
-            let addr = server.url.trim_start_matches("http://").to_string();
-            let rate = load
-                .run(request(line, body, token).into(), || plain(&addr))
-                .await?;
-            rates.push(rate);
+        // Off and on taken in turns, ROUNDS each, the best of each kept:
+        // each is as exposed to the machine's other work as the other.
+        let mut rates = [0f64; 2];
+        for _ in 0..ROUNDS {
+            for (i, (server, token)) in [(&off, None), (&on, Some(token.as_str()))]
+                .into_iter()
+                .enumerate()
+            {
+                let addr = server.url.trim_start_matches("http://").to_string();
+                let rate = load
+                    .run(request(line, body, token).into(), || plain(&addr))
+                    .await?;
+                rates[i] = rates[i].max(rate);
+            }
         }
         let ratio = rates[1] / rates[0];
         println!(

@@ -11,6 +11,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::ApiState;
+use arc_swap::ArcSwap;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -52,12 +53,24 @@ static OPEN: LazyLock<Arc<Access>> = LazyLock::new(|| {
 /// Most resolved secrets kept; past it the cache starts again.
 const MAX_CACHED: usize = 4096;
 
-/// Resolves tokens against the catalog's tokens and policies.
+/// A resolved secret: valid while the ACL index is `at` and until
+/// `expires` (unix seconds), if the token expires.
+#[derive(Debug)]
+struct Resolved {
+    at: u64,
+    expires: Option<i64>,
+    access: Arc<Access>,
+}
+
+/// Resolves tokens against the catalog's tokens and policies. Reads of
+/// the cache take no lock (it is swapped whole on the rare insert).
 #[derive(Debug, Default)]
 pub struct AclResolver {
     config: AclConfig,
-    /// Secret → (ACL index it was resolved at, what it may do).
-    cache: Mutex<HashMap<String, (u64, Arc<Access>)>>,
+    /// Secret → what it may do.
+    cache: ArcSwap<HashMap<String, Resolved>>,
+    /// Serializes inserts (readers never wait on it).
+    inserting: Mutex<()>,
 }
 
 /// The name of a permission, as Consul's denials print it.
@@ -171,7 +184,8 @@ impl AclResolver {
     pub fn new(config: AclConfig) -> Self {
         AclResolver {
             config,
-            cache: Mutex::default(),
+            cache: ArcSwap::default(),
+            inserting: Mutex::new(()),
         }
     }
 
@@ -196,12 +210,12 @@ impl AclResolver {
             .unwrap_or(shoal_catalog::acl::ANONYMOUS_SECRET);
         let at = state.acl_index();
         let now = now_unix();
-        if let Some((index, access)) = self.lock().get(secret) {
-            if *index == at {
-                // Expiry is checked each time: it needs no commit.
-                return match state.acl_token_by_secret(secret) {
-                    Some(t) if !t.expired(now) => Ok(access.clone()),
-                    _ => Err(not_found()),
+        if let Some(r) = self.cache.load().get(secret) {
+            if r.at == at {
+                // Expiry needs no commit: checked each time.
+                return match r.expires {
+                    Some(t) if t <= now => Err(not_found()),
+                    _ => Ok(r.access.clone()),
                 };
             }
         }
@@ -213,16 +227,35 @@ impl AclResolver {
             authz,
             enforced: true,
         });
-        let mut cache = self.lock();
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(secret.to_string(), (at, access.clone()));
+        let _one = self.inserting.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.cache.load();
+        // Entries of older ACL indexes are dropped: they can only miss.
+        let mut next: HashMap<String, Resolved> = if current.len() >= MAX_CACHED {
+            HashMap::new()
+        } else {
+            current
+                .iter()
+                .filter(|(_, r)| r.at == at)
+                .map(|(k, r)| {
+                    let kept = Resolved {
+                        at: r.at,
+                        expires: r.expires,
+                        access: r.access.clone(),
+                    };
+                    (k.clone(), kept)
+                })
+                .collect()
+        };
+        next.insert(
+            secret.to_string(),
+            Resolved {
+                at,
+                expires: token.expiration_unix,
+                access: access.clone(),
+            },
+        );
+        self.cache.store(Arc::new(next));
         Ok(access)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Arc<Access>)>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

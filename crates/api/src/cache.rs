@@ -14,6 +14,8 @@ const MAX_ENTRIES: usize = 4096;
 struct Cached {
     snapshot: u64,
     body: Bytes,
+    /// ACLs left something out of it (`X-Consul-Results-Filtered-By-ACLs`).
+    filtered: bool,
 }
 
 /// Rendered bodies by request key, each valid for one snapshot index.
@@ -31,13 +33,26 @@ impl ResponseCache {
         snapshot: u64,
         render: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Bytes, E> {
+        let (body, _) = self.body_filtered(key, snapshot, || Ok((render()?, false)))?;
+        Ok(body)
+    }
+
+    /// Like [`ResponseCache::body`], for a render that also says whether
+    /// ACLs left something out (kept with the body).
+    pub fn body_filtered<E>(
+        &self,
+        key: &str,
+        snapshot: u64,
+        render: impl FnOnce() -> Result<(Vec<u8>, bool), E>,
+    ) -> Result<(Bytes, bool), E> {
         {
             let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(c) = entries.get(key).filter(|c| c.snapshot == snapshot) {
-                return Ok(c.body.clone());
+                return Ok((c.body.clone(), c.filtered));
             }
         }
-        let body = Bytes::from(render()?);
+        let (body, filtered) = render()?;
+        let body = Bytes::from(body);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
             entries.clear();
@@ -49,10 +64,11 @@ impl ResponseCache {
                 Cached {
                     snapshot,
                     body: body.clone(),
+                    filtered,
                 },
             );
         }
-        Ok(body)
+        Ok((body, filtered))
     }
 }
 

@@ -184,17 +184,16 @@ async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> 
             .registry
             .block_at(&[Topic::Services], ctx.q, |s| s.services())
             .await;
-        let mut cut = false;
-        if ctx.acl.enforced {
-            let before = out.value.len();
-            out.value
-                .retain(|name, _| ctx.acl.can_read(Resource::Service, name));
-            cut = out.value.len() < before;
-        }
-        let resp = api.cached_json(&ctx, &snapshot, out.index, || {
-            Ok(render(ctx.pretty, &out.value))
-        })?;
-        return Ok(crate::response::filtered(resp, cut));
+        return api.cached_json_filtered(&ctx, &snapshot, out.index, || {
+            let mut cut = false;
+            if ctx.acl.enforced {
+                let before = out.value.len();
+                out.value
+                    .retain(|name, _| ctx.acl.can_read(Resource::Service, name));
+                cut = out.value.len() < before;
+            }
+            Ok((render(ctx.pretty, &out.value), cut))
+        });
     }
     let (snapshot, index) = api
         .registry
@@ -299,20 +298,22 @@ pub(crate) async fn wait_for_service(
 }
 
 /// The instances of service `name` in `snapshot` that carry every
-/// `?tag=` and `?node-meta=` the request asks for.
+/// `?tag=` and `?node-meta=` the request asks for and the token may see,
+/// and whether ACLs left some out.
 pub(crate) fn service_entries(
     snapshot: &CatalogState,
     name: &str,
     ctx: &Ctx,
-) -> ApiResult<Vec<ServiceEntry>> {
+) -> ApiResult<(Vec<ServiceEntry>, bool)> {
     let tags = ctx.params.all("tag");
     let meta = node_meta_filter(ctx)?;
     let (_, mut entries) = snapshot.service_entries(name);
-    ctx.acl.retain(&mut entries);
-    Ok(entries
+    let cut = ctx.acl.retain(&mut entries);
+    let kept = entries
         .into_iter()
         .filter(|e| tags.iter().all(|t| e.service.tags.contains(t)) && node_matches(&e.node, &meta))
-        .collect())
+        .collect();
+    Ok((kept, cut))
 }
 
 async fn service(
@@ -323,27 +324,14 @@ async fn service(
     let expr = parse_filter(&ctx)?;
     node_meta_filter(&ctx)?;
     let (snapshot, index) = wait_for_service(&api, &name, &ctx).await;
-    let resp = api.cached_json(&ctx, &snapshot, index, || {
-        let entries = service_entries(&snapshot, &name, &ctx)?;
+    api.cached_json_filtered(&ctx, &snapshot, index, || {
+        let (entries, cut) = service_entries(&snapshot, &name, &ctx)?;
         let list: Vec<CatalogServiceEntry> = entries
             .iter()
             .map(|e| catalog_entry(&e.node, &e.service))
             .collect();
-        Ok(render(ctx.pretty, &filter::apply(expr.as_ref(), list)))
-    })?;
-    Ok(crate::response::filtered(
-        resp,
-        hidden_instances(&snapshot, &name, &ctx),
-    ))
-}
-
-/// Whether the token may not see some instance of service `name`.
-pub(crate) fn hidden_instances(snapshot: &CatalogState, name: &str, ctx: &Ctx) -> bool {
-    if !ctx.acl.enforced {
-        return false;
-    }
-    let (_, mut entries) = snapshot.service_entries(name);
-    ctx.acl.retain(&mut entries)
+        Ok((render(ctx.pretty, &filter::apply(expr.as_ref(), list)), cut))
+    })
 }
 
 #[derive(Serialize)]

@@ -30,15 +30,16 @@ async fn service(
     let passing = ctx.params.has("passing");
     node_meta_filter(&ctx)?;
     let (snapshot, index) = wait_for_service(&api, &name, &ctx).await;
-    let resp = api.cached_json(&ctx, &snapshot, index, || {
-        let mut entries = service_entries(&snapshot, &name, &ctx)?;
+    api.cached_json_filtered(&ctx, &snapshot, index, || {
+        let (mut entries, cut) = service_entries(&snapshot, &name, &ctx)?;
         if passing {
             entries.retain(|e| e.aggregate_status() == HealthStatus::Passing);
         }
-        Ok(render(ctx.pretty, &filter::apply(expr.as_ref(), entries)))
-    })?;
-    let cut = crate::catalog_routes::hidden_instances(&snapshot, &name, &ctx);
-    Ok(crate::response::filtered(resp, cut))
+        Ok((
+            render(ctx.pretty, &filter::apply(expr.as_ref(), entries)),
+            cut,
+        ))
+    })
 }
 
 async fn checks(

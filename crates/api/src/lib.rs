@@ -202,6 +202,24 @@ impl ApiState {
         let body = self.cache.body(&ctx.cache_key, snapshot.index(), render)?;
         Ok(response::json_body(Some(index), body))
     }
+
+    /// Like [`ApiState::cached_json`], for a render that also says whether
+    /// ACLs left something out (the answer then says so).
+    pub(crate) fn cached_json_filtered(
+        &self,
+        ctx: &request::Ctx,
+        snapshot: &shoal_catalog::State,
+        index: u64,
+        render: impl FnOnce() -> ApiResult<(Vec<u8>, bool)>,
+    ) -> ApiResult<axum::response::Response> {
+        let (body, cut) = self
+            .cache
+            .body_filtered(&ctx.cache_key, snapshot.index(), render)?;
+        Ok(response::filtered(
+            response::json_body(Some(index), body),
+            cut,
+        ))
+    }
 }
 
 /// The Consul version whose API shoal follows; reported by `/v1/agent/self`

@@ -35,6 +35,15 @@ impl NamedRules {
         if self.prefix.is_empty() {
             return None;
         }
+        // Few prefix rules (the usual policy): test each, not each length.
+        if self.prefix.len() <= 8 {
+            return self
+                .prefix
+                .iter()
+                .filter(|(p, _)| name.starts_with(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+                .map(|(_, a)| *a);
+        }
         (0..=name.len())
             .rev()
             .filter(|&end| name.is_char_boundary(end))
