@@ -89,7 +89,14 @@ fn wants_text(ctx: &Ctx) -> bool {
     ctx.params.get("format") == Some("text")
 }
 
-async fn by_name(State(api): State<ApiState>, Path(name): Path<String>, ctx: Ctx) -> Response {
+/// Needs `service:read` on the service, as Consul's.
+async fn by_name(
+    State(api): State<ApiState>,
+    Path(name): Path<String>,
+    ctx: Ctx,
+) -> ApiResult<Response> {
+    ctx.acl
+        .need_read(shoal_catalog::acl::Resource::Service, &name)?;
     let snapshot = api.registry.snapshot();
     let node = &api.config.node_name;
     let mut worst: Option<HealthStatus> = None;
@@ -110,37 +117,46 @@ async fn by_name(State(api): State<ApiState>, Path(name): Path<String>, ctx: Ctx
             format!("ServiceName {name} Not Found"),
         ),
     };
-    answer(
+    Ok(answer(
         status,
         wants_text(&ctx),
         &reason,
         &Value::Array(list),
         ctx.pretty,
-    )
+    ))
 }
 
-async fn by_id(State(api): State<ApiState>, Path(id): Path<String>, ctx: Ctx) -> Response {
+async fn by_id(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+    ctx: Ctx,
+) -> ApiResult<Response> {
     let snapshot = api.registry.snapshot();
     let node = &api.config.node_name;
-    let Some(svc) = snapshot.service(node, &id) else {
+    let found = snapshot.service(node, &id);
+    if let Some(svc) = &found {
+        ctx.acl
+            .need_read(shoal_catalog::acl::Resource::Service, &svc.name)?;
+    }
+    let Some(svc) = found else {
         let reason = format!("ServiceId {id} not found");
         let body = j!({"AggregatedStatus": "critical", "Service": null, "Checks": null});
-        return answer(
+        return Ok(answer(
             StatusCode::NOT_FOUND,
             wants_text(&ctx),
             &reason,
             &body,
             ctx.pretty,
-        );
+        ));
     };
     let (status, body) = service_health(&snapshot, node, &svc, &api.config.datacenter);
-    answer(
+    Ok(answer(
         code(status),
         wants_text(&ctx),
         status.as_str(),
         &body,
         ctx.pretty,
-    )
+    ))
 }
 
 /// Consul's `strconv.ParseBool`.

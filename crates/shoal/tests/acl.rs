@@ -497,6 +497,14 @@ node_prefix "" { policy = "read" }"#;
         .await;
         assert_eq!(status, want, "{id} on {}: {text}", agent.url);
     }
+    // Its reads too: the local health of web needs service:read on web.
+    let path = with.at("/v1/agent/health/service/name/web");
+    assert_eq!(call(Method::GET, path.clone(), None, None).await.0, 403);
+    assert_eq!(call(Method::GET, path, Some(&web), None).await.0, 200);
+    let (_, _, text) = call(Method::GET, with.at("/v1/agent/services"), Some(&web), None).await;
+    assert!(text.contains("web-1"), "{text}");
+    let (_, _, text) = call(Method::GET, with.at("/v1/agent/services"), None, None).await;
+    assert_eq!(text, "{}", "anonymous sees no local service");
     // The agent with its token brings its node and web-1 to the servers.
     eventually("web-1 on the server", async || {
         let (_, _, text) = call(
