@@ -50,8 +50,25 @@ async fn stream(
     access: std::sync::Arc<crate::acl::Access>,
     Query(p): Query<Params>,
 ) -> ApiResult<Response> {
-    access.need_read(shoal_catalog::acl::Resource::Service, "")?;
-    access.need_read(shoal_catalog::acl::Resource::Node, "")?;
+    use shoal_catalog::acl::Resource;
+    for (r, what) in [(Resource::Service, "service"), (Resource::Node, "node")] {
+        if !access.authz.read_prefix(r, "") {
+            return Err(ApiError::permission_denied(
+                &access.accessor,
+                &format!("{what}:read"),
+                "every name (the stream carries the whole catalog)",
+            ));
+        }
+    }
+    if let Some(kv) = &p.kv {
+        if !access.authz.read_prefix(Resource::Key, kv) {
+            return Err(ApiError::permission_denied(
+                &access.accessor,
+                "key:read",
+                &format!("every key under {kv:?}"),
+            ));
+        }
+    }
     if !api.stream {
         return Err(ApiError::not_found(
             "Not found: the change stream is off on this server (--no-stream)",

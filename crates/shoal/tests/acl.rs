@@ -176,6 +176,23 @@ node_prefix "" { policy = "read" }"#;
     );
     let (_, _, text) = call(Method::GET, s.at("/v1/health/service/web-1"), None, None).await;
     assert_eq!(text, "[]", "anonymous sees no instance");
+    // The change stream carries the whole catalog: not for this token.
+    let (status, _, text) = call(
+        Method::GET,
+        s.at("/v1/shoal/stream?probe"),
+        Some(&web),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    let (status, _, _) = call(
+        Method::GET,
+        s.at("/v1/shoal/stream?probe"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
     // Its own token, without any acl permission.
     let (status, _, text) = call(Method::GET, s.at("/v1/acl/token/self"), Some(&web), None).await;
     assert_eq!(status, 200, "{text}");

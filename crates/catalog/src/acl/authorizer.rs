@@ -102,6 +102,19 @@ impl Authorizer {
     /// prefix blocks it too. With no governing rule and nothing under the
     /// prefix that blocks, the default decides.
     pub fn key_write_prefix(&self, prefix: &str) -> bool {
+        self.all_under(Resource::Key, prefix, Access::Write)
+    }
+
+    /// Read of every name of `r` under `prefix` (`""`: all of them), as
+    /// [`Authorizer::key_write_prefix`] asks write: what follows a whole
+    /// part of the catalog (the change stream) may see all of it.
+    pub fn read_prefix(&self, r: Resource, prefix: &str) -> bool {
+        self.all_under(r, prefix, Access::Read)
+    }
+
+    /// `needed` on every name of `r` under `prefix`: the rule governing
+    /// the prefix grants it and no rule at or under the prefix grants less.
+    fn all_under(&self, r: Resource, prefix: &str, needed: Access) -> bool {
         let (rules, default_allow) = match &self.grant {
             Grant::Management | Grant::AllowAll => return true,
             Grant::Rules {
@@ -109,17 +122,17 @@ impl Authorizer {
                 default_allow,
             } => (rules, *default_allow),
         };
-        let keys = rules.named(Resource::Key);
-        let governing = keys.longest_prefix(prefix);
-        if governing.is_some_and(|a| a != Access::Write) {
+        let named = rules.named(r);
+        let governing = named.longest_prefix(prefix);
+        if governing.is_some_and(|a| !a.grants(needed)) {
             return false;
         }
         let blocks_under = |map: &std::collections::BTreeMap<String, Access>| {
             map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
                 .take_while(|(name, _)| name.starts_with(prefix))
-                .any(|(_, &a)| a != Access::Write)
+                .any(|(_, a)| !a.grants(needed))
         };
-        if blocks_under(&keys.exact) || blocks_under(&keys.prefix) {
+        if blocks_under(&named.exact) || blocks_under(&named.prefix) {
             return false;
         }
         governing.is_some() || default_allow

@@ -342,6 +342,38 @@ fn key_write_prefix() {
     }
 }
 
+#[test]
+fn read_prefix() {
+    use Resource::*;
+    #[rustfmt::skip]
+    let rows: &[(&str, bool, Resource, &str, bool)] = &[
+        // Everything readable: the stream's test.
+        (r#"service_prefix "" { policy = "read" }"#, false, Service, "", true),
+        (r#"service_prefix "" { policy = "write" }"#, false, Service, "", true),
+        // One service denied under the prefix: not every name.
+        (r#"service_prefix "" { policy = "read" } service "private" { policy = "deny" }"#, false, Service, "", false),
+        (r#"service_prefix "" { policy = "read" } service "private" { policy = "deny" }"#, false, Service, "pub", true),
+        // Only a part readable.
+        (r#"service_prefix "web-" { policy = "write" }"#, false, Service, "", false),
+        (r#"service_prefix "web-" { policy = "write" }"#, false, Service, "web-", true),
+        // The default covers what no rule does.
+        ("", true, Node, "", true),
+        ("", false, Node, "", false),
+        (r#"node "n1" { policy = "deny" }"#, true, Node, "", false),
+        // Keys: list grants read, deny under blocks.
+        (r#"key_prefix "app/" { policy = "list" }"#, false, Key, "app/", true),
+        (r#"key_prefix "app/" { policy = "read" } key "app/secret" { policy = "deny" }"#, false, Key, "app/", false),
+    ];
+    for (i, &(rules, default_allow, r, prefix, want)) in rows.iter().enumerate() {
+        let a = authz(&[rules], default_allow);
+        assert_eq!(
+            a.read_prefix(r, prefix),
+            want,
+            "row {i}: {rules} {prefix:?}"
+        );
+    }
+}
+
 /// acl, operator, keyring, mesh and peering; "acl_w" also stands for
 /// snapshots.
 #[test]
