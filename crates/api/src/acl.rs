@@ -348,6 +348,37 @@ impl Access {
     }
 }
 
+/// `router` answered only to tokens with `agent:read` on `node`, as the
+/// servers of `servers` resolve them (a `shoal proxy`'s statistics: it
+/// keeps no tokens itself). With ACLs off at the servers, to anyone.
+pub fn agent_read_only_remote(
+    router: axum::Router,
+    servers: crate::RemoteCatalog,
+    node: String,
+) -> axum::Router {
+    let acl = Arc::new(crate::acl_remote::RemoteAcl::new(servers));
+    router.route_layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let (acl, node) = (acl.clone(), node.clone());
+            async move {
+                use axum::response::IntoResponse;
+                let (parts, body) = req.into_parts();
+                let allowed = match acl.resolve(request_token(&parts).as_deref()).await {
+                    Ok(access) => access.need_read(Resource::Agent, &node),
+                    Err(e) => Err(e),
+                };
+                match allowed {
+                    Ok(()) => {
+                        next.run(axum::extract::Request::from_parts(parts, body))
+                            .await
+                    }
+                    Err(e) => e.into_response(),
+                }
+            }
+        },
+    ))
+}
+
 /// `router` answered only to tokens with `agent:read` on this node (what
 /// else the binary serves beside the API, such as `shoal dev`'s proxy
 /// statistics, which Consul's metrics endpoints guard the same way).

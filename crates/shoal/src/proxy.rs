@@ -146,27 +146,31 @@ pub fn metric_source(proxy: Proxy) -> shoal_api::MetricSource {
     Arc::new(move || proxy.metric_families())
 }
 
-/// `/v1/proxy/stats` (JSON) and `/metrics` (Prometheus text) for `proxy`.
-pub fn stats_routes(proxy: Proxy) -> Router {
-    let p = proxy.clone();
-    stats_json_route(proxy)
+/// `/v1/proxy/stats` (JSON) and `/metrics` (Prometheus text) for
+/// `proxy`, passed through `guard` (ACLs), and the dashboard's pages.
+pub fn stats_routes(proxy: Proxy, guard: impl FnOnce(Router) -> Router) -> Router {
+    guard(stats_data_routes(proxy))
         .merge(shoal_api::ui_routes::routes())
         .merge(shoal_api::ui_routes::root_redirect())
-        .route(
-            "/metrics",
-            get(move || {
-                let p = p.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            shoal_catalog::metrics::text::CONTENT_TYPE,
-                        )],
-                        p.prometheus(),
-                    )
-                }
-            }),
-        )
+}
+
+fn stats_data_routes(proxy: Proxy) -> Router {
+    let p = proxy.clone();
+    stats_json_route(proxy).route(
+        "/metrics",
+        get(move || {
+            let p = p.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        shoal_catalog::metrics::text::CONTENT_TYPE,
+                    )],
+                    p.prometheus(),
+                )
+            }
+        }),
+    )
 }
 
 /// Binds every listener first (so a taken port fails start-up clearly),
@@ -222,11 +226,17 @@ pub async fn run(mut args: ProxyArgs) -> anyhow::Result<()> {
     config.tls = args.registry_tls.client_tls();
     config.token = args.token.clone().filter(|t| !t.is_empty());
     let catalog = shoal_api::RemoteCatalog::new(config).context("bad --registry")?;
+    // Callers of the statistics are checked with the servers' ACLs (with
+    // their own tokens: `forward` sends only the caller's headers).
+    let servers = catalog.clone();
     let cancel = CancellationToken::new();
     tokio::spawn(crate::server::stop_on_signal(cancel.clone()));
     let mut tasks = JoinSet::new();
     let proxy = start(&args.options, Arc::new(catalog), cancel.clone(), &mut tasks).await?;
-    let app = stats_routes(proxy);
+    let node = crate::identity::hostname();
+    let app = stats_routes(proxy, |r| {
+        shoal_api::acl::agent_read_only_remote(r, servers, node)
+    });
     for stats in listen::bind_tcp(&args.stats_addr, "proxy stats").await? {
         println!("shoal proxy: stats listening on http://{}", stats.addr);
         let (app, c) = (app.clone(), cancel.clone());

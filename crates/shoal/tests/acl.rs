@@ -731,3 +731,42 @@ async fn curl_with_a_token_and_tokens_that_expire() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_standalone_proxys_statistics_need_agent_read_at_its_registry() {
+    let s = deny_server();
+    let root = bootstrap(&s).await;
+    let rules = r#"service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }"#;
+    let (_, reader) = token_with(&s, &root, "proxy", rules).await;
+    let (_, ops) = token_with(&s, &root, "ops", r#"agent_prefix "" { policy = "read" }"#).await;
+    let proxy = ServerProcess::start_role(
+        bin(),
+        &[
+            "proxy",
+            "--registry",
+            &s.url,
+            "--token",
+            &reader,
+            "--listen",
+            "127.0.0.1:0",
+            "--stats-addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ],
+        // Its stats line comes after its proxy's: wait for that one.
+        "stats",
+    );
+    let stats = proxy.url.clone();
+    for path in ["/v1/proxy/stats", "/metrics"] {
+        let url = format!("{stats}{path}");
+        let (status, _, text) = call(Method::GET, url.clone(), None, None).await;
+        assert_eq!(status, 403, "{path}: {text}");
+        let (status, _, text) = call(Method::GET, url, Some(&ops), None).await;
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    // The dashboard's page itself is static: no token needed to load it.
+    let (status, _, _) = call(Method::GET, format!("{stats}/ui/"), None, None).await;
+    assert_eq!(status, 200);
+}
