@@ -33,6 +33,10 @@ pub struct Args {
     /// Services registered for the list read.
     #[arg(long, default_value_t = 100)]
     services: usize,
+    /// Both servers with ACLs off and no token: the spread of the
+    /// measurement itself, to read the on/off ratios against.
+    #[arg(long)]
+    calibrate: bool,
 }
 
 /// Measurements of each server per figure, taken in turns.
@@ -53,10 +57,20 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
     }
     crate::server::check_open_files(args.connections as u64 * 2 + 64)?;
     let off = start(shoal, &[]).await?;
-    let on = start(shoal, &["--acl-enabled", "--acl-default-policy", "deny"]).await?;
-    let (root, token) = tokens(&on.url).await?;
+    let acl: &[&str] = if args.calibrate {
+        &[]
+    } else {
+        &["--acl-enabled", "--acl-default-policy", "deny"]
+    };
+    let on = start(shoal, acl).await?;
+    let (root, token) = if args.calibrate {
+        (None, None)
+    } else {
+        let (root, token) = tokens(&on.url).await?;
+        (Some(root), Some(token))
+    };
     seed(&off.url, None, args.services).await?;
-    seed(&on.url, Some(&root), args.services).await?;
+    seed(&on.url, root.as_deref(), args.services).await?;
     let load = Load {
         connections: args.connections,
         count: args.count,
@@ -73,7 +87,7 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
         // each is as exposed to the machine's other work as the other.
         let mut rates = [0f64; 2];
         for _ in 0..ROUNDS {
-            for (i, (server, token)) in [(&off, None), (&on, Some(token.as_str()))]
+            for (i, (server, token)) in [(&off, None), (&on, token.as_deref())]
                 .into_iter()
                 .enumerate()
             {
