@@ -60,6 +60,9 @@ pub struct PortRoute {
     pub service: String,
     /// Plain TCP instead of HTTP.
     pub tcp: bool,
+    /// TLS passed through whole, each connection to the service its
+    /// server name (SNI) names, routed as an HTTP host is (`service` unused).
+    pub sni: bool,
 }
 
 /// A trusted proxy address or network (`10.0.0.0/8`, `127.0.0.1`).

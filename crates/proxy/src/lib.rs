@@ -21,6 +21,7 @@ mod http;
 mod instance;
 mod listen;
 mod request;
+pub mod sni;
 mod stats;
 mod table;
 mod table_builder;
@@ -121,7 +122,9 @@ impl Proxy {
         cancel: CancellationToken,
     ) {
         let service: Arc<str> = Arc::from(route.service.as_str());
-        let handler = if route.tcp {
+        let handler = if route.sni {
+            listen::Handler::Sni
+        } else if route.tcp {
             listen::Handler::Tcp(service)
         } else {
             listen::Handler::Http(Some(service))

@@ -25,6 +25,8 @@ pub enum Handler {
     Http(Option<Arc<str>>),
     /// Plain TCP to one service.
     Tcp(Arc<str>),
+    /// TLS, not terminated, to the service its server name routes to.
+    Sni,
 }
 
 /// Raises `listener`'s backlog to [`BACKLOG`] (listening again on a
@@ -70,6 +72,7 @@ pub async fn serve(
                     match handler {
                         Handler::Http(fixed) => crate::http::plain::conn::serve(shared, stream, peer, fixed, cancel).await,
                         Handler::Tcp(service) => crate::tcp::serve(&shared, stream, peer, &service).await,
+                        Handler::Sni => crate::tcp::serve_sni(&shared, stream, peer).await,
                     }
                     drop(permit);
                 });

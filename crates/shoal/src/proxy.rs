@@ -190,6 +190,7 @@ pub async fn start(
                 listen: bound.addr,
                 service: flag.service.clone(),
                 tcp: flag.kind == RouteKind::Tcp,
+                sni: flag.kind == RouteKind::Sni,
             };
             routes.push((bound.socket, route, flag.kind));
         }

@@ -1,5 +1,7 @@
 //! The `--route ADDR=SERVICE[/KIND]` flag: a listener that sends
-//! everything to one service, over HTTP (the default) or plain TCP.
+//! everything to one service, over HTTP (the default) or plain TCP; or
+//! `ADDR=*/sni`, TLS passed through to the service each connection's
+//! server name routes to.
 
 use crate::listen::ListenAddr;
 use std::fmt;
@@ -10,17 +12,22 @@ use std::str::FromStr;
 pub enum RouteKind {
     Http,
     Tcp,
+    Sni,
 }
 
 impl RouteKind {
     /// Every kind, as typed after the `/`.
-    const ALL: [(&'static str, RouteKind); 2] =
-        [("http", RouteKind::Http), ("tcp", RouteKind::Tcp)];
+    const ALL: [(&'static str, RouteKind); 3] = [
+        ("http", RouteKind::Http),
+        ("tcp", RouteKind::Tcp),
+        ("sni", RouteKind::Sni),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             RouteKind::Http => "http",
             RouteKind::Tcp => "tcp",
+            RouteKind::Sni => "sni",
         }
     }
 }
@@ -33,8 +40,8 @@ pub struct RouteFlag {
     pub kind: RouteKind,
 }
 
-const USAGE: &str =
-    "want ADDR=SERVICE, ADDR=SERVICE/http or ADDR=SERVICE/tcp, e.g. 127.0.0.1:6380=redis/tcp";
+const USAGE: &str = "want ADDR=SERVICE, ADDR=SERVICE/http, ADDR=SERVICE/tcp or ADDR=*/sni, \
+     e.g. 127.0.0.1:6380=redis/tcp";
 
 impl FromStr for RouteFlag {
     type Err = String;
@@ -64,6 +71,15 @@ impl FromStr for RouteFlag {
         };
         if service.is_empty() {
             return Err(bad("no service name".into()));
+        }
+        match (kind, service) {
+            (RouteKind::Sni, "*") => {}
+            (RouteKind::Sni, _) => return Err(bad(
+                "an sni route sends each connection to the service its server name names: write *"
+                    .into(),
+            )),
+            (_, "*") => return Err(bad("`*` names a service only in an sni route".into())),
+            _ => {}
         }
         if let Some(c) = service
             .chars()
@@ -100,8 +116,8 @@ mod tests {
 
     #[test]
     fn routes_parse_and_unknown_kinds_are_refused() {
-        use RouteKind::{Http, Tcp};
-        let cases: [(&str, Result<RouteFlag, &str>); 12] = [
+        use RouteKind::{Http, Sni, Tcp};
+        let cases: [(&str, Result<RouteFlag, &str>); 15] = [
             (
                 "127.0.0.1:81=graphite",
                 Ok(route("127.0.0.1:81", "graphite", Http)),
@@ -121,7 +137,16 @@ mod tests {
             ("[::1]:0=web", Ok(route("[::1]:0", "web", Http))),
             (
                 "127.0.0.1:81=web/udp",
-                Err("unknown kind \"udp\" (accepted kinds: http, tcp)"),
+                Err("unknown kind \"udp\" (accepted kinds: http, tcp, sni)"),
+            ),
+            ("127.0.0.1:0=*/sni", Ok(route("127.0.0.1:0", "*", Sni))),
+            (
+                "127.0.0.1:0=web/sni",
+                Err("an sni route sends each connection"),
+            ),
+            (
+                "127.0.0.1:0=*/tcp",
+                Err("`*` names a service only in an sni route"),
             ),
             ("127.0.0.1:81=web/", Err("unknown kind \"\"")),
             ("127.0.0.1:81=web/tcp/x", Err("unknown kind \"tcp/x\"")),

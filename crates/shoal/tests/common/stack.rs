@@ -88,6 +88,7 @@ impl Stack {
                 listen: l.local_addr().unwrap(),
                 service: service.to_string(),
                 tcp: *tcp,
+                sni: false,
             };
             route_addrs.push(route.listen);
             let (p, c) = (proxy.clone(), cancel.clone());
