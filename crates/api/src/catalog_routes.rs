@@ -206,12 +206,12 @@ async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> 
         })
         .await;
     let index = index.index;
-    api.cached_json(&ctx, &snapshot, index, || {
-        let (_, all) = snapshot.services();
+    api.cached_json_filtered(&ctx, &snapshot, index, || {
         let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for name in all.keys() {
+        let mut cut = false;
+        for name in snapshot.service_names() {
             let (_, mut entries) = snapshot.service_entries(name);
-            ctx.acl.retain(&mut entries);
+            cut |= ctx.acl.retain(&mut entries);
             let list: Vec<CatalogServiceEntry> = entries
                 .iter()
                 .filter(|e| node_matches(&e.node, &meta))
@@ -227,9 +227,9 @@ async fn services(State(api): State<ApiState>, ctx: Ctx) -> ApiResult<Response> 
                 .collect();
             tags.sort_unstable();
             tags.dedup();
-            out.insert(name.as_str(), tags);
+            out.insert(name, tags);
         }
-        Ok(render(ctx.pretty, &out))
+        Ok((render(ctx.pretty, &out), cut))
     })
 }
 

@@ -170,6 +170,11 @@ impl State {
         }
     }
 
+    /// Every service name, in order (without building tag unions).
+    pub fn service_names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     /// Service names with the union of their instances' tags.
     pub fn services(&self) -> (u64, BTreeMap<String, Vec<String>>) {
         let mut out = BTreeMap::new();

@@ -159,6 +159,19 @@ node_prefix "" { policy = "read" }"#;
     let services: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(services, json!({"web-1": []}));
     assert_eq!(headers["X-Consul-Results-Filtered-By-ACLs"], "true");
+    // The same through ?filter=, which reads the instances.
+    let (_, headers, text) = call(
+        Method::GET,
+        s.at("/v1/catalog/services?filter=ServicePort%20%3D%3D%2080"),
+        Some(&web),
+        None,
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"web-1": []})
+    );
+    assert_eq!(headers["X-Consul-Results-Filtered-By-ACLs"], "true");
     let (_, _, text) = call(
         Method::GET,
         s.at("/v1/health/service/web-1"),
