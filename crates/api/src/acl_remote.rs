@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::RemoteCatalog;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use shoal_catalog::acl::{Authorizer, Rules};
+use shoal_catalog::acl::Authorizer;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,13 +55,7 @@ impl Resolved {
         let authz = if self.management {
             Authorizer::management()
         } else {
-            let parsed: Vec<Rules> = self
-                .rules
-                .iter()
-                .filter_map(|r| Rules::parse(r).ok())
-                .collect();
-            let refs: Vec<&Rules> = parsed.iter().collect();
-            Authorizer::new(&refs, self.default_allow)
+            Authorizer::of_policies(self.rules.iter().map(String::as_str), self.default_allow)
         };
         Access {
             accessor: self.accessor_id.clone(),

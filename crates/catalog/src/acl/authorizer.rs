@@ -36,6 +36,22 @@ enum Grant {
 }
 
 impl Authorizer {
+    /// The authorizer of policies given as their rules text: each parsed
+    /// (one that does not parse grants nothing; stored ones always do),
+    /// then merged as [`Authorizer::new`] merges them. What a token's
+    /// policies give it, on a server and on an agent alike.
+    pub fn of_policies<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+        default_allow: bool,
+    ) -> Authorizer {
+        let parsed: Vec<Rules> = texts
+            .into_iter()
+            .filter_map(|t| Rules::parse(t).ok())
+            .collect();
+        let refs: Vec<&Rules> = parsed.iter().collect();
+        Authorizer::new(&refs, default_allow)
+    }
+
     /// The merged rules of several policies, falling back to `default_allow`
     /// (the --acl-default-policy) where no rule applies.
     pub fn new(rules: &[&Rules], default_allow: bool) -> Authorizer {

@@ -192,14 +192,15 @@ impl State {
         if token.policies.iter().any(|l| l.id == MANAGEMENT_POLICY_ID) {
             return Some((token, super::Authorizer::management()));
         }
-        let parsed: Vec<super::Rules> = token
+        let policies: Vec<Arc<AclPolicy>> = token
             .policies
             .iter()
             .filter_map(|l| self.acl_policy(&l.id))
-            .filter_map(|p| super::Rules::parse(&p.rules).ok())
             .collect();
-        let refs: Vec<&super::Rules> = parsed.iter().collect();
-        let authz = super::Authorizer::new(&refs, default_allow);
+        let authz = super::Authorizer::of_policies(
+            policies.iter().map(|p| p.rules.as_str()),
+            default_allow,
+        );
         Some((token, authz))
     }
 
