@@ -73,19 +73,6 @@ pub struct AclResolver {
     inserting: Mutex<()>,
 }
 
-/// The name of a permission, as Consul's denials print it.
-fn kind(r: Resource) -> &'static str {
-    match r {
-        Resource::Agent => "agent",
-        Resource::Event => "event",
-        Resource::Key => "key",
-        Resource::Node => "node",
-        Resource::Query => "query",
-        Resource::Service => "service",
-        Resource::Session => "session",
-    }
-}
-
 impl Access {
     /// `read` on `name`, or 403.
     pub fn need_read(&self, r: Resource, name: &str) -> ApiResult<()> {
@@ -135,7 +122,7 @@ impl Access {
         }
         Err(ApiError::permission_denied(
             &self.accessor,
-            &format!("{}:{level}", kind(r)),
+            &format!("{}:{level}", r.kind()),
             name,
         ))
     }
@@ -348,22 +335,33 @@ impl Access {
     }
 }
 
-/// `router` answered only to tokens with `agent:read` on `node`, as the
-/// servers of `servers` resolve them (a `shoal proxy`'s statistics: it
-/// keeps no tokens itself). With ACLs off at the servers, to anyone.
-pub fn agent_read_only_remote(
-    router: axum::Router,
-    servers: crate::RemoteCatalog,
-    node: String,
-) -> axum::Router {
-    let acl = Arc::new(crate::acl_remote::RemoteAcl::new(servers));
+/// Who resolves the tokens a guarded router's callers send.
+#[derive(Clone)]
+enum Resolver {
+    /// This server's API (its catalog, or its servers on an agent).
+    Api(ApiState),
+    /// The servers of a process that keeps no catalog (`shoal proxy`).
+    Remote(Arc<crate::acl_remote::RemoteAcl>),
+}
+
+impl Resolver {
+    async fn access(&self, parts: &Parts) -> ApiResult<Arc<Access>> {
+        match self {
+            Resolver::Api(state) => state.access(parts).await,
+            Resolver::Remote(acl) => acl.resolve(request_token(parts).as_deref()).await,
+        }
+    }
+}
+
+/// `router` answered only to tokens with `agent:read` on `node`.
+fn agent_read_guard(router: axum::Router, resolver: Resolver, node: String) -> axum::Router {
     router.route_layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let (acl, node) = (acl.clone(), node.clone());
+            let (resolver, node) = (resolver.clone(), node.clone());
             async move {
                 use axum::response::IntoResponse;
                 let (parts, body) = req.into_parts();
-                let allowed = match acl.resolve(request_token(&parts).as_deref()).await {
+                let allowed = match resolver.access(&parts).await {
                     Ok(access) => access.need_read(Resource::Agent, &node),
                     Err(e) => Err(e),
                 };
@@ -379,28 +377,22 @@ pub fn agent_read_only_remote(
     ))
 }
 
+/// `router` answered only to tokens with `agent:read` on `node`, as the
+/// servers of `servers` resolve them (a `shoal proxy`'s statistics: it
+/// keeps no tokens itself). With ACLs off at the servers, to anyone.
+pub fn agent_read_only_remote(
+    router: axum::Router,
+    servers: crate::RemoteCatalog,
+    node: String,
+) -> axum::Router {
+    let acl = Arc::new(crate::acl_remote::RemoteAcl::new(servers));
+    agent_read_guard(router, Resolver::Remote(acl), node)
+}
+
 /// `router` answered only to tokens with `agent:read` on this node (what
 /// else the binary serves beside the API, such as `shoal dev`'s proxy
 /// statistics, which Consul's metrics endpoints guard the same way).
 pub fn agent_read_only(router: axum::Router, state: ApiState) -> axum::Router {
-    router.route_layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let state = state.clone();
-            async move {
-                use axum::response::IntoResponse;
-                let (parts, body) = req.into_parts();
-                let allowed = match state.access(&parts).await {
-                    Ok(access) => access.need_read(Resource::Agent, &state.config.node_name),
-                    Err(e) => Err(e),
-                };
-                match allowed {
-                    Ok(()) => {
-                        next.run(axum::extract::Request::from_parts(parts, body))
-                            .await
-                    }
-                    Err(e) => e.into_response(),
-                }
-            }
-        },
-    ))
+    let node = state.config.node_name.clone();
+    agent_read_guard(router, Resolver::Api(state), node)
 }
