@@ -49,6 +49,66 @@ impl FromStr for Balance {
     }
 }
 
+/// How a service's instances are spoken to, from its tags: `proto=h2c`,
+/// `proto=grpc` or `proto=https` (fabio's convention, also as an option
+/// of a `urlprefix-` tag), or the same after `shoal.proto=`; with
+/// `tlsskipverify=true` an https instance's certificate is not checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 in the clear (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 in the clear (h2c, prior knowledge): gRPC services.
+    H2c,
+    /// HTTP/1.1 over TLS.
+    Https {
+        /// Accept any certificate (`tlsskipverify=true`).
+        skip_verify: bool,
+    },
+}
+
+impl Proto {
+    /// The protocol a service's tags ask for; the last `proto` tag wins.
+    pub fn from_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Proto {
+        let mut proto = Proto::Http1;
+        let mut skip_verify = false;
+        for tag in tags {
+            // fabio's options ride on the urlprefix- tag after the route.
+            let options = match tag.strip_prefix("urlprefix-") {
+                Some(rest) => rest.split_whitespace().skip(1).collect::<Vec<_>>(),
+                None => vec![tag.strip_prefix("shoal.").unwrap_or(tag)],
+            };
+            for option in options {
+                match option {
+                    "proto=h2c" | "proto=grpc" | "proto=h2" => proto = Proto::H2c,
+                    "proto=https" => proto = Proto::Https { skip_verify: false },
+                    "proto=http" => proto = Proto::Http1,
+                    "tlsskipverify=true" => skip_verify = true,
+                    _ => {}
+                }
+            }
+        }
+        if let Proto::Https { .. } = proto {
+            proto = Proto::Https { skip_verify };
+        }
+        proto
+    }
+}
+
+/// Whether a service's tags ask for plain HTTP requests to be redirected
+/// to HTTPS (`shoal.redirect=https`, or the `urlprefix-` option
+/// `redirect=https`).
+pub fn redirects_to_https<'a>(tags: impl IntoIterator<Item = &'a str>) -> bool {
+    tags.into_iter()
+        .any(|tag| match tag.strip_prefix("urlprefix-") {
+            Some(rest) => rest
+                .split_whitespace()
+                .skip(1)
+                .any(|o| o == "redirect=https"),
+            None => tag == "shoal.redirect=https",
+        })
+}
+
 /// A listener that sends everything to one service. The binary builds it
 /// from its `--route ADDR=SERVICE[/KIND]` flag (`crates/shoal/src/route_flag.rs`,
 /// the one parser of that flag: host names, the accepted kinds).

@@ -3,7 +3,7 @@
 //! passive-health ejection, the keep-alive connection pool, counters).
 
 use crate::config::EjectConfig;
-use crate::http::full::pool::Pool;
+use crate::http::full::pool::{H2Slot, Pool};
 use crate::http::plain::idle::IdleStreams;
 use crate::stats::InstanceStats;
 use std::net::SocketAddr;
@@ -32,6 +32,8 @@ pub struct InstanceState {
     pub pool: Pool,
     /// Idle keep-alive connections (plain path).
     pub streams: IdleStreams,
+    /// The HTTP/2 connection to a `proto=h2c` instance.
+    pub h2: H2Slot,
     /// Counters.
     pub stats: InstanceStats,
 }

@@ -26,10 +26,12 @@ mod stats;
 mod table;
 mod table_builder;
 mod tcp;
+pub mod tls;
 
-pub use config::{Balance, Cidr, EjectConfig, HashKey, PortRoute, ProxyConfig};
+pub use config::{Balance, Cidr, EjectConfig, HashKey, PortRoute, Proto, ProxyConfig};
 pub use error::ProxyError;
 pub use listen::{raise_backlog, BACKLOG};
+pub use tls::certs::CertFiles;
 
 use arc_swap::ArcSwap;
 use serde_json::{json, Map, Value};
@@ -79,18 +81,36 @@ impl Shared {
 }
 
 /// A running proxy: the catalog watch and its routing table. Listeners are
-/// added with [`Proxy::serve_http`], [`Proxy::serve_route`].
+/// added with [`Proxy::serve_http`], [`Proxy::serve_https`],
+/// [`Proxy::serve_route`].
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
+    catalog: Arc<dyn Catalog>,
+}
+
+/// What TLS listeners serve: the certificate store (files, and KV kept
+/// current) and the rustls configuration over it.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    store: Arc<tls::certs::CertStore>,
+}
+
+impl Tls {
+    /// The store, to load KV certificates into by hand (tests).
+    pub fn store(&self) -> &tls::certs::CertStore {
+        &self.store
+    }
 }
 
 impl Proxy {
     /// Starts following `catalog`; stops when `cancel` fires.
     pub fn start(catalog: Arc<dyn Catalog>, cfg: ProxyConfig, cancel: CancellationToken) -> Proxy {
         let cfg = Arc::new(cfg);
-        let discovery = discovery::spawn(catalog, cfg.clone(), cancel);
+        let discovery = discovery::spawn(catalog.clone(), cfg.clone(), cancel);
         Proxy {
+            catalog,
             shared: Arc::new(Shared {
                 cfg,
                 discovery,
@@ -111,6 +131,28 @@ impl Proxy {
             cancel,
         )
         .await
+    }
+
+    /// The certificates of this proxy's TLS listeners: `files` (the first
+    /// pair is the default) and the KV's `shoal/certs/<host>` values,
+    /// followed until `cancel`. Fails naming a file pair that cannot be
+    /// used.
+    pub fn tls(&self, files: &[CertFiles], cancel: CancellationToken) -> Result<Tls, String> {
+        let unknown = self.shared.stats.unknown_sni.clone();
+        let store = Arc::new(tls::certs::CertStore::from_files(files, unknown)?);
+        let config = tls::server_config(store.clone())?;
+        tokio::spawn(tls::watch_kv(self.catalog.clone(), store.clone(), cancel));
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            store,
+        })
+    }
+
+    /// Serves HTTPS (HTTP/2 or HTTP/1.1 by ALPN) on `listener`, routed by
+    /// host and path as [`Proxy::serve_http`] is, until `cancel`.
+    pub async fn serve_https(&self, listener: TcpListener, tls: &Tls, cancel: CancellationToken) {
+        let handler = listen::Handler::Https(None, tls.acceptor.clone());
+        listen::serve(self.shared.clone(), listener, handler, cancel).await
     }
 
     /// Serves a port route: everything on `listener` goes to `route.service`
@@ -150,7 +192,11 @@ impl Proxy {
                     let mut v = i.state.stats.to_json(active);
                     v["address"] = json!(i.addr.to_string());
                     v["ejected"] = json!(i.state.is_ejected(instance::now_ms()));
-                    v["pooled_connections"] = json!(i.state.pool.len() + i.state.streams.len());
+                    v["pooled_connections"] = json!(
+                        i.state.pool.len()
+                            + i.state.streams.len()
+                            + usize::from(i.state.h2.is_open())
+                    );
                     (i.id.clone(), v)
                 })
                 .collect();

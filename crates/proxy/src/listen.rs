@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// The listen backlog asked for (the kernel caps it at `somaxconn`), as
@@ -27,6 +28,9 @@ pub enum Handler {
     Tcp(Arc<str>),
     /// TLS, not terminated, to the service its server name routes to.
     Sni,
+    /// HTTP over TLS terminated here (HTTP/2 or HTTP/1.1 by ALPN), routed
+    /// as `Http` is.
+    Https(Option<Arc<str>>, TlsAcceptor),
 }
 
 /// Raises `listener`'s backlog to [`BACKLOG`] (listening again on a
@@ -70,7 +74,11 @@ pub async fn serve(
                 let (shared, handler, cancel) = (shared.clone(), handler.clone(), cancel.clone());
                 conns.spawn(async move {
                     match handler {
-                        Handler::Http(fixed) => crate::http::plain::conn::serve(shared, stream, peer, fixed, cancel).await,
+                        Handler::Http(fixed) => {
+                            let _ = stream.set_nodelay(true);
+                            crate::http::plain::conn::serve(shared, stream, peer, fixed, false, cancel).await
+                        }
+                        Handler::Https(fixed, acceptor) => crate::http::tls::serve(shared, stream, peer, fixed, acceptor, cancel).await,
                         Handler::Tcp(service) => crate::tcp::serve(&shared, stream, peer, &service).await,
                         Handler::Sni => crate::tcp::serve_sni(&shared, stream, peer).await,
                     }

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value as Json};
 use shoal_catalog::metrics::{Family, HistogramSnapshot, Kind, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Latency histogram bucket bounds, in milliseconds (then +Inf).
@@ -184,6 +185,17 @@ pub struct ProxyStats {
     pub rejected: AtomicU64,
     /// Requests refused because they would loop back to this proxy (508).
     pub loops: AtomicU64,
+    /// TLS handshakes completed on the proxy's TLS listeners.
+    pub tls_handshakes: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: AtomicU64,
+    /// TLS handshakes naming a host no certificate is for (shared with
+    /// the listeners' certificate stores).
+    pub unknown_sni: Arc<AtomicU64>,
+    /// HTTP/2 client connections served.
+    pub h2_connections: AtomicU64,
+    /// HTTP/2 connections closed for abuse (`http::h2::guard`).
+    pub h2_abuse: AtomicU64,
 }
 
 impl ProxyStats {
@@ -197,6 +209,11 @@ impl ProxyStats {
             "queue_timeouts": get(&self.queue_timeouts),
             "rejected": get(&self.rejected),
             "loops": get(&self.loops),
+            "tls_handshakes": get(&self.tls_handshakes),
+            "tls_failures": get(&self.tls_failures),
+            "unknown_sni": get(&self.unknown_sni),
+            "h2_connections": get(&self.h2_connections),
+            "h2_abuse": get(&self.h2_abuse),
         })
     }
 
@@ -235,6 +252,31 @@ impl ProxyStats {
                 "shoal_proxy_rejected_total",
                 "Requests refused for bad framing or limits.",
                 &self.rejected,
+            ),
+            c(
+                "shoal_proxy_tls_handshakes_total",
+                "TLS handshakes completed on the proxy's TLS listeners.",
+                &self.tls_handshakes,
+            ),
+            c(
+                "shoal_proxy_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out.",
+                &self.tls_failures,
+            ),
+            c(
+                "shoal_proxy_tls_unknown_sni_total",
+                "TLS handshakes naming a host no certificate is for.",
+                &self.unknown_sni,
+            ),
+            c(
+                "shoal_proxy_h2_connections_total",
+                "HTTP/2 client connections served.",
+                &self.h2_connections,
+            ),
+            c(
+                "shoal_proxy_h2_abuse_closed_total",
+                "HTTP/2 connections closed for flooding control frames or oversize header blocks.",
+                &self.h2_abuse,
             ),
             c(
                 "shoal_proxy_loops_total",

@@ -5,7 +5,7 @@
 //! changed services' entries swapped (`table_builder.rs`).
 
 use crate::balance::{self, Balancer, PickInput};
-use crate::config::{Balance, EjectConfig};
+use crate::config::{Balance, EjectConfig, Proto};
 use crate::instance::{now_ms, Instance, InstanceState};
 use shoal_catalog::ServiceEntry;
 use std::collections::HashMap;
@@ -21,6 +21,10 @@ pub struct Upstream {
     pub service: String,
     /// Passing instances.
     pub instances: Vec<Instance>,
+    /// How its instances are spoken to (`proto=` tags).
+    pub proto: Proto,
+    /// Plain HTTP requests get a redirect to HTTPS (`shoal.redirect=https`).
+    pub redirect_https: bool,
     balancer: Box<dyn Balancer>,
 }
 
@@ -30,8 +34,23 @@ impl Upstream {
         Upstream {
             service: service.to_string(),
             instances,
+            proto: Proto::Http1,
+            redirect_https: false,
             balancer,
         }
+    }
+
+    /// This upstream with the protocol and redirect its service's tags set.
+    pub(crate) fn with_options(mut self, proto: Proto, redirect_https: bool) -> Self {
+        self.proto = proto;
+        self.redirect_https = redirect_https;
+        self
+    }
+
+    /// Whether the plain path can serve a request for it: HTTP/1.1 in the
+    /// clear to the instances, and no redirect owed to this request.
+    pub fn plain_serves(&self, https: bool) -> bool {
+        self.proto == Proto::Http1 && (https || !self.redirect_https)
     }
 
     /// An instance not in `tried`, preferring ones passive health has not

@@ -4,7 +4,7 @@
 //! proportional to that service (the table's maps are persistent, so the
 //! copy is O(1)); the rest of the catalog is not looked at.
 
-use crate::config::ProxyConfig;
+use crate::config::{redirects_to_https, Proto, ProxyConfig};
 use crate::instance::Instance;
 use crate::table::{
     instance_addr, parse_prefix_tag, PrefixRoute, RoutingTable, StateRegistry, Upstream,
@@ -141,6 +141,12 @@ fn service_routes(
         });
     }
     states.insert(name.to_string(), live);
+    let all_tags = || {
+        instances
+            .iter()
+            .flat_map(|i| i.tags.iter().map(String::as_str))
+    };
+    let (proto, redirect) = (Proto::from_tags(all_tags()), redirects_to_https(all_tags()));
     let mut tags: Vec<&String> = instances.iter().flat_map(|i| i.tags.iter()).collect();
     tags.sort();
     tags.dedup();
@@ -151,15 +157,16 @@ fn service_routes(
             .cloned()
             .collect();
         let key = (name.to_string(), Some(tag.clone()));
-        table
-            .upstreams
-            .insert(key.clone(), Arc::new(Upstream::new(name, subset, &balance)));
+        table.upstreams.insert(
+            key.clone(),
+            Arc::new(Upstream::new(name, subset, &balance).with_options(proto, redirect)),
+        );
         routes.keys.push(key);
     }
     let key = (name.to_string(), None);
     table.upstreams.insert(
         key.clone(),
-        Arc::new(Upstream::new(name, instances, &balance)),
+        Arc::new(Upstream::new(name, instances, &balance).with_options(proto, redirect)),
     );
     routes.keys.push(key);
     routes

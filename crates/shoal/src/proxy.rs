@@ -65,6 +65,52 @@ pub struct ProxyOptions {
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "SHOAL_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// HTTPS listener (TLS terminated here; HTTP/2 or HTTP/1.1 by ALPN),
+    /// routed by host as --listen is (repeatable). Certificates: the
+    /// --tls-cert/--tls-key pairs, and KV values under shoal/certs/<host>.
+    #[arg(long = "tls-listen", value_name = "ADDR")]
+    pub tls_listen: Vec<ListenAddr>,
+    /// Certificate files of the TLS listeners (the first pair is the
+    /// default): set from `shoal proxy`'s --tls-cert/--tls-key, or in
+    /// `shoal dev` from the API's.
+    #[arg(skip)]
+    pub tls_files: Vec<shoal_proxy::CertFiles>,
+}
+
+/// `shoal proxy`'s certificate flags for --tls-listen.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ProxyCertArgs {
+    /// Certificate chain (PEM) for --tls-listen, leaf first; repeatable,
+    /// each with its --tls-key in the same order. The certificate for a
+    /// connection is the one valid for the name it asks for (SNI); the
+    /// first is the default.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Vec<std::path::PathBuf>,
+    /// Private key (PEM) of the --tls-cert at the same position.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Vec<std::path::PathBuf>,
+}
+
+impl ProxyCertArgs {
+    /// The pairs, or what is wrong with the flags.
+    pub fn pairs(&self) -> anyhow::Result<Vec<shoal_proxy::CertFiles>> {
+        if self.tls_cert.len() != self.tls_key.len() {
+            anyhow::bail!(
+                "{} --tls-cert and {} --tls-key given: give one --tls-key for each --tls-cert, in the same order",
+                self.tls_cert.len(),
+                self.tls_key.len()
+            );
+        }
+        Ok(self
+            .tls_cert
+            .iter()
+            .zip(&self.tls_key)
+            .map(|(cert, key)| shoal_proxy::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect())
+    }
 }
 
 impl ProxyOptions {
@@ -100,6 +146,8 @@ pub struct ProxyArgs {
     pub options: ProxyOptions,
     #[command(flatten)]
     pub access: AccessLogArg,
+    #[command(flatten)]
+    pub certs: ProxyCertArgs,
     /// Registry HTTP API to follow (a shoal server or a Consul agent).
     #[arg(
         long,
@@ -182,6 +230,10 @@ pub async fn start(
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Proxy> {
     let main = listen::bind_tcp(&options.listen, "the proxy").await?;
+    let mut secure = Vec::new();
+    for addr in &options.tls_listen {
+        secure.extend(listen::bind_tcp(addr, "the proxy's TLS listener").await?);
+    }
     let mut routes = Vec::new();
     for flag in &options.routes {
         let what = format!("the route to {}", flag.service);
@@ -206,6 +258,24 @@ pub async fn start(
         let (p, c) = (proxy.clone(), cancel.clone());
         tasks.spawn(async move { p.serve_http(bound.socket, c).await });
     }
+    if !secure.is_empty() {
+        let tls = proxy
+            .tls(&options.tls_files, cancel.clone())
+            .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
+        if options.tls_files.is_empty() {
+            println!("shoal proxy: no --tls-cert given: TLS listeners serve only the certificates under KV shoal/certs/<host>");
+        }
+        for bound in secure {
+            println!(
+                "shoal proxy: TLS listening on https://{} (https://<service>.{}:{}, HTTP/2 and HTTP/1.1)",
+                bound.addr,
+                options.domain,
+                bound.addr.port()
+            );
+            let (p, c, t) = (proxy.clone(), cancel.clone(), tls.clone());
+            tasks.spawn(async move { p.serve_https(bound.socket, &t, c).await });
+        }
+    }
     for (listener, route, kind) in routes {
         println!(
             "shoal proxy: route to {} listening on {}://{}",
@@ -222,6 +292,7 @@ pub async fn start(
 /// Runs `shoal proxy` until a signal arrives.
 pub async fn run(mut args: ProxyArgs) -> anyhow::Result<()> {
     args.options.access_log = args.access.access_log;
+    args.options.tls_files = args.certs.pairs()?;
     let mut config = shoal_api::RemoteConfig::new(args.registry.clone());
     config.stream = !args.no_stream;
     config.tls = args.registry_tls.client_tls();

@@ -288,12 +288,23 @@ pub async fn run(args: ServerArgs, role: &str) -> anyhow::Result<()> {
 /// Runs `shoal dev` until a signal arrives.
 pub async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs {
-        server,
+        mut server,
         mut proxy,
         demo,
         docker,
     } = args;
     proxy.access_log = server.access.access_log;
+    // One certificate in dev: the API's serves the proxy's TLS listeners too.
+    if let (Some(cert), Some(key)) = (&server.https.tls_cert, &server.https.tls_key) {
+        proxy.tls_files = vec![shoal_proxy::CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }];
+        // Given for the proxy alone: the API stays plain HTTP.
+        if server.https.https_addr.is_none() && !proxy.tls_listen.is_empty() {
+            (server.https.tls_cert, server.https.tls_key) = (None, None);
+        }
+    }
     run_with(server, "dev", Some((proxy, demo, docker))).await
 }
 

@@ -13,6 +13,12 @@ pub fn received(shared: &Shared) -> Option<Instant> {
     shared.cfg.access_log.then(Instant::now)
 }
 
+/// Takes back [`received`] for a request one path passes to another,
+/// which counts it again.
+pub fn passed_on(shared: &Shared) {
+    shared.stats.requests.fetch_sub(1, Ordering::Relaxed);
+}
+
 /// Counts a request the proxy answers itself.
 pub fn answered_locally(shared: &Shared, e: &ProxyError) {
     match e {

@@ -81,6 +81,31 @@ pub fn request_host<'a>(
     Ok(host)
 }
 
+/// The host an HTTP/2 request is routed by (RFC 9113 8.3.1): its
+/// `:authority`; a Host header beside it must name the same, or the
+/// request is malformed; with no `:authority`, the one Host header.
+pub fn h2_request_host<'a>(
+    mut hosts: impl Iterator<Item = &'a [u8]>,
+    authority: Option<&'a [u8]>,
+) -> Result<&'a [u8], String> {
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header".into());
+    }
+    match (authority, host) {
+        (Some(a), _) if a.contains(&b'@') => Err("userinfo in :authority is not allowed".into()),
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(format!(
+            "Host {:?} differs from :authority {:?}",
+            String::from_utf8_lossy(h),
+            String::from_utf8_lossy(a)
+        )),
+        (Some(a), _) if valid_host(a) => Ok(a),
+        (None, Some(h)) if valid_host(h) => Ok(h),
+        (Some(h), _) | (None, Some(h)) => Err(invalid_host(h)),
+        (None, None) => Err("an HTTP/2 request needs :authority or a Host header".into()),
+    }
+}
+
 /// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 7.2, RFC
 /// 3986 3.2.2): a registered name or an IP literal in brackets, no
 /// userinfo, no spaces, path or control bytes. Empty is allowed (a target
@@ -207,6 +232,29 @@ mod tests {
         ];
         for (i, (http11, hosts, authority, want)) in cases.into_iter().enumerate() {
             let got = request_host(http11, hosts.iter().copied(), authority).map_err(|_| ());
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn h2_host_rules() {
+        type Case<'a> = (&'a [&'a [u8]], Option<&'a [u8]>, Result<&'a [u8], ()>);
+        let cases: [Case; 8] = [
+            (&[], Some(b"web.localhost:8443"), Ok(b"web.localhost:8443")),
+            (
+                &[b"WEB.localhost"],
+                Some(b"web.localhost"),
+                Ok(b"web.localhost"),
+            ),
+            (&[b"web.localhost"], None, Ok(b"web.localhost")),
+            (&[b"evil"], Some(b"web.localhost"), Err(())),
+            (&[b"a", b"a"], Some(b"a"), Err(())),
+            (&[], Some(b"u@web.localhost"), Err(())),
+            (&[], Some(b"bad host"), Err(())),
+            (&[], None, Err(())),
+        ];
+        for (i, (hosts, authority, want)) in cases.into_iter().enumerate() {
+            let got = h2_request_host(hosts.iter().copied(), authority).map_err(|_| ());
             assert_eq!(got, want, "case {i}");
         }
     }

@@ -6,11 +6,13 @@
 //! streamed back with its end reported to passive health.
 
 use super::body::{client_body, BodySignal, Tracked};
+use super::grpc;
 use super::headers::{
     check_framing, is_upgrade, request_host, set_forwarded, set_rfc7239, strip_hop_by_hop,
 };
 use super::pool::UpstreamBody;
 use crate::balance::PickInput;
+use crate::config::Proto;
 use crate::error::ProxyError;
 use crate::instance::Instance;
 use crate::request::attempts::{send_with_retries, Exchange};
@@ -23,25 +25,29 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2;
 use hyper::header::{
-    HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING, VIA,
+    HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TE, TRANSFER_ENCODING, VIA,
 };
 use hyper::upgrade::OnUpgrade;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The body type answered to clients.
 pub type ProxyBody = UpstreamBody;
 
-/// Answers one request; never fails (errors become local answers).
+/// Answers one request (HTTP/1.x or HTTP/2; `https` when it came over
+/// TLS); never fails (errors become local answers: for a gRPC call, a
+/// gRPC status).
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     client: SocketAddr,
     fixed: Option<Arc<str>>,
+    https: bool,
 ) -> Response<ProxyBody> {
     let started = access::received(&shared);
     let (method, host, path) = (
@@ -49,8 +55,13 @@ pub async fn handle(
         request_host(req.uri(), req.headers()),
         req.uri().path().to_string(),
     );
-    let response = match proxy(&shared, req, client, fixed).await {
+    let grpc = grpc::is_grpc(req.headers());
+    let response = match proxy(&shared, req, client, fixed, https).await {
         Ok(resp) => resp,
+        Err(e) if grpc => {
+            access::answered_locally(&shared, &e);
+            grpc::failure(&e)
+        }
         Err(e) => fail_to_proxy(&shared, e),
     };
     access::log(
@@ -110,6 +121,10 @@ fn checked_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyErr
     let http11 = req.version() >= Version::HTTP_11;
     let hosts = req.headers().get_all(HOST).iter().map(|v| v.as_bytes());
     let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    if req.version() == Version::HTTP_2 {
+        let host = forwarding::h2_request_host(hosts, authority).map_err(ProxyError::Client)?;
+        return Ok(HeaderValue::from_bytes(host).ok());
+    }
     let host = forwarding::request_host(http11, hosts, authority).map_err(ProxyError::Client)?;
     Ok(host.and_then(|h| HeaderValue::from_bytes(h).ok()))
 }
@@ -119,6 +134,7 @@ async fn proxy(
     mut req: Request<Incoming>,
     client: SocketAddr,
     fixed: Option<Arc<str>>,
+    https: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     check_framing(req.headers()).map_err(ProxyError::Client)?;
     let host_value = checked_host(&req)?;
@@ -134,7 +150,11 @@ async fn proxy(
         req.uri().path(),
     )?;
     let upstream = wait_for_upstream(shared, &target.key).await?;
+    if upstream.redirect_https && !https {
+        return Ok(redirect_to_https(&req, &host));
+    }
     let upgrade = is_upgrade(req.headers());
+    let trailers = wants_trailers(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
@@ -143,9 +163,15 @@ async fn proxy(
     // so the instance would see another request than the client sent.
     let chunked = headers.contains_key(TRANSFER_ENCODING);
     strip_hop_by_hop(&mut headers, upgrade);
-    if chunked {
+    let h2 = upstream.proto == Proto::H2c;
+    if chunked && !h2 {
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
+    // gRPC needs `te: trailers` end to end; HTTP/2 allows only that TE.
+    if trailers && h2 {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    let authority = host_value.clone();
     if let Some(value) = host_value {
         headers.insert(HOST, value);
     }
@@ -154,19 +180,26 @@ async fn proxy(
         .trusted_proxies
         .iter()
         .any(|c| c.contains(client.ip()));
-    set_forwarded(&mut headers, client.ip(), trusted, &host);
+    let scheme = if https { "https" } else { "http" };
+    set_forwarded(&mut headers, client.ip(), trusted, &host, scheme);
     if shared.cfg.forwarded {
-        set_rfc7239(&mut headers, client.ip(), trusted, &host);
+        set_rfc7239(&mut headers, client.ip(), trusted, &host, scheme);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("1.1 {}", shared.via)) {
         headers.append(VIA, v);
     }
     let replayable = idempotent(parts.method.as_str().as_bytes()) && body.is_end_stream();
+    let mut uri = upstream_uri(&parts.uri, target.strip.as_deref());
+    if h2 {
+        // HTTP/2 names the host in `:authority` (and needs a scheme).
+        uri = h2_uri(&uri, authority.as_ref());
+        headers.remove(HOST);
+    }
     let mut full = FullExchange {
         shared: shared.clone(),
         upstream: upstream.clone(),
         method: parts.method,
-        uri: upstream_uri(&parts.uri, target.strip.as_deref()),
+        uri,
         headers,
         upgrade,
         body: Some(client_body(body)),
@@ -220,7 +253,7 @@ impl Exchange for FullExchange {
         _upstream: &Upstream,
         inst: &Instance,
     ) -> Result<Self::Answer, Failure> {
-        let mut conn = connect(shared, inst, self.upgrade).await?;
+        let mut conn = connect(shared, inst, self.upstream.proto, self.upgrade).await?;
         // The body goes once; a replayable request has none to resend.
         let (req_body, sent_signal) = match self.body.take() {
             Some((body, signal)) => (body, Some(signal)),
@@ -258,7 +291,7 @@ impl Exchange for FullExchange {
         };
         let switched = (self.upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS)
             .then(|| hyper::upgrade::on(&mut resp));
-        if !self.upgrade {
+        if let (false, Conn::H1(conn)) = (self.upgrade, conn) {
             inst.state.pool.put(conn, shared.cfg.max_idle_per_instance);
         }
         let status = resp.status().as_u16();
@@ -279,33 +312,128 @@ impl Exchange for FullExchange {
     }
 }
 
-/// A pooled connection to `inst`, or a new one.
+/// A connection to an instance: HTTP/1.1 (one request at a time,
+/// pooled), or HTTP/2 (one per instance, shared by every request).
+enum Conn {
+    H1(SendRequest<UpstreamBody>),
+    H2(http2::SendRequest<UpstreamBody>),
+}
+
+impl Conn {
+    async fn try_send_request(
+        &mut self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>> {
+        match self {
+            Conn::H1(c) => c.try_send_request(req).await,
+            Conn::H2(c) => c.try_send_request(req).await,
+        }
+    }
+}
+
+/// A pooled connection to `inst` (the shared one, for HTTP/2), or a new one.
 async fn connect(
     shared: &Shared,
     inst: &Instance,
+    proto: Proto,
     upgrade: bool,
-) -> Result<SendRequest<UpstreamBody>, Failure> {
-    if !upgrade {
+) -> Result<Conn, Failure> {
+    if proto == Proto::H2c {
+        if let Some(conn) = inst.state.h2.get() {
+            return Ok(Conn::H2(conn));
+        }
+    } else if !upgrade {
         if let Some(conn) = inst.state.pool.take() {
-            return Ok(conn);
+            return Ok(Conn::H1(conn));
         }
     }
-    let stream = tokio::time::timeout(
-        shared.cfg.connect_timeout,
-        tokio::net::TcpStream::connect(inst.addr),
-    )
-    .await
-    .map_err(|_| Failure::NotSent("connect timed out".into()))?
-    .map_err(|e| Failure::NotSent(format!("connect: {e}")))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+    let handshake = |e: hyper::Error| Failure::NotSent(format!("handshake: {e}"));
+    let connecting = async {
+        let stream = tokio::net::TcpStream::connect(inst.addr)
+            .await
+            .map_err(|e| Failure::NotSent(format!("connect: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        match proto {
+            Proto::H2c => {
+                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Duration::from_secs(30))
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(handshake)?;
+                tokio::spawn(conn);
+                inst.state.h2.set(sender.clone());
+                Ok(Conn::H2(sender))
+            }
+            Proto::Https { skip_verify } => {
+                let tls = crate::tls::upstream::connect(stream, inst.addr, skip_verify)
+                    .await
+                    .map_err(|e| Failure::NotSent(format!("TLS handshake: {e}")))?;
+                let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                    .handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(handshake)?;
+                tokio::spawn(async move {
+                    let _ = conn.with_upgrades().await;
+                });
+                Ok(Conn::H1(sender))
+            }
+            Proto::Http1 => {
+                let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(handshake)?;
+                tokio::spawn(async move {
+                    let _ = conn.with_upgrades().await;
+                });
+                Ok(Conn::H1(sender))
+            }
+        }
+    };
+    tokio::time::timeout(shared.cfg.connect_timeout, connecting)
         .await
-        .map_err(|e| Failure::NotSent(format!("handshake: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(sender)
+        .map_err(|_| Failure::NotSent("connect timed out".into()))?
+}
+
+/// Whether a request asks for trailers (`TE: trailers`, as gRPC sends).
+fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// The absolute URI an HTTP/2 request to an instance carries: the
+/// client's host as `:authority`.
+fn h2_uri(uri: &Uri, authority: Option<&HeaderValue>) -> Uri {
+    let host = authority
+        .and_then(|a| a.to_str().ok())
+        .filter(|a| a.parse::<hyper::http::uri::Authority>().is_ok())
+        .unwrap_or("localhost");
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    format!("http://{host}{pq}")
+        .parse()
+        .unwrap_or_else(|_| uri.clone())
+}
+
+/// The redirect of a plain HTTP request to the same URL over HTTPS:
+/// 301 for GET and HEAD (what browsers and nginx's `return 301` do),
+/// 308 for other methods, which must keep their method and body.
+fn redirect_to_https(req: &Request<Incoming>, host: &str) -> Response<ProxyBody> {
+    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("https://{host}{pq}");
+    let status = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let mut resp = local_response(status, format!("moved to {location}\n"), false);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(hyper::header::LOCATION, v);
+    }
+    resp
 }
 
 /// Strips hop-by-hop headers from the answer and, for a switched

@@ -77,9 +77,16 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), String> {
     Ok(())
 }
 
-/// Sets `X-Forwarded-For/Proto/Host` for a request from `client`; `trusted`
-/// says whether the client's own values are kept (and extended).
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host: &str) {
+/// Sets `X-Forwarded-For/Proto/Host` for a request from `client` that
+/// came in over `scheme` (`http`, `https`); `trusted` says whether the
+/// client's own values are kept (and extended).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    trusted: bool,
+    host: &str,
+    scheme: &'static str,
+) {
     let client = client.to_canonical();
     let prior = believed(trusted, headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()));
     let xff = match prior.and_then(|p| std::str::from_utf8(p).ok()) {
@@ -90,7 +97,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, hos
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         if let Ok(v) = HeaderValue::from_str(host) {
@@ -101,7 +108,13 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool, hos
 
 /// Appends an RFC 7239 `Forwarded` element for this hop (after the
 /// client's own elements only when `trusted`).
-pub fn set_rfc7239(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host: &str) {
+pub fn set_rfc7239(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    trusted: bool,
+    host: &str,
+    scheme: &str,
+) {
     let client = client.to_canonical();
     let node = match client {
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
@@ -111,7 +124,7 @@ pub fn set_rfc7239(headers: &mut HeaderMap, client: IpAddr, trusted: bool, host:
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(*c))
         .collect();
-    let element = format!("for={node};host=\"{host}\";proto=http");
+    let element = format!("for={node};host=\"{host}\";proto={scheme}");
     let prior = believed(trusted, headers.get(&FORWARDED).map(|v| v.as_bytes()));
     let value = match prior.and_then(|p| std::str::from_utf8(p).ok()) {
         Some(prior) => format!("{prior}, {element}"),
@@ -200,7 +213,7 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
         ]);
-        set_forwarded(&mut forged, client, false, "web.localhost");
+        set_forwarded(&mut forged, client, false, "web.localhost", "http");
         assert_eq!(forged.get("x-forwarded-for").unwrap(), "10.1.1.1");
         assert_eq!(forged.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(forged.get("x-forwarded-host").unwrap(), "web.localhost");
@@ -208,7 +221,7 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        set_forwarded(&mut chained, client, true, "web.localhost");
+        set_forwarded(&mut chained, client, true, "web.localhost", "http");
         assert_eq!(chained.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.1.1.1");
         assert_eq!(chained.get("x-forwarded-proto").unwrap(), "https");
     }
@@ -216,13 +229,19 @@ mod tests {
     #[test]
     fn rfc7239_forwarded() {
         let mut h = map(&[("forwarded", "for=6.6.6.6")]);
-        set_rfc7239(&mut h, "10.0.0.1".parse().unwrap(), false, "web.localhost");
+        set_rfc7239(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            false,
+            "web.localhost",
+            "http",
+        );
         assert_eq!(
             h.get("forwarded").unwrap(),
             "for=10.0.0.1;host=\"web.localhost\";proto=http"
         );
         let mut h = map(&[("forwarded", "for=1.2.3.4")]);
-        set_rfc7239(&mut h, "::1".parse().unwrap(), true, "a");
+        set_rfc7239(&mut h, "::1".parse().unwrap(), true, "a", "http");
         assert_eq!(
             h.get("forwarded").unwrap(),
             "for=1.2.3.4, for=\"[::1]\";host=\"a\";proto=http"

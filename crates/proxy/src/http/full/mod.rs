@@ -2,11 +2,15 @@
 //! plain path handed over, with a header-read deadline and a request-head
 //! size limit, a guard against ambiguous framing (`framing`), upgrades
 //! tunnelled, and pooled hyper connections upstream (`pool`). Its
-//! exchange (`forward`) runs under the shared request rules.
+//! exchange (`forward`) runs under the shared request rules, for HTTP/2
+//! clients too (`crate::http::h2`), and speaks HTTP/1.1, HTTP/1.1 over
+//! TLS or HTTP/2 to instances as their `proto=` tags say; gRPC calls it
+//! cannot pass on get a gRPC status (`grpc`).
 
 mod body;
-mod forward;
+pub mod forward;
 pub mod framing;
+pub mod grpc;
 pub mod headers;
 pub mod pool;
 
@@ -30,6 +34,7 @@ pub async fn serve<S>(
     stream: S,
     peer: std::net::SocketAddr,
     fixed: Option<Arc<str>>,
+    https: bool,
     cancel: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -49,7 +54,7 @@ pub async fn serve<S>(
                 let refusal = refused.lock().unwrap_or_else(|e| e.into_inner()).take();
                 return Ok::<_, Infallible>(refuse_head(&shared, refusal));
             }
-            Ok(handle(shared, req, peer, fixed).await)
+            Ok(handle(shared, req, peer, fixed, https).await)
         }
     });
     let conn = http1::Builder::new()

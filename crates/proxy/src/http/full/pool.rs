@@ -11,6 +11,31 @@ use std::sync::Mutex;
 /// The body type sent upstream.
 pub type UpstreamBody = BoxBody<Bytes, hyper::Error>;
 
+/// The one HTTP/2 connection to an instance, shared by every request to
+/// it (streams multiplex); replaced once it closed.
+#[derive(Default)]
+pub struct H2Slot {
+    conn: Mutex<Option<hyper::client::conn::http2::SendRequest<UpstreamBody>>>,
+}
+
+impl H2Slot {
+    /// The connection, while it is open.
+    pub fn get(&self) -> Option<hyper::client::conn::http2::SendRequest<UpstreamBody>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// Keeps `conn` as the instance's connection.
+    pub fn set(&self, conn: hyper::client::conn::http2::SendRequest<UpstreamBody>) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+    }
+
+    /// Whether a connection is kept now.
+    pub fn is_open(&self) -> bool {
+        self.get().is_some()
+    }
+}
+
 /// Idle (or soon idle) connections.
 #[derive(Default)]
 pub struct Pool {

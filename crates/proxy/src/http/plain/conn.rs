@@ -3,43 +3,48 @@
 //! (`crate::http::dispatch`) and hands the connection to the full path
 //! at the first one it does not.
 
+use super::exchange::Served;
 use super::request::RequestHead;
-use super::{exchange, route, Client, Deadline, Io, KEEP_CAPACITY, READ_SIZE};
+use super::{exchange, route, Client, ClientStream, Deadline, Io, KEEP_CAPACITY, READ_SIZE};
 use crate::http::dispatch::Parsed;
+use crate::http::h2::guard::PREFACE;
 use crate::http::rewind::Rewind;
 use crate::Shared;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 enum Next {
     Plain,
     Full,
+    H2,
     Close,
 }
 
-/// Serves one client connection until it closes, `cancel` fires while it
-/// is idle, or it is handed to the full path.
-pub async fn serve(
+/// Serves one client connection (TCP, or TLS over it when `https`) until
+/// it closes, `cancel` fires while it is idle, or it is handed to the
+/// full path; a connection that opens with the HTTP/2 preface (h2c with
+/// prior knowledge) goes to the HTTP/2 server.
+pub async fn serve<C: ClientStream>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: C,
     peer: SocketAddr,
     fixed: Option<Arc<str>>,
+    https: bool,
     cancel: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let client = Client::new(&shared, peer, fixed);
+    let client = Client::new(&shared, peer, fixed, https);
+    let mut first = true;
     let mut io = Io::new(stream);
     let (mut buf, mut head) = (Vec::new(), RequestHead::default());
     let mut route = route::RouteCache::default();
-    let first = Instant::now() + shared.cfg.header_read_timeout;
-    let sleep = tokio::time::sleep_until(first);
+    let until = Instant::now() + shared.cfg.header_read_timeout;
+    let sleep = tokio::time::sleep_until(until);
     tokio::pin!(sleep);
-    let mut deadline = Deadline::new(sleep, first);
+    let mut deadline = Deadline::new(sleep, until);
     let token = cancel.clone();
     let cancelled = token.cancelled();
     tokio::pin!(cancelled);
@@ -53,16 +58,28 @@ pub async fn serve(
             cancelled.as_mut(),
         )
         .await;
+        let next = match next {
+            // The preface's first line reads as a request line of HTTP/2.0.
+            Next::Full if first && buf.starts_with(&PREFACE[..16]) => Next::H2,
+            next => next,
+        };
+        first = false;
         match next {
             Next::Plain => {
                 let req = exchange::Request {
                     buf: &buf,
                     head: &head,
                 };
-                let keep =
+                let served =
                     exchange::exchange(&shared, &client, req, &mut route, &mut io, &mut deadline)
                         .await;
-                if !keep || cancel.is_cancelled() {
+                if served == Served::PassOn {
+                    let stream = Rewind::new(buf, io.stream);
+                    let Client { peer, fixed, .. } = client;
+                    return crate::http::full::serve(shared, stream, peer, fixed, https, cancel)
+                        .await;
+                }
+                if served == Served::Close || cancel.is_cancelled() {
                     return;
                 }
                 buf.drain(..head.total());
@@ -74,7 +91,12 @@ pub async fn serve(
             Next::Full => {
                 let stream = Rewind::new(buf, io.stream);
                 let Client { peer, fixed, .. } = client;
-                return crate::http::full::serve(shared, stream, peer, fixed, cancel).await;
+                return crate::http::full::serve(shared, stream, peer, fixed, https, cancel).await;
+            }
+            Next::H2 => {
+                let stream = Rewind::new(buf, io.stream);
+                let Client { peer, fixed, .. } = client;
+                return crate::http::h2::serve(shared, stream, peer, fixed, https, cancel).await;
             }
             Next::Close => return,
         }
@@ -84,9 +106,9 @@ pub async fn serve(
 /// Reads until `buf` starts with a whole request (head and body) the
 /// plain path takes, or one for the full path; `Close` when the client
 /// closed, was too slow, or the proxy is shutting down while it was idle.
-async fn next_request(
+async fn next_request<C: ClientStream>(
     shared: &Shared,
-    stream: &mut TcpStream,
+    stream: &mut C,
     buf: &mut Vec<u8>,
     head: &mut RequestHead,
     deadline: &mut Deadline<'_>,

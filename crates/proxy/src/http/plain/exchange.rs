@@ -9,7 +9,7 @@ use super::request::RequestHead;
 use super::rewrite::{self, Hop};
 use super::route::RouteCache;
 use super::upstream;
-use super::{Client, Deadline, Io};
+use super::{Client, ClientStream, Deadline, Io};
 use crate::balance::PickInput;
 use crate::error::ProxyError;
 use crate::instance::Instance;
@@ -30,20 +30,36 @@ pub struct Request<'a> {
     pub head: &'a RequestHead,
 }
 
-/// Answers the request in `buf`; false when the client connection must
-/// close afterwards.
-pub async fn exchange(
+/// What became of a request on the plain path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Served {
+    /// Answered; the connection stays open.
+    Keep,
+    /// Answered; the connection closes.
+    Close,
+    /// Not this path's to answer (its upstream speaks HTTP/2 or TLS, or
+    /// is owed a redirect): the full path takes the connection, with
+    /// this request still in the buffer.
+    PassOn,
+}
+
+/// Answers the request in `buf`, or leaves it to the full path.
+pub async fn exchange<C: ClientStream>(
     shared: &Shared,
     client: &Client,
     req: Request<'_>,
     route: &mut RouteCache,
-    io: &mut Io,
+    io: &mut Io<C>,
     deadline: &mut Deadline<'_>,
-) -> bool {
+) -> Served {
     let started = access::received(shared);
     route.host(req.head.host.of(req.buf));
     let (status, keep) = match forward(shared, client, req, route, io, deadline).await {
-        Ok(done) => done,
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            access::passed_on(shared);
+            return Served::PassOn;
+        }
         Err(e) => {
             let status = e.status().as_u16();
             (status, answer_locally(shared, io, e, req.head.close).await)
@@ -61,11 +77,20 @@ pub async fn exchange(
             status,
         );
     }
-    keep
+    if keep {
+        Served::Keep
+    } else {
+        Served::Close
+    }
 }
 
 /// The proxy's own answer for a failure; false when the connection closes.
-async fn answer_locally(shared: &Shared, io: &mut Io, e: ProxyError, client_close: bool) -> bool {
+async fn answer_locally<C: ClientStream>(
+    shared: &Shared,
+    io: &mut Io<C>,
+    e: ProxyError,
+    client_close: bool,
+) -> bool {
     access::answered_locally(shared, &e);
     let close = client_close || e.closes();
     rewrite::local_response(e.status(), &e.body(), close, &mut io.out);
@@ -73,15 +98,15 @@ async fn answer_locally(shared: &Shared, io: &mut Io, e: ProxyError, client_clos
 }
 
 /// Routes and forwards; the answer's status and whether the client
-/// connection stays open.
-async fn forward(
+/// connection stays open, or `None` for a request the full path serves.
+async fn forward<C: ClientStream>(
     shared: &Shared,
     client: &Client,
     req: Request<'_>,
     route: &mut RouteCache,
-    io: &mut Io,
+    io: &mut Io<C>,
     deadline: &mut Deadline<'_>,
-) -> Result<(u16, bool), ProxyError> {
+) -> Result<Option<(u16, bool)>, ProxyError> {
     if !req.head.via.is_empty()
         && forwarding::seen_before(req.head.via.iter().map(|v| v.of(req.buf)), &shared.via)
     {
@@ -95,6 +120,9 @@ async fn forward(
     let (upstream, strip) = route
         .upstream(shared, fixed, || req.head.path(req.buf))
         .await?;
+    if !upstream.plain_serves(client.https) {
+        return Ok(None);
+    }
     let hop = Hop {
         client: &client.ip,
         client_v6: client.v6,
@@ -103,6 +131,7 @@ async fn forward(
         rfc7239: shared.cfg.forwarded,
         strip: strip.as_deref(),
         via: &shared.via,
+        scheme: if client.https { "https" } else { "http" },
     };
     rewrite::upstream_request(req.buf, req.head, &hop, &mut io.out);
     io.out
@@ -114,17 +143,19 @@ async fn forward(
         headers: &headers,
     };
     let mut plain = Plain { req, io, deadline };
-    send_with_retries(shared, &upstream, &input, &mut plain, replayable).await
+    send_with_retries(shared, &upstream, &input, &mut plain, replayable)
+        .await
+        .map(Some)
 }
 
 /// The plain path's exchange: the rewritten request is in `io.out`.
-struct Plain<'r, 'd> {
+struct Plain<'r, 'd, C> {
     req: Request<'r>,
-    io: &'r mut Io,
+    io: &'r mut Io<C>,
     deadline: &'r mut Deadline<'d>,
 }
 
-impl Exchange for Plain<'_, '_> {
+impl<C: ClientStream> Exchange for Plain<'_, '_, C> {
     /// The answer's status, and whether the client connection stays open.
     type Answer = (u16, bool);
 

@@ -23,7 +23,7 @@ use crate::Shared;
 use response::ResponseHead;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Room made in a buffer before each read: a whole small request or
 /// answer head in one read, and little memory per idle connection.
@@ -47,10 +47,12 @@ pub struct Client {
     pub trusted: bool,
     /// Everything goes to this service (a port route).
     pub fixed: Option<Arc<str>>,
+    /// The connection is TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
 }
 
 impl Client {
-    pub fn new(shared: &Shared, peer: SocketAddr, fixed: Option<Arc<str>>) -> Self {
+    pub fn new(shared: &Shared, peer: SocketAddr, fixed: Option<Arc<str>>, https: bool) -> Self {
         let ip = peer.ip().to_canonical();
         Client {
             peer,
@@ -58,14 +60,19 @@ impl Client {
             v6: ip.is_ipv6(),
             trusted: shared.cfg.trusted_proxies.iter().any(|c| c.contains(ip)),
             fixed,
+            https,
         }
     }
 }
 
+/// A client connection the plain path serves: TCP, or TLS over it.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
 /// The connection's buffers, reused by every request on it.
-pub struct Io {
+pub struct Io<C> {
     /// The client connection.
-    pub stream: TcpStream,
+    pub stream: C,
     /// Bytes read from the upstream.
     pub up: Vec<u8>,
     /// The upstream's answer head, over `up`.
@@ -74,9 +81,9 @@ pub struct Io {
     pub out: Vec<u8>,
 }
 
-impl Io {
+impl<C> Io<C> {
     /// Empty buffers for `stream`.
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: C) -> Self {
         Io {
             stream,
             up: Vec::new(),

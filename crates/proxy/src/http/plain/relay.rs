@@ -9,7 +9,7 @@
 
 use super::response::Framing;
 use super::rewrite;
-use super::Io;
+use super::{ClientStream, Io};
 use crate::http::chunked::{ChunkError, Chunked};
 use crate::instance::Instance;
 use crate::request::outcome::AnswerEnd;
@@ -28,9 +28,9 @@ type Relayed = Result<bool, Stop>;
 
 /// Relays the answer whose head is in `io.resp`: how it ended, and
 /// whether the client connection stays open.
-pub async fn relay(
+pub async fn relay<C: ClientStream>(
     mut up: TcpStream,
-    io: &mut Io,
+    io: &mut Io<C>,
     client_close: bool,
     inst: &Instance,
     max_idle: usize,
@@ -65,7 +65,7 @@ enum Whole {
     Up(usize),
 }
 
-async fn write(io: &mut Io, what: Whole) -> Result<(), Stop> {
+async fn write<C: ClientStream>(io: &mut Io<C>, what: Whole) -> Result<(), Stop> {
     let bytes = match what {
         Whole::Out => &io.out[..],
         Whole::Up(n) => &io.up[..n],
@@ -78,7 +78,7 @@ const BODY_READ_SIZE: usize = 32 * 1024;
 
 /// Reads the next bytes of the body into `io.up` (emptied first); an
 /// early close is the upstream's fault.
-async fn read_more(up: &mut TcpStream, io: &mut Io, close_ends: bool) -> Result<usize, Stop> {
+async fn read_more<C>(up: &mut TcpStream, io: &mut Io<C>, close_ends: bool) -> Result<usize, Stop> {
     io.up.clear();
     io.up.reserve(BODY_READ_SIZE);
     match up.read_buf(&mut io.up).await {
@@ -89,7 +89,7 @@ async fn read_more(up: &mut TcpStream, io: &mut Io, close_ends: bool) -> Result<
 }
 
 /// A body of `n` bytes; Ok(true) when nothing followed it.
-async fn by_length(up: &mut TcpStream, io: &mut Io, n: u64) -> Relayed {
+async fn by_length<C: ClientStream>(up: &mut TcpStream, io: &mut Io<C>, n: u64) -> Relayed {
     let start = io.resp.len;
     let have = (io.up.len() - start) as u64;
     let first = have.min(n) as usize;
@@ -107,7 +107,7 @@ async fn by_length(up: &mut TcpStream, io: &mut Io, n: u64) -> Relayed {
 }
 
 /// A chunked body, relayed as sent; Ok(true) when nothing followed it.
-async fn chunked(up: &mut TcpStream, io: &mut Io) -> Relayed {
+async fn chunked<C: ClientStream>(up: &mut TcpStream, io: &mut Io<C>) -> Relayed {
     let mut framing = Chunked::default();
     let start = io.resp.len;
     let bad = |e: ChunkError| Stop::Upstream(e.0.to_string());
@@ -134,7 +134,7 @@ fn chunk_of(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// A body that ends when the upstream closes, sent on as chunks.
-async fn until_close(up: &mut TcpStream, io: &mut Io) -> Relayed {
+async fn until_close<C: ClientStream>(up: &mut TcpStream, io: &mut Io<C>) -> Relayed {
     let start = io.resp.len;
     let first = io.up.split_off(start);
     chunk_of(&mut io.out, &first);

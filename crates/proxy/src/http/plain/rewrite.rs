@@ -26,6 +26,8 @@ pub struct Hop<'a> {
     pub strip: Option<&'a str>,
     /// This proxy's name in `Via`.
     pub via: &'a str,
+    /// The scheme the request came in over (`http`, `https`).
+    pub scheme: &'static str,
 }
 
 #[derive(PartialEq, Eq)]
@@ -141,7 +143,7 @@ pub fn upstream_request<'b>(buf: &'b [u8], req: &'b RequestHead, hop: &Hop, out:
     out.extend_from_slice(hop.client.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !proto {
-        header(out, b"x-forwarded-proto", b"http");
+        header(out, b"x-forwarded-proto", hop.scheme.as_bytes());
     }
     if !host {
         header(out, b"x-forwarded-host", hop.host.as_bytes());
@@ -175,7 +177,9 @@ fn forwarded(out: &mut Vec<u8>, prior: Option<&[u8]>, hop: &Hop) {
             .bytes()
             .filter(|c| c.is_ascii_alphanumeric() || b".-:[]".contains(c)),
     );
-    out.extend_from_slice(b"\";proto=http\r\n");
+    out.extend_from_slice(b"\";proto=");
+    out.extend_from_slice(hop.scheme.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes the head of an upstream's answer for the client into `out`
@@ -246,6 +250,7 @@ mod tests {
             rfc7239: false,
             strip,
             via: "shoal-t",
+            scheme: "http",
         }
     }
 

@@ -34,9 +34,9 @@ pub async fn connect(shared: &Shared, inst: &Instance) -> Result<TcpStream, Fail
 
 /// Sends `io.out` on `stream` and reads the answer's head into `io.resp`
 /// (interim 1xx answers are read past); its bytes stay in `io.up`.
-pub async fn round_trip(
+pub async fn round_trip<C>(
     stream: &mut TcpStream,
-    io: &mut Io,
+    io: &mut Io<C>,
     head_request: bool,
 ) -> Result<(), Failure> {
     if let Err(e) = stream.write_all(&io.out).await {

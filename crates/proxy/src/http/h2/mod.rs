@@ -1,0 +1,83 @@
+//! HTTP/2 from clients: over TLS (ALPN `h2`) and in the clear with prior
+//! knowledge (h2c, the connection preface on a plain listener). hyper's
+//! h2 serves the connection; every stream is one request under the same
+//! rules as HTTP/1.1 (`crate::http::full::forward::handle`: routing by
+//! `:authority`, waiting, retries, ejection, stats, access log), sent on
+//! to the instances over their own protocol (HTTP/1.1 pools, or HTTP/2 to
+//! `proto=h2c`/`grpc` services). Limits: concurrent streams, the header
+//! list size, pending and locally caused resets (h2's), and the control
+//! frame budget of [`guard`].
+
+pub mod guard;
+
+use crate::config::DRAIN;
+use crate::http::full::forward::handle;
+use crate::Shared;
+use guard::{Guarded, Meter};
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+/// Streams a client may have open at once (nginx's and HAProxy's default
+/// is 128 and 100).
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// Streams a client may reset before the proxy accepted them, and streams
+/// the proxy may reset for a client's errors, before the connection ends
+/// with GOAWAY (h2's rapid-reset defences).
+const MAX_PENDING_RESETS: usize = 32;
+const MAX_LOCAL_ERROR_RESETS: usize = 256;
+
+/// A PING when the connection was quiet this long; no answer within the
+/// same time ends it (a client that went away without closing).
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Serves one HTTP/2 connection whose next bytes are the client preface.
+pub async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    fixed: Option<Arc<str>>,
+    https: bool,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = shared.cfg.clone();
+    let counted = shared.clone();
+    let meter = Meter::new(cfg.max_header_bytes);
+    let stream = Guarded::new(stream, meter, move |abuse| {
+        counted.stats.h2_abuse.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client = %peer, reason = abuse.reason(), "proxy: HTTP/2 connection closed");
+    });
+    shared.stats.h2_connections.fetch_add(1, Ordering::Relaxed);
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (shared, fixed) = (shared.clone(), fixed.clone());
+        async move { Ok::<_, Infallible>(handle(shared, req, peer, fixed, https).await) }
+    });
+    let header_list = u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX);
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(header_list)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+        .keep_alive_interval(KEEP_ALIVE)
+        .keep_alive_timeout(KEEP_ALIVE)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN, conn).await;
+        }
+    }
+}
