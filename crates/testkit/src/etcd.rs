@@ -142,6 +142,42 @@ impl TestCerts {
     }
 }
 
+impl TestCerts {
+    /// A self-signed certificate for `names` (DNS names; the first is the
+    /// subject's CN) and its key, made with `openssl` in `dir` as
+    /// `<stem>.crt` and `<stem>.key` (P-256, two days).
+    pub fn self_signed(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        std::fs::create_dir_all(dir).expect("cert dir");
+        let (cert, key) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
+        let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-days", "2", "-nodes", "-newkey", "ec"])
+            .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj"])
+            .arg(format!(
+                "/CN={}",
+                names.first().copied().unwrap_or("localhost")
+            ))
+            .arg("-addext")
+            .arg(format!("subjectAltName={}", sans.join(",")))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run openssl (Debian's openssl; scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (cert, key)
+    }
+}
+
 /// A port nobody listens on right now (the OS's pick for port 0).
 /// `n` distinct free ports: every listener is held until all are chosen,
 /// so the kernel cannot hand the same port out twice (one port picked and
