@@ -195,6 +195,8 @@ async fn every_refused_head_gets_a_reason_and_the_connection_closes() {
         ("HTTP/3.0", b"POST / HTTP/3.0\r\nHost: rec.localhost\r\nContent-Length: 2\r\n\r\nhi".to_vec(), 505, "HTTP/3.0"),
         ("HTTP/0.9 version", b"GET / HTTP/0.9\r\nHost: rec.localhost\r\n\r\n".to_vec(), 505, "HTTP/0.9"),
         ("HTTP/0.9 line", b"GET /\r\n".to_vec(), 505, "HTTP/0.9"),
+        // After an HTTP/1.1 request; first on a connection it opens h2c
+        // (prior knowledge), skipped below and tested in proxy_edge.rs.
         ("h2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505, "HTTP/2.0"),
         ("HTTP/1.x", b"GET / HTTP/1.x\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "invalid HTTP version \"HTTP/1.x\""),
         ("HTTPS/1.1", b"GET / HTTPS/1.1\r\nHost: rec.localhost\r\n\r\n".to_vec(), 400, "invalid HTTP version \"HTTPS/1.1\""),
@@ -221,6 +223,9 @@ async fn every_refused_head_gets_a_reason_and_the_connection_closes() {
     let mut failures = Vec::new();
     for (name, raw, status, reason) in &cases {
         for (after, first) in before.iter().enumerate() {
+            if *name == "h2 preface" && first.is_empty() {
+                continue;
+            }
             let seen = rec.requests().len();
             let mut stream = first.to_vec();
             stream.extend_from_slice(raw);
