@@ -266,6 +266,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn protocol_and_redirect_tags() {
+        let https = Proto::Https { skip_verify: false };
+        let skip = Proto::Https { skip_verify: true };
+        let cases: [(&[&str], Proto, bool); 10] = [
+            (&[], Proto::Http1, false),
+            (&["proto=grpc"], Proto::H2c, false),
+            (&["shoal.proto=h2c", "v2"], Proto::H2c, false),
+            (&["urlprefix-/api proto=grpc strip=/api"], Proto::H2c, false),
+            (&["proto=https"], https, false),
+            (&["proto=https", "tlsskipverify=true"], skip, false),
+            (&["urlprefix-shop.test/ proto=https tlsskipverify=true redirect=https"], skip, true),
+            (&["shoal.redirect=https"], Proto::Http1, true),
+            // The route itself is not an option, nor is a look-alike tag.
+            (&["urlprefix-proto=grpc", "xproto=grpc", "redirect=http"], Proto::Http1, false),
+            (&["proto=gopher"], Proto::Http1, false),
+        ];
+        for (tags, proto, redirect) in cases {
+            assert_eq!(Proto::from_tags(tags.iter().copied()), proto, "{tags:?}");
+            assert_eq!(redirects_to_https(tags.iter().copied()), redirect, "{tags:?}");
+        }
+    }
+
+    #[test]
     fn parses_balance_names() {
         let cases = [
             ("round_robin", Some(Balance::RoundRobin)),

@@ -89,19 +89,11 @@ pub struct Proxy {
     catalog: Arc<dyn Catalog>,
 }
 
-/// What TLS listeners serve: the certificate store (files, and KV kept
-/// current) and the rustls configuration over it.
+/// What TLS listeners serve: the rustls configuration over the
+/// certificate store (files, and KV kept current).
 #[derive(Clone)]
 pub struct Tls {
     acceptor: tokio_rustls::TlsAcceptor,
-    store: Arc<tls::certs::CertStore>,
-}
-
-impl Tls {
-    /// The store, to load KV certificates into by hand (tests).
-    pub fn store(&self) -> &tls::certs::CertStore {
-        &self.store
-    }
 }
 
 impl Proxy {
@@ -141,10 +133,9 @@ impl Proxy {
         let unknown = self.shared.stats.unknown_sni.clone();
         let store = Arc::new(tls::certs::CertStore::from_files(files, unknown)?);
         let config = tls::server_config(store.clone())?;
-        tokio::spawn(tls::watch_kv(self.catalog.clone(), store.clone(), cancel));
+        tokio::spawn(tls::watch_kv(self.catalog.clone(), store, cancel));
         Ok(Tls {
             acceptor: tokio_rustls::TlsAcceptor::from(config),
-            store,
         })
     }
 

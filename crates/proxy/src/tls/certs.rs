@@ -166,13 +166,6 @@ impl CertStore {
         taken
     }
 
-    /// Whether any certificate at all is there (a listener without one
-    /// could finish no handshake).
-    pub fn is_empty(&self) -> bool {
-        let certs = self.certs.load();
-        certs.files.is_empty() && certs.kv.is_empty()
-    }
-
     fn unknown(&self, name: &str) {
         let seen = self.unknown_sni.fetch_add(1, Ordering::Relaxed) + 1;
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
