@@ -5,7 +5,7 @@
 //!
 //! One subcommand per benchmark, one module per benchmark:
 //! `shoal-bench registry` ([`registry`]), `shoal-bench proxy
-//! throughput|time-to-route|churn` ([`proxy`]) and `shoal-bench dns`
+//! throughput|time-to-route|churn|edge` ([`proxy`]) and `shoal-bench dns`
 //! ([`dns`]), `shoal-bench https` ([`https`]), `shoal-bench docker` ([`docker`]), `shoal-bench watchers`
 //! ([`watchers`]), `shoal-bench locks` ([`locks`]), `shoal-bench scale`
 //! ([`scale`]), `shoal-bench render` ([`render`]), `shoal-bench etcd`

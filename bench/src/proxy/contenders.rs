@@ -130,7 +130,7 @@ fn contender(name: &'static str, daemon: &Daemon, port: u16) -> Contender {
 }
 
 /// nginx's arguments: prefix, startup error log and configuration in `dir`.
-fn nginx_args(dir: &Path, name: &str) -> Vec<String> {
+pub(super) fn nginx_args(dir: &Path, name: &str) -> Vec<String> {
     let d = dir.display();
     vec![
         "-p".into(),
@@ -144,7 +144,7 @@ fn nginx_args(dir: &Path, name: &str) -> Vec<String> {
     ]
 }
 
-async fn start_backends(
+pub(super) async fn start_backends(
     programs: &Programs,
     pin: &Pinning,
     dir: &Path,
@@ -229,13 +229,13 @@ async fn start_haproxy(
     Ok((daemon, port))
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+pub(super) fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
     let path = dir.join(name);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A 200 answer's body to `GET url` with `Host: web.localhost`.
-async fn get_body(client: &reqwest::Client, url: &str) -> Option<String> {
+pub(super) async fn get_body(client: &reqwest::Client, url: &str) -> Option<String> {
     let response = client
         .get(url)
         .header("Host", format!("{SERVICE}.localhost"))
@@ -250,7 +250,7 @@ async fn get_body(client: &reqwest::Client, url: &str) -> Option<String> {
 
 /// Waits (bounded: the shoal proxy may still be reading the registry)
 /// until answers through `url` came from every backend.
-async fn reaches_all_backends(client: &reqwest::Client, url: &str) -> Result<()> {
+pub(super) async fn reaches_all_backends(client: &reqwest::Client, url: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = BTreeSet::new();
     let mut last = None;

@@ -1,7 +1,7 @@
 //! CPU time from `/proc` (Linux), to tell which process was the
 //! bottleneck of a run: a process tree's user+system time (a process and
-//! its children, e.g. an nginx master and its worker), and the time of
-//! this process's reaped children (wrk, once it has exited).
+//! its children, e.g. an nginx master and its worker), the time of this
+//! process's reaped children (wrk, once it has exited), and its own.
 //! Elsewhere every figure reads as zero.
 
 use std::time::Duration;
@@ -51,6 +51,14 @@ pub fn tree_ticks(pid: u32) -> u64 {
         }
     }
     total
+}
+
+/// User+system ticks of this process's own threads (the edge
+/// benchmark's TLS client runs in it).
+pub fn self_ticks() -> u64 {
+    read_stat("self").map_or(0, |f| {
+        f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+    })
 }
 
 /// User+system ticks of this process's children that have exited and

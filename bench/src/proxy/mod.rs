@@ -6,18 +6,24 @@
 //! - `time-to-route` ([`time_to_route`]): from a registration's
 //!   acknowledgement to the first request that reaches the new instance;
 //! - `churn` ([`churn`]): failed requests of a steady open-loop stream
-//!   while instances are added, killed and removed.
+//!   while instances are added, killed and removed;
+//! - `edge` ([`edge`]): the balancers as a TLS edge, shoal against nginx
+//!   and HAProxy: HTTPS and HTTP/2 requests/s, full and resumed TLS
+//!   handshakes/s, and plain HTTP/1.1, in one run.
 
 mod churn;
 mod configs;
 mod contenders;
 pub(crate) mod cpu;
 mod daemon;
+mod edge;
 pub(crate) mod fleet;
+mod h2load;
 mod machine;
 mod paced;
 mod throughput;
 mod time_to_route;
+mod tls_client;
 mod wrk;
 
 use anyhow::Result;
@@ -40,6 +46,8 @@ enum Which {
     TimeToRoute(time_to_route::Args),
     /// Failed requests at a steady rate while instances scale 1 -> 5 -> 1 and one is killed.
     Churn(churn::Args),
+    /// TLS edge: HTTPS, HTTP/2 and TLS handshakes/s (full, resumed), shoal vs nginx vs HAProxy.
+    Edge(edge::Args),
 }
 
 /// Runs the chosen benchmark with the binary `shoal`; `command` is echoed in the summary.
@@ -48,5 +56,6 @@ pub async fn run(shoal: &Path, args: &Args, command: &str) -> Result<()> {
         Which::Throughput(a) => throughput::run(shoal, a, command).await,
         Which::TimeToRoute(a) => time_to_route::run(shoal, a, command).await,
         Which::Churn(a) => churn::run(shoal, a, command).await,
+        Which::Edge(a) => edge::run(shoal, a, command).await,
     }
 }

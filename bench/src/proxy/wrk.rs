@@ -124,7 +124,7 @@ fn socket_errors(line: &str) -> u64 {
 }
 
 /// wrk's times: `812.00us`, `2.74ms`, `1.02s`, `1.50m`.
-fn duration(text: &str) -> Result<Duration> {
+pub(super) fn duration(text: &str) -> Result<Duration> {
     let split = text
         .find(|c: char| c.is_ascii_alphabetic())
         .ok_or_else(|| anyhow!("no unit in {text:?}"))?;
