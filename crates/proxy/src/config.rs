@@ -225,6 +225,11 @@ pub struct ProxyConfig {
     pub header_read_timeout: Duration,
     /// Largest request head accepted (431 beyond).
     pub max_header_bytes: usize,
+    /// An HTTP/2 connection with no stream open this long is closed
+    /// (GOAWAY): HTTP/1.1's idle connections close after
+    /// `header_read_timeout`; HTTP/2 clients keep one connection, as
+    /// with nginx's 75 s `keepalive_timeout`.
+    pub h2_idle_timeout: Duration,
     /// Client connections at once, at most.
     pub max_connections: usize,
     /// Idle keep-alive connections to each instance, at most.
@@ -251,6 +256,7 @@ impl Default for ProxyConfig {
             answer_timeout: Duration::from_secs(15),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            h2_idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
             max_idle_per_instance: 256,
             eject: EjectConfig::default(),
@@ -276,15 +282,27 @@ mod tests {
             (&["urlprefix-/api proto=grpc strip=/api"], Proto::H2c, false),
             (&["proto=https"], https, false),
             (&["proto=https", "tlsskipverify=true"], skip, false),
-            (&["urlprefix-shop.test/ proto=https tlsskipverify=true redirect=https"], skip, true),
+            (
+                &["urlprefix-shop.test/ proto=https tlsskipverify=true redirect=https"],
+                skip,
+                true,
+            ),
             (&["shoal.redirect=https"], Proto::Http1, true),
             // The route itself is not an option, nor is a look-alike tag.
-            (&["urlprefix-proto=grpc", "xproto=grpc", "redirect=http"], Proto::Http1, false),
+            (
+                &["urlprefix-proto=grpc", "xproto=grpc", "redirect=http"],
+                Proto::Http1,
+                false,
+            ),
             (&["proto=gopher"], Proto::Http1, false),
         ];
         for (tags, proto, redirect) in cases {
             assert_eq!(Proto::from_tags(tags.iter().copied()), proto, "{tags:?}");
-            assert_eq!(redirects_to_https(tags.iter().copied()), redirect, "{tags:?}");
+            assert_eq!(
+                redirects_to_https(tags.iter().copied()),
+                redirect,
+                "{tags:?}"
+            );
         }
     }
 

@@ -222,3 +222,53 @@ fn reqwest_blocking_get(url: &str) -> serde_json::Value {
         .expect("curl runs");
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Frame types read from `conn` until it closes (at most 10 s).
+fn frames_until_closed(conn: &mut TcpStream) -> (Vec<u8>, bool) {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let closed = loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = usize::from(bytes[at]) << 16
+            | usize::from(bytes[at + 1]) << 8
+            | usize::from(bytes[at + 2]);
+        kinds.push(bytes[at + 3]);
+        at += 9 + len;
+    }
+    (kinds, closed)
+}
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_with_goaway() {
+    let cfg = shoal_proxy::ProxyConfig {
+        h2_idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let s = common::stack::Stack::start(cfg).await;
+    let addr = s.addr;
+    let (kinds, closed) = tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut start = PREFACE.to_vec();
+        start.extend(frame(0x4, 0, 0, &[]));
+        conn.write_all(&start).unwrap();
+        let started = Instant::now();
+        let seen = frames_until_closed(&mut conn);
+        eprintln!("idle connection closed after {:?}", started.elapsed());
+        seen
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the idle connection stayed open");
+    assert!(kinds.contains(&0x7), "closed with GOAWAY: frames {kinds:?}");
+}

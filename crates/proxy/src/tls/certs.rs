@@ -114,7 +114,11 @@ pub struct CertStore {
     /// Handshakes that named a host no certificate is for.
     unknown_sni: Arc<AtomicU64>,
     logged: Mutex<(Option<Instant>, u64)>,
+    /// The KV values last read and what they parsed to, by host.
+    kv_parsed: Mutex<KvParsed>,
 }
+
+type KvParsed = HashMap<String, (Vec<u8>, Option<Arc<CertifiedKey>>)>;
 
 impl std::fmt::Debug for CertStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,6 +141,7 @@ impl CertStore {
             }),
             unknown_sni,
             logged: Mutex::new((None, 0)),
+            kv_parsed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -145,21 +150,31 @@ impl CertStore {
     /// with a warning and the others still served. Returns how many were
     /// taken.
     pub fn set_kv<'a>(&self, entries: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> usize {
+        let mut parsed = self.kv_parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = HashMap::new();
         let mut kv = HashMap::new();
         for (host, pem) in entries {
             let host = host.trim_end_matches('.').to_ascii_lowercase();
             if host.is_empty() || host.contains('/') {
                 continue;
             }
-            match certified_key(pem, pem) {
-                Ok(key) => {
-                    kv.insert(host, key);
+            // A value that did not change is not parsed (or warned of) again.
+            let result = match parsed.remove(&host) {
+                Some((raw, result)) if raw == pem => result,
+                _ => {
+                    let result = certified_key(pem, pem);
+                    if let Err(e) = &result {
+                        tracing::warn!(key = %format!("{KV_PREFIX}{host}"), error = %e, "proxy: KV certificate skipped");
+                    }
+                    result.ok()
                 }
-                Err(e) => {
-                    tracing::warn!(key = %format!("{KV_PREFIX}{host}"), error = %e, "proxy: KV certificate skipped")
-                }
+            };
+            if let Some(key) = &result {
+                kv.insert(host.clone(), key.clone());
             }
+            next.insert(host, (pem.to_vec(), result));
         }
+        *parsed = next;
         let taken = kv.len();
         let files = self.certs.load().files.clone();
         self.certs.store(Arc::new(Certs { files, kv }));
