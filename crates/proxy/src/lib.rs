@@ -7,7 +7,9 @@
 //!
 //! Layout: `listen` accepts connections and hands each to `http` (where
 //! `http::dispatch` picks the plain fast path or the full hyper path for
-//! each request) or to `tcp`. The rules of a request (routing, waiting,
+//! each request, `http::tls` terminates TLS and `http::h2` serves HTTP/2
+//! clients) or to `tcp`. `tls` holds the certificates (files and KV) and
+//! the TLS towards `proto=https` instances. The rules of a request (routing, waiting,
 //! attempts and retries, what counts as an instance failure, forwarding
 //! headers, stats and the access log) live once in `request`; each path
 //! only implements its exchange with an instance.
