@@ -166,7 +166,8 @@ pub struct ProxyArgs {
     #[arg(long, env = "SHOAL_NO_STREAM")]
     pub no_stream: bool,
     /// ACL token the proxy reads the catalog with (it needs `service_prefix
-    /// ""` and `node_prefix ""` read).
+    /// ""` and `node_prefix ""` read, and with --tls-listen `key_prefix
+    /// "shoal/certs/"` read).
     #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
