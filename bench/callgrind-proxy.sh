@@ -7,10 +7,15 @@
 #
 #   bench/callgrind-proxy.sh            # prints requests, instructions, per request
 #   CALLGRIND_KEEP=/tmp/cg.out bench/callgrind-proxy.sh   # also keeps the profile
+#   SHOAL_BIN=/path/to/other/shoal bench/callgrind-proxy.sh # another build (A/B)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p shoal >/dev/null
-bin=target/release/shoal
+if [ -n "${SHOAL_BIN:-}" ]; then
+    bin=$SHOAL_BIN
+else
+    cargo build --release -p shoal >/dev/null
+    bin=target/release/shoal
+fi
 work=$(mktemp -d)
 # `start` runs in a command substitution (a subshell), so each process's
 # id goes to a file: a variable set there would be lost and it would leak.

@@ -64,6 +64,8 @@ pub async fn serve<C: ClientStream>(
             next => next,
         };
         first = false;
+        // The hand-overs below are boxed: their large futures would
+        // otherwise be part of every plain connection's own state.
         match next {
             Next::Plain => {
                 let req = exchange::Request {
@@ -76,8 +78,8 @@ pub async fn serve<C: ClientStream>(
                 if served == Served::PassOn {
                     let stream = Rewind::new(buf, io.stream);
                     let Client { peer, fixed, .. } = client;
-                    return crate::http::full::serve(shared, stream, peer, fixed, https, cancel)
-                        .await;
+                    let full = crate::http::full::serve(shared, stream, peer, fixed, https, cancel);
+                    return Box::pin(full).await;
                 }
                 if served == Served::Close || cancel.is_cancelled() {
                     return;
@@ -91,12 +93,14 @@ pub async fn serve<C: ClientStream>(
             Next::Full => {
                 let stream = Rewind::new(buf, io.stream);
                 let Client { peer, fixed, .. } = client;
-                return crate::http::full::serve(shared, stream, peer, fixed, https, cancel).await;
+                let full = crate::http::full::serve(shared, stream, peer, fixed, https, cancel);
+                return Box::pin(full).await;
             }
             Next::H2 => {
                 let stream = Rewind::new(buf, io.stream);
                 let Client { peer, fixed, .. } = client;
-                return crate::http::h2::serve(shared, stream, peer, fixed, https, cancel).await;
+                let h2 = crate::http::h2::serve(shared, stream, peer, fixed, https, cancel);
+                return Box::pin(h2).await;
             }
             Next::Close => return,
         }
