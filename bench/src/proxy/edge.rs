@@ -141,6 +141,23 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Issue 18's targets: HTTPS at least as fast as nginx and HAProxy
+    /// with a p99 no worse; HTTP/2 at least as fast as nginx. The rest is
+    /// reported without one (plain HTTP/1.1 has its own in `throughput`).
+    fn ratio_target(self, other: &str) -> Option<f64> {
+        match (self, other) {
+            (Phase::Https, _) | (Phase::H2, "nginx") => Some(1.0),
+            _ => None,
+        }
+    }
+
+    /// Whether shoal's p99 should be at most `other`'s.
+    fn p99_target(self, _other: &str) -> bool {
+        self == Phase::Https
+    }
+}
+
+impl Phase {
     fn label(self) -> &'static str {
         match self {
             Phase::Https => "HTTPS/1.1",
@@ -899,10 +916,17 @@ fn figures(set: &EdgeSet, args: &Args, runs: &[Vec<Vec<Sample>>]) -> Vec<Figure>
                     } else {
                         0.0
                     };
-                    figures.push(Figure::info(
-                        format!("{label}: shoal / {other} {}/s", phase.unit()),
-                        format!("{ratio:.2}x"),
-                    ));
+                    let name = format!("{label}: shoal / {other} {}/s", phase.unit());
+                    figures.push(match phase.ratio_target(other) {
+                        Some(target) => Figure::ratio_at_least(name, ratio, target),
+                        None => Figure::info(name, format!("{ratio:.2}x")),
+                    });
+                    if let (true, Some(mine), Some(theirs)) =
+                        (phase.p99_target(other), shoal.p99, o.p99)
+                    {
+                        let name = format!("{label}: shoal p99 (target: {other} p99)");
+                        figures.push(Figure::delay_at_most(name, mine, theirs));
+                    }
                 }
             }
         }
