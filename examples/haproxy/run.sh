@@ -48,6 +48,25 @@ instances() { test "$(hostnames "$url" www.example.com "$2")" "$1" "$3"; }
 diagnose() {
   echo "--- shoal render and HAProxy said:" >&2; tail -30 "$work/render.log" >&2
   echo "--- the rendered configuration:" >&2; cat "$work/haproxy.cfg" >&2
+  echo "--- 10 answers through HAProxy (status, time, instance):" >&2
+  for _ in $(seq 1 10); do
+    curl -s --max-time 5 -o "$work/answer" -w '%{http_code} %{time_total}s ' -H 'Host: www.example.com' "$url/json" >&2 || echo -n "curl-error($?) " >&2
+    grep -o '"hostname": *"[^"]*"' "$work/answer" >&2 || echo >&2
+  done
+  echo "--- each registered instance, directly:" >&2
+  curl -sf "http://$registry/v1/health/service/web" | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    s = e["Service"]
+    print(s["ID"], s["Address"], s["Port"], [c["Status"] for c in e["Checks"]])' >&2 || true
+  echo "--- each registered address from this host, bypassing HAProxy:" >&2
+  curl -sf "http://$registry/v1/health/service/web" | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    print(e["Service"]["Address"], e["Service"]["Port"])' | while read -r addr p; do
+    echo "$addr:$p $(curl -s --max-time 3 -o /dev/null -w '%{http_code} %{time_total}s' "http://$addr:$p/health" || echo "curl-error($?)")" >&2
+  done
+  dc ps >&2 || true
 }
 wait_until 60 "five instances answer through HAProxy" instances -ge 20 5 || { diagnose; exit 1; }
 t1=$(now_ms)
