@@ -369,30 +369,29 @@ async fn connect(
                 let tls = crate::tls::upstream::connect(stream, inst.addr, skip_verify)
                     .await
                     .map_err(|e| Failure::NotSent(format!("TLS handshake: {e}")))?;
-                let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                    .handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(handshake)?;
-                tokio::spawn(async move {
-                    let _ = conn.with_upgrades().await;
-                });
-                Ok(Conn::H1(sender))
+                h1_handshake(tls).await.map_err(handshake)
             }
-            Proto::Http1 => {
-                let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(handshake)?;
-                tokio::spawn(async move {
-                    let _ = conn.with_upgrades().await;
-                });
-                Ok(Conn::H1(sender))
-            }
+            Proto::Http1 => h1_handshake(stream).await.map_err(handshake),
         }
     };
     tokio::time::timeout(shared.cfg.connect_timeout, connecting)
         .await
         .map_err(|_| Failure::NotSent("connect timed out".into()))?
+}
+
+/// An HTTP/1.1 client connection over `io` (TCP, or TLS over it), its
+/// driver spawned with upgrades allowed.
+async fn h1_handshake<T>(io: T) -> Result<Conn, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(Conn::H1(sender))
 }
 
 /// Whether a request asks for trailers (`TE: trailers`, as gRPC sends).
