@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{HeaderMap, Response, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// gRPC status codes the proxy answers with.
 pub mod code {
@@ -60,17 +61,11 @@ pub fn status_of(e: &ProxyError) -> u32 {
 }
 
 /// `grpc-message`'s encoding: percent-encoding of everything outside
-/// printable ASCII and of `%` itself.
+/// printable ASCII (controls and non-ASCII) and of `%` itself.
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
 fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, GRPC_MESSAGE).to_string()
 }
 
 /// The Trailers-Only answer for `e`.
