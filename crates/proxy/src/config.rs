@@ -67,6 +67,14 @@ pub enum Proto {
     },
 }
 
+/// A fabio `urlprefix-<route> [option ...]` tag: its route and its
+/// options (`strip=`, `proto=`, `tlsskipverify=`, `redirect=`); `None`
+/// for any other tag, or one with no route.
+pub(crate) fn split_prefix_tag(tag: &str) -> Option<(&str, std::str::SplitWhitespace<'_>)> {
+    let mut parts = tag.strip_prefix("urlprefix-")?.split_whitespace();
+    Some((parts.next()?, parts))
+}
+
 impl Proto {
     /// The protocol a service's tags ask for; the last `proto` tag wins.
     pub fn from_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Proto {
@@ -74,8 +82,9 @@ impl Proto {
         let mut skip_verify = false;
         for tag in tags {
             // fabio's options ride on the urlprefix- tag after the route.
-            let options = match tag.strip_prefix("urlprefix-") {
-                Some(rest) => rest.split_whitespace().skip(1).collect::<Vec<_>>(),
+            let options = match split_prefix_tag(tag) {
+                Some((_, options)) => options.collect::<Vec<_>>(),
+                None if tag.starts_with("urlprefix-") => Vec::new(),
                 None => vec![tag.strip_prefix("shoal.").unwrap_or(tag)],
             };
             for option in options {
@@ -99,14 +108,10 @@ impl Proto {
 /// to HTTPS (`shoal.redirect=https`, or the `urlprefix-` option
 /// `redirect=https`).
 pub fn redirects_to_https<'a>(tags: impl IntoIterator<Item = &'a str>) -> bool {
-    tags.into_iter()
-        .any(|tag| match tag.strip_prefix("urlprefix-") {
-            Some(rest) => rest
-                .split_whitespace()
-                .skip(1)
-                .any(|o| o == "redirect=https"),
-            None => tag == "shoal.redirect=https",
-        })
+    tags.into_iter().any(|tag| match split_prefix_tag(tag) {
+        Some((_, mut options)) => options.any(|o| o == "redirect=https"),
+        None => tag == "shoal.redirect=https",
+    })
 }
 
 /// A listener that sends everything to one service. The binary builds it

@@ -124,15 +124,13 @@ pub struct RoutingTable {
 pub type StateRegistry = HashMap<String, HashMap<(String, SocketAddr), Arc<InstanceState>>>;
 
 pub(crate) fn parse_prefix_tag(tag: &str, service: &str) -> Option<PrefixRoute> {
-    let rest = tag.strip_prefix("urlprefix-")?;
-    let mut parts = rest.split_whitespace();
-    let route = parts.next()?;
+    let (route, mut options) = crate::config::split_prefix_tag(tag)?;
     let (host, path) = match route.find('/') {
         Some(0) => (None, route),
         Some(i) => (Some(route[..i].to_ascii_lowercase()), &route[i..]),
         None => (Some(route.to_ascii_lowercase()), "/"),
     };
-    let strip = parts
+    let strip = options
         .find_map(|opt| opt.strip_prefix("strip="))
         .map(str::to_string);
     Some(PrefixRoute {
