@@ -69,26 +69,8 @@ impl TestCerts {
     pub fn generate(dir: &Path) -> TestCerts {
         std::fs::create_dir_all(dir).expect("cert dir");
         let path = |name: &str| dir.join(name);
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stdin(Stdio::null())
-                .output()
-                .expect("cannot run openssl (Debian's openssl; scripts/test installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let key = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
+        let run = |args: &[&str]| openssl(dir, args);
+        let key = EC_KEY;
         for (ca, cn) in [("ca", "/CN=shoal test CA"), ("other-ca", "/CN=another CA")] {
             let (k, c) = (format!("{ca}.key"), format!("{ca}.crt"));
             let mut args = vec!["req", "-x509", "-days", "2", "-subj", cn];
@@ -148,34 +130,40 @@ impl TestCerts {
     /// `<stem>.crt` and `<stem>.key` (P-256, two days).
     pub fn self_signed(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         std::fs::create_dir_all(dir).expect("cert dir");
-        let (cert, key) = (
-            dir.join(format!("{stem}.crt")),
-            dir.join(format!("{stem}.key")),
-        );
+        let (cert, key) = (format!("{stem}.crt"), format!("{stem}.key"));
         let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-days", "2", "-nodes", "-newkey", "ec"])
-            .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj"])
-            .arg(format!(
-                "/CN={}",
-                names.first().copied().unwrap_or("localhost")
-            ))
-            .arg("-addext")
-            .arg(format!("subjectAltName={}", sans.join(",")))
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot run openssl (Debian's openssl; scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (cert, key)
+        let subject = format!("/CN={}", names.first().copied().unwrap_or("localhost"));
+        let san = format!("subjectAltName={}", sans.join(","));
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend_from_slice(&EC_KEY);
+        args.extend_from_slice(&["-addext", &san, "-keyout", &key, "-out", &cert]);
+        openssl(dir, &args);
+        (dir.join(cert), dir.join(key))
     }
+}
+
+/// `openssl req` flags for a new P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// Runs `openssl ARGS` in `dir`; panics with its message if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run openssl (Debian's openssl; scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A port nobody listens on right now (the OS's pick for port 0).
