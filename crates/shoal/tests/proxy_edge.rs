@@ -9,10 +9,11 @@
 mod common;
 
 use common::stack::{bin, hello};
+use common::tls::tls_backend;
 use common::*;
 use serde_json::{json, Value};
 use shoal_testkit::{ServerProcess, TestCerts};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -392,30 +393,6 @@ async fn kv_certificates_are_served_and_rotated_without_restart() {
     let out = s_client(https, Some("none.test"), &[], None);
     assert!(!out.contains("BEGIN CERTIFICATE"), "{out}");
     assert!(stats(&edge).await["proxy"]["unknown_sni"].as_u64().unwrap() >= 1);
-}
-
-/// `openssl s_server -www` on a free port of 127.0.0.1: (process, port).
-fn tls_backend(cert: &Path, key: &Path) -> (Child, u16) {
-    let mut child = Command::new("openssl")
-        .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
-        .arg(cert)
-        .arg("-key")
-        .arg(key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl runs");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines.next().expect("s_server said where").unwrap();
-        if let Some(addr) = line.strip_prefix("ACCEPT ") {
-            break addr.rsplit(':').next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, port)
 }
 
 #[tokio::test]

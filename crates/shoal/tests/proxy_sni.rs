@@ -6,44 +6,16 @@
 
 mod common;
 
+use common::tls::tls_backend;
 use common::*;
 use serde_json::json;
 use shoal_testkit::{ServerProcess, TestCerts};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_shoal"))
-}
-
-/// `openssl s_server -www` on a free port of 127.0.0.1: (process, port).
-fn tls_backend(certs: &TestCerts) -> (Child, u16) {
-    let mut child = Command::new("openssl")
-        .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
-        .arg(&certs.server_cert)
-        .arg("-key")
-        .arg(&certs.server_key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl runs (scripts/test installs it)");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("s_server said where it listens")
-            .unwrap();
-        if let Some(addr) = line.strip_prefix("ACCEPT ") {
-            break addr.rsplit(':').next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, port)
 }
 
 /// curl through the route with `name` as the server name; its stdout,
@@ -78,7 +50,7 @@ fn subject(pem_or_chain: &[u8]) -> String {
 async fn tls_is_routed_by_server_name_and_passed_through_whole() {
     let dir = tempfile::tempdir().unwrap();
     let certs = TestCerts::generate(dir.path());
-    let (mut backend, port) = tls_backend(&certs);
+    let (mut backend, port) = tls_backend(&certs.server_cert, &certs.server_key);
     let (dev, _) = ServerProcess::start_dev(
         bin(),
         &[

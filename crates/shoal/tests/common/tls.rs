@@ -139,6 +139,30 @@ pub fn curl(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `openssl s_server -www` on a free port of 127.0.0.1: (process, port).
+pub fn tls_backend(cert: &Path, key: &Path) -> (Child, u16) {
+    let mut child = Command::new("openssl")
+        .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run openssl (scripts/test installs it)");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines.next().expect("s_server said where").unwrap();
+        if let Some(addr) = line.strip_prefix("ACCEPT ") {
+            break addr.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
+}
+
 /// A child process whose stdout and stderr lines are kept as they come.
 pub struct Watched {
     child: Child,
